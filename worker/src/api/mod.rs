@@ -1,0 +1,14 @@
+//! The typed DataStream API.
+
+pub mod connected;
+pub mod datastream;
+pub mod env;
+pub mod keyed;
+
+pub use connected::{
+    BroadcastConnectedStream, BroadcastStream, ConnectedKeyedStreams, ConnectedStreams,
+    KeyedBroadcastConnectedStream,
+};
+pub use datastream::{DataStream, SinkHandle};
+pub use env::StreamEnv;
+pub use keyed::KeyedStream;

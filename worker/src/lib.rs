@@ -1,0 +1,58 @@
+//! Strom: a Flink-class stream processor.
+//!
+//! Jobs are typed dataflows: sources, transformations (map, filter, key_by, windows,
+//! process functions, joins) and sinks, with event time, keyed state and timers. This
+//! crate is the engine and the `strom` binary; see `README.md` for how to write a job.
+//!
+//! ```
+//! use strom::prelude::*;
+//! let env = StreamEnv::new();
+//! let doubled = env.from_collection(vec![1, 2, 3]).map(|x: i32| x * 2).collect();
+//! env.execute("doubling").unwrap();
+//! assert_eq!(doubled.values(), vec![2, 4, 6]);
+//! ```
+
+pub mod api;
+pub mod config;
+pub mod connectors;
+pub mod error;
+pub mod functions;
+pub(crate) mod graph;
+pub mod hash;
+pub mod keygroup;
+pub(crate) mod operators;
+pub mod record;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod time;
+pub mod cli;
+pub mod jobs;
+
+/// Everything a job needs, in one import.
+pub mod prelude {
+    pub use crate::api::{
+        BroadcastConnectedStream, BroadcastStream, ConnectedKeyedStreams, ConnectedStreams, DataStream,
+        KeyedBroadcastConnectedStream, KeyedStream, SinkHandle, StreamEnv,
+    };
+    pub use crate::config::{ExecutionConfig, ProcessingTimeMode, RuntimeMode};
+    pub use crate::connectors::{CollectHandle, CollectionSource, GeneratorSource};
+    pub use crate::error::{JobError, TaskError};
+    pub use crate::functions::{
+        AggregateFn, AggregateFunction, BroadcastContext, BroadcastProcessFunction, Collector, CoProcessFunction, Context,
+        KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedCoProcessFunction, KeyedContext,
+        KeyedProcessFunction, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
+    };
+    pub use crate::record::{Data, Key, MAX_WATERMARK, NO_TIMESTAMP, StreamRecord, TimeDomain};
+    pub use crate::runtime::context::RuntimeContext;
+    pub use crate::runtime::executor::{JobHandle, JobResult};
+    pub use crate::runtime::output::OutputTag;
+    pub use crate::sink::{Sink, SinkContext, SinkWriter};
+    pub use crate::source::{BoxError, DeadLetter, Source, SourceContext, SourceOutput, SourcePoll, SourceReader, dead_letter_tag};
+    pub use crate::state::{
+        AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, OperatorStateDescriptor,
+        ReducingStateDescriptor, StateTtlConfig, ValueStateDescriptor,
+    };
+    pub use crate::time::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
+}

@@ -1,0 +1,172 @@
+//! The broadcast state pattern: a data stream connected with a broadcast stream whose
+//! records update broadcast state held by every instance (input 1: data, input 2:
+//! broadcast).
+
+use crate::error::{Position, TaskResult};
+use crate::functions::{BroadcastContext, BroadcastProcessFunction, Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction};
+use crate::operators::OpBase;
+use crate::operators::co_process::process_plain;
+use crate::operators::keyed_process::{KeySelector, KeyedParts, fire_timers, process_keyed};
+use crate::record::{Batch, Data, Key, TimeDomain, WatermarkStatus};
+use crate::runtime::context::guard;
+use crate::runtime::task::TwoInputOperator;
+use crate::state::backend::KeyedBackend;
+use crate::state::broadcast::BroadcastStates;
+use crate::state::operator::OperatorStateStore;
+use crate::state::timers::Timers;
+use std::marker::PhantomData;
+
+pub(crate) struct BroadcastProcessOp<I, B, O, F> {
+    pub base: OpBase<O>,
+    pub f: F,
+    pub states: BroadcastStates,
+    pub operator_state: OperatorStateStore,
+    pub _in: PhantomData<fn(I, B)>,
+}
+
+impl<I: Data, B: Data, O: Data, F: BroadcastProcessFunction<I, B, O>> TwoInputOperator<I, B> for BroadcastProcessOp<I, B, O, F> {
+    fn process_batch1(&mut self, batch: &mut Batch<I>) -> TaskResult {
+        let f = &mut self.f;
+        process_plain(
+            &mut self.base,
+            0,
+            batch,
+            &self.operator_state,
+            Some(&mut self.states),
+            |v, c, o| f.process_element(v, c, o),
+        )
+    }
+
+    fn process_batch2(&mut self, batch: &mut Batch<B>) -> TaskResult {
+        self.base.info.metrics.add_in(1, batch.len());
+        let b = &mut self.base;
+        let f = &mut self.f;
+        let states = &mut self.states;
+        guard!(b.info, Position::InputRecord { input: 2, record: b.seen[1] }, {
+            let clock = b.services.clock.clone();
+            for r in batch.drain(..) {
+                b.seen[1] += 1;
+                let mut ctx = BroadcastContext {
+                    timestamp: r.timestamp,
+                    watermark: b.watermark,
+                    clock: &clock,
+                    sides: &mut b.out.sides,
+                    broadcast: states,
+                };
+                let mut out = Collector::new(&mut b.out.buf, r.timestamp);
+                f.process_broadcast_element(r.value, &mut ctx, &mut out);
+            }
+            Ok(())
+        })?;
+        self.base.out.flush()
+    }
+
+    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
+        self.base.watermark = watermark;
+        self.base.out.emit_watermark(watermark)
+    }
+    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
+        self.base.out.emit_status(status)
+    }
+    fn on_processing_time(&mut self, now: i64) -> TaskResult {
+        self.base.out.on_processing_time(now)
+    }
+    fn finish(&mut self) -> TaskResult {
+        self.base.out.end_input()
+    }
+    fn flush(&mut self) -> TaskResult {
+        self.base.out.flush_downstream()
+    }
+    fn close(&mut self) {
+        let f = &mut self.f;
+        self.base.close_with(|| f.close());
+    }
+}
+
+pub(crate) struct KeyedBroadcastProcessOp<K, I, B, O, F> {
+    pub base: OpBase<O>,
+    pub f: F,
+    pub key_selector: KeySelector<I, K>,
+    pub backend: KeyedBackend<K>,
+    pub timers: Timers<K, ()>,
+    pub states: BroadcastStates,
+    pub _in: PhantomData<fn(I, B)>,
+}
+
+impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B, O>> KeyedBroadcastProcessOp<K, I, B, O, F> {
+    fn parts(&mut self) -> (&mut OpBase<O>, &mut F, KeyedParts<'_, K>) {
+        (
+            &mut self.base,
+            &mut self.f,
+            KeyedParts {
+                backend: &self.backend,
+                timers: &mut self.timers,
+                broadcast: Some(&mut self.states),
+            },
+        )
+    }
+
+    fn fire(&mut self, domain: TimeDomain, time: i64) -> TaskResult {
+        let (base, f, parts) = self.parts();
+        fire_timers(base, domain, time, parts, |t, c, o| f.on_timer(t, c, o))
+    }
+}
+
+impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B, O>> TwoInputOperator<I, B>
+    for KeyedBroadcastProcessOp<K, I, B, O, F>
+{
+    fn process_batch1(&mut self, batch: &mut Batch<I>) -> TaskResult {
+        let sel = self.key_selector.clone();
+        let (base, f, parts) = self.parts();
+        process_keyed(base, 0, 2, batch, &sel, parts, |v, c, o| f.process_element(v, c, o))
+    }
+
+    fn process_batch2(&mut self, batch: &mut Batch<B>) -> TaskResult {
+        self.base.info.metrics.add_in(1, batch.len());
+        let b = &mut self.base;
+        let f = &mut self.f;
+        let states = &mut self.states;
+        let backend = &self.backend;
+        guard!(b.info, Position::InputRecord { input: 2, record: b.seen[1] }, {
+            let clock = b.services.clock.clone();
+            for r in batch.drain(..) {
+                b.seen[1] += 1;
+                let mut ctx = KeyedBroadcastContext {
+                    timestamp: r.timestamp,
+                    watermark: b.watermark,
+                    clock: &clock,
+                    sides: &mut b.out.sides,
+                    broadcast: states,
+                    backend,
+                };
+                let mut out = Collector::new(&mut b.out.buf, r.timestamp);
+                f.process_broadcast_element(r.value, &mut ctx, &mut out);
+            }
+            Ok(())
+        })?;
+        self.base.out.flush()
+    }
+
+    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
+        self.base.watermark = watermark;
+        self.fire(TimeDomain::EventTime, watermark)?;
+        self.base.out.emit_watermark(watermark)
+    }
+    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
+        self.base.out.emit_status(status)
+    }
+    fn on_processing_time(&mut self, now: i64) -> TaskResult {
+        self.fire(TimeDomain::ProcessingTime, now)?;
+        self.base.out.on_processing_time(now)
+    }
+    fn finish(&mut self) -> TaskResult {
+        self.base.out.end_input()
+    }
+    fn flush(&mut self) -> TaskResult {
+        self.base.out.flush_downstream()
+    }
+    fn close(&mut self) {
+        let f = &mut self.f;
+        self.base.close_with(|| f.close());
+    }
+}

@@ -1,0 +1,197 @@
+//! The keyed process operator (a `KeyedProcessFunction` with keyed state and timers), and
+//! the record and timer loops every keyed function operator shares.
+
+use crate::error::{Position, TaskResult};
+use crate::functions::{Collector, KeyedContext, KeyedProcessFunction};
+use crate::graph::BuildContext;
+use crate::operators::OpBase;
+use crate::record::{Batch, Data, Key, NO_TIMESTAMP, TimeDomain, WatermarkStatus};
+use crate::runtime::consumer::Consumer;
+use crate::runtime::context::{OperatorInfo, guard};
+use crate::state::backend::KeyedBackend;
+use crate::state::broadcast::BroadcastStates;
+use crate::state::heap::KeyContext;
+use crate::state::timers::Timers;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Extracts a record's key.
+pub(crate) type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// A keyed backend and timers for an operator instance.
+pub(crate) fn keyed_parts<K: Key, N: std::hash::Hash + Eq + Clone>(ctx: &BuildContext<'_>) -> (KeyedBackend<K>, Timers<K, N>) {
+    let key = Rc::new(KeyContext::new(ctx.key_groups, ctx.info.max_parallelism));
+    (
+        KeyedBackend::new(key, ctx.services.clock.clone()),
+        Timers::new(ctx.services.wakeup.clone()),
+    )
+}
+
+/// Makes `key` current, or fails naming the operator.
+#[inline]
+pub(crate) fn set_key<K: Key>(backend: &KeyedBackend<K>, info: &OperatorInfo, key: K) -> TaskResult {
+    backend.set_current_key(key).map_err(|m| info.error(m))
+}
+
+/// The keyed state, timers and broadcast state a keyed function sees.
+pub(crate) struct KeyedParts<'a, K> {
+    pub backend: &'a KeyedBackend<K>,
+    pub timers: &'a mut Timers<K, ()>,
+    pub broadcast: Option<&'a mut BroadcastStates>,
+}
+
+/// Feeds every record of `batch` (input `input` of `inputs`) to `call` with its key set.
+pub(crate) fn process_keyed<K: Key, I, O>(
+    base: &mut OpBase<O>,
+    input: u8,
+    inputs: u8,
+    batch: &mut Batch<I>,
+    selector: &KeySelector<I, K>,
+    parts: KeyedParts<'_, K>,
+    mut call: impl FnMut(I, &mut KeyedContext<'_, K>, &mut Collector<'_, O>),
+) -> TaskResult {
+    let idx = usize::from(input);
+    base.info.metrics.add_in(idx, batch.len());
+    let KeyedParts {
+        backend,
+        timers,
+        mut broadcast,
+    } = parts;
+    let b = &mut *base;
+    let position = |n| {
+        if inputs == 1 {
+            Position::Record(n)
+        } else {
+            Position::InputRecord { input: input + 1, record: n }
+        }
+    };
+    guard!(b.info, position(b.seen[idx]), {
+        let clock = b.services.clock.clone();
+        for r in batch.drain(..) {
+            b.seen[idx] += 1;
+            set_key(backend, &b.info, selector(&r.value))?;
+            let mut ctx = KeyedContext {
+                timestamp: r.timestamp,
+                watermark: b.watermark,
+                clock: &clock,
+                sides: &mut b.out.sides,
+                backend,
+                timers: &mut *timers,
+                time_domain: None,
+                broadcast: broadcast.as_deref_mut(),
+            };
+            let mut out = Collector::new(&mut b.out.buf, r.timestamp);
+            call(r.value, &mut ctx, &mut out);
+        }
+        Ok(())
+    })?;
+    base.out.flush()
+}
+
+/// Fires the timers of `domain` due at `time`, each with its key set.
+pub(crate) fn fire_timers<K: Key, O>(
+    base: &mut OpBase<O>,
+    domain: TimeDomain,
+    time: i64,
+    parts: KeyedParts<'_, K>,
+    mut on_timer: impl FnMut(i64, &mut KeyedContext<'_, K>, &mut Collector<'_, O>),
+) -> TaskResult {
+    let KeyedParts {
+        backend,
+        timers,
+        mut broadcast,
+    } = parts;
+    loop {
+        let due = match domain {
+            TimeDomain::EventTime => timers.event.pop_due(time),
+            TimeDomain::ProcessingTime => timers.processing.pop_due(time),
+        };
+        let Some((t, key, ())) = due else { break };
+        set_key(backend, &base.info, key)?;
+        let b = &mut *base;
+        guard!(b.info, Position::Timer { domain, timestamp: t }, {
+            let clock = b.services.clock.clone();
+            // Event-time results carry the timer's time; processing-time ones none (Flink).
+            let ts = if domain == TimeDomain::EventTime { t } else { NO_TIMESTAMP };
+            let mut ctx = KeyedContext {
+                timestamp: ts,
+                watermark: b.watermark,
+                clock: &clock,
+                sides: &mut b.out.sides,
+                backend,
+                timers: &mut *timers,
+                time_domain: Some(domain),
+                broadcast: broadcast.as_deref_mut(),
+            };
+            let mut out = Collector::new(&mut b.out.buf, ts);
+            on_timer(t, &mut ctx, &mut out);
+            Ok(())
+        })?;
+    }
+    if domain == TimeDomain::ProcessingTime {
+        timers.request_wakeup();
+    }
+    base.out.flush()
+}
+
+pub(crate) struct KeyedProcessOp<K, I, O, F> {
+    pub base: OpBase<O>,
+    pub f: F,
+    pub key_selector: KeySelector<I, K>,
+    pub backend: KeyedBackend<K>,
+    pub timers: Timers<K, ()>,
+    pub _in: PhantomData<fn(I)>,
+}
+
+impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> KeyedProcessOp<K, I, O, F> {
+    fn parts(&mut self) -> (&mut OpBase<O>, &mut F, KeyedParts<'_, K>) {
+        (
+            &mut self.base,
+            &mut self.f,
+            KeyedParts {
+                backend: &self.backend,
+                timers: &mut self.timers,
+                broadcast: None,
+            },
+        )
+    }
+}
+
+impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Consumer<I> for KeyedProcessOp<K, I, O, F> {
+    fn process_batch(&mut self, batch: &mut Batch<I>) -> TaskResult {
+        let selector = self.key_selector.clone();
+        let (base, f, parts) = self.parts();
+        process_keyed(base, 0, 1, batch, &selector, parts, |v, c, o| f.process_element(v, c, o))
+    }
+
+    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
+        self.base.watermark = watermark;
+        let (base, f, parts) = self.parts();
+        fire_timers(base, TimeDomain::EventTime, watermark, parts, |t, c, o| f.on_timer(t, c, o))?;
+        self.base.out.emit_watermark(watermark)
+    }
+
+    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
+        self.base.out.emit_status(status)
+    }
+
+    fn on_processing_time(&mut self, now: i64) -> TaskResult {
+        let (base, f, parts) = self.parts();
+        fire_timers(base, TimeDomain::ProcessingTime, now, parts, |t, c, o| f.on_timer(t, c, o))?;
+        self.base.out.on_processing_time(now)
+    }
+
+    fn end_input(&mut self) -> TaskResult {
+        self.base.out.end_input()
+    }
+
+    fn flush(&mut self) -> TaskResult {
+        self.base.out.flush_downstream()
+    }
+
+    fn close(&mut self) {
+        let f = &mut self.f;
+        self.base.close_with(|| f.close());
+    }
+}

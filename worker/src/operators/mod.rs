@@ -1,0 +1,92 @@
+//! The built-in operators: what each API call turns into at run time.
+//!
+//! Every operator consumes batches and emits into an [`Output`]; user code runs inside the
+//! panic guard so that a panic fails the job naming the operator and the input position.
+
+pub(crate) mod aggregate;
+pub(crate) mod basic;
+pub(crate) mod broadcast;
+pub(crate) mod co_process;
+pub(crate) mod keyed_process;
+pub(crate) mod sink;
+pub(crate) mod timestamps;
+
+use crate::error::{Position, TaskResult};
+use crate::record::MIN_WATERMARK;
+use crate::runtime::context::{OperatorInfo, RuntimeContext, TaskServices, guard};
+use crate::runtime::output::Output;
+
+/// What every operator instance carries.
+pub(crate) struct OpBase<O> {
+    pub info: OperatorInfo,
+    pub services: TaskServices,
+    pub out: Output<O>,
+    /// Records received so far, per input (the position reported when user code panics).
+    pub seen: [u64; 2],
+    pub watermark: i64,
+}
+
+impl<O> OpBase<O> {
+    pub(crate) fn new(info: OperatorInfo, services: TaskServices, out: Output<O>) -> Self {
+        OpBase {
+            info,
+            services,
+            out,
+            seen: [0; 2],
+            watermark: MIN_WATERMARK,
+        }
+    }
+
+    pub(crate) fn runtime_context(&self) -> RuntimeContext<'_> {
+        RuntimeContext {
+            info: &self.info,
+            services: &self.services,
+        }
+    }
+
+    /// Runs user setup code (`open`) under the panic guard.
+    pub(crate) fn open_with(&self, f: impl FnOnce(&RuntimeContext<'_>)) -> TaskResult {
+        let ctx = self.runtime_context();
+        guard!(self.info, Position::Lifecycle("opening the operator"), {
+            f(&ctx);
+            Ok(())
+        })
+    }
+
+    /// Runs user teardown code (`close`); a panic there is logged, not fatal.
+    pub(crate) fn close_with(&mut self, f: impl FnOnce()) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+            tracing::warn!(operator = %self.info.name, "user code panicked while closing");
+        }
+        self.out.close();
+    }
+}
+
+/// Implements the control methods of `Consumer` for an operator with a `base: OpBase<_>`
+/// field and no timers: they update the watermark and forward to the output. The
+/// operator provides `process_batch` and, through `$close`, its teardown.
+macro_rules! forward_control {
+    ($close:expr) => {
+        fn process_watermark(&mut self, watermark: i64) -> $crate::error::TaskResult {
+            self.base.watermark = watermark;
+            self.base.out.emit_watermark(watermark)
+        }
+        fn process_status(&mut self, status: $crate::record::WatermarkStatus) -> $crate::error::TaskResult {
+            self.base.out.emit_status(status)
+        }
+        fn on_processing_time(&mut self, now: i64) -> $crate::error::TaskResult {
+            self.base.out.on_processing_time(now)
+        }
+        fn end_input(&mut self) -> $crate::error::TaskResult {
+            self.base.out.end_input()
+        }
+        fn flush(&mut self) -> $crate::error::TaskResult {
+            self.base.out.flush_downstream()
+        }
+        fn close(&mut self) {
+            #[allow(clippy::redundant_closure_call)]
+            ($close)(self)
+        }
+    };
+}
+pub(crate) use forward_control;

@@ -1,0 +1,260 @@
+//! Runs a planned job in this process: one thread per subtask, bounded channels between
+//! them. The first task that fails cancels the others, and the job reports that failure
+//! (not the secondary ones it caused).
+
+use crate::config::ExecutionConfig;
+use crate::error::{JobError, TaskError, TaskResult};
+use crate::graph::build::ChainBuilder;
+use crate::graph::plan::{Plan, targets_of};
+use crate::graph::{Built, StreamGraph};
+use crate::runtime::context::{Clock, TaskServices, TimerWakeup};
+use crate::runtime::envelope::Envelope;
+use crate::runtime::input::{InputChannel, InputGate};
+use crate::runtime::metrics::{JobMetrics, OperatorEntry};
+use crate::runtime::task::{run_input_task, run_source_task};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    pub name: String,
+    pub duration: Duration,
+    pub metrics: JobMetrics,
+    /// Whether it was cancelled (Ctrl-C or [`JobHandle::cancel`]) rather than finished.
+    pub cancelled: bool,
+}
+
+/// Stops a running job from anywhere (a signal handler, another thread).
+#[derive(Clone, Debug)]
+pub struct CancelToken {
+    cancel: Arc<AtomicBool>,
+    by_user: Arc<AtomicBool>,
+}
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.by_user.store(true, Ordering::SeqCst);
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+struct Done {
+    task: String,
+    result: TaskResult,
+}
+
+/// A job running in this process.
+pub struct JobHandle {
+    name: String,
+    started: Instant,
+    metrics: JobMetrics,
+    token: CancelToken,
+    done: Receiver<Done>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl JobHandle {
+    /// The job's counters, updated while it runs.
+    pub fn metrics(&self) -> &JobMetrics {
+        &self.metrics
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops the job: sources stop, tasks exit; `join` then reports it as cancelled.
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    pub fn cancel_token(&self) -> CancelToken {
+        self.token.clone()
+    }
+
+    /// Waits until every task has ended.
+    pub fn join(self) -> Result<JobResult, JobError> {
+        let mut remaining = self.threads.len();
+        let mut root: Option<TaskError> = None;
+        let mut secondary: Option<TaskError> = None;
+        while remaining > 0 {
+            let Ok(done) = self.done.recv() else { break };
+            remaining -= 1;
+            if let Err(e) = done.result {
+                if e.is_secondary() {
+                    secondary.get_or_insert(e);
+                } else if root.is_none() {
+                    tracing::error!(task = %done.task, error = %e, "task failed; cancelling the job");
+                    root = Some(e);
+                }
+                self.token.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let by_user = self.token.by_user.load(Ordering::SeqCst);
+        let result = JobResult {
+            name: self.name,
+            duration: self.started.elapsed(),
+            metrics: self.metrics,
+            cancelled: by_user,
+        };
+        match (root, secondary) {
+            (Some(e), _) => Err(JobError::TaskFailed(e)),
+            (None, Some(_)) if by_user => Ok(result),
+            (None, Some(e)) => Err(JobError::TaskFailed(e)),
+            (None, None) => Ok(result),
+        }
+    }
+}
+
+/// Starts every subtask of a planned job.
+pub(crate) fn launch(name: &str, graph: StreamGraph, plan: Plan, config: ExecutionConfig) -> Result<JobHandle, JobError> {
+    let metrics = JobMetrics {
+        operators: graph
+            .nodes
+            .iter()
+            .map(|n| OperatorEntry {
+                name: n.name.clone(),
+                uid: n.uid.clone().unwrap_or_default(),
+                parallelism: plan.parallelism[n.id],
+                subtasks: (0..plan.parallelism[n.id]).map(|_| Arc::default()).collect(),
+            })
+            .collect(),
+    };
+
+    // Channels for every edge that crosses tasks.
+    let mut inputs: Vec<Vec<Vec<InputChannel>>> = plan
+        .vertices
+        .iter()
+        .map(|v| (0..v.parallelism).map(|_| Vec::new()).collect())
+        .collect();
+    let mut senders: Vec<Vec<HashMap<usize, Vec<Sender<Envelope>>>>> = plan
+        .vertices
+        .iter()
+        .map(|v| (0..v.parallelism).map(|_| HashMap::new()).collect())
+        .collect();
+    for (ei, e) in graph.edges.iter().enumerate() {
+        if plan.chained[ei] {
+            continue;
+        }
+        let (vu, vd) = (plan.vertex_of[e.source], plan.vertex_of[e.target]);
+        let (pu, pd) = (plan.parallelism[e.source], plan.parallelism[e.target]);
+        for u in 0..pu {
+            for d in targets_of(plan.partitioning[ei], pu, pd, u) {
+                let (tx, rx) = bounded(config.channel_capacity);
+                senders[vu][u].entry(ei).or_default().push(tx);
+                inputs[vd][d].push(InputChannel {
+                    rx,
+                    input: e.input,
+                    finished: false,
+                });
+            }
+        }
+    }
+
+    let graph = Arc::new(graph);
+    let plan = Arc::new(plan);
+    let config = Arc::new(config);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let token = CancelToken {
+        cancel: cancel.clone(),
+        by_user: Arc::new(AtomicBool::new(false)),
+    };
+    let (done_tx, done_rx) = unbounded();
+    let mut threads = Vec::new();
+    for (vi, vertex) in plan.vertices.iter().enumerate() {
+        for s in (0..vertex.parallelism).rev() {
+            let task_name = format!("{} ({}/{})", vertex.name, s + 1, vertex.parallelism);
+            let my_inputs = inputs[vi].pop().unwrap_or_default();
+            let my_senders = senders[vi].pop().unwrap_or_default();
+            let (graph, plan, config, metrics, task_cancel, done_tx) = (
+                graph.clone(),
+                plan.clone(),
+                config.clone(),
+                metrics.clone(),
+                cancel.clone(),
+                done_tx.clone(),
+            );
+            let thread_name = task_name.clone();
+            let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_subtask(&graph, &plan, &config, &metrics, vi, s, my_inputs, my_senders, &task_cancel)
+                }))
+                .unwrap_or_else(|p| {
+                    Err(TaskError::Operator {
+                        operator: graph.nodes[plan.vertices[vi].head].name.clone(),
+                        subtask: s + 1,
+                        parallelism: plan.vertices[vi].parallelism,
+                        message: format!("internal error: {}", crate::error::panic_message(p.as_ref())),
+                    })
+                });
+                let _ = done_tx.send(Done {
+                    task: task_name,
+                    result,
+                });
+            });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    cancel.store(true, Ordering::SeqCst);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(JobError::Spawn(e.to_string()));
+                }
+            }
+        }
+    }
+    tracing::info!(job = name, tasks = threads.len(), "job started");
+    Ok(JobHandle {
+        name: name.to_string(),
+        started: Instant::now(),
+        metrics,
+        token,
+        done: done_rx,
+        threads,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_subtask(
+    graph: &StreamGraph,
+    plan: &Plan,
+    config: &Arc<ExecutionConfig>,
+    metrics: &JobMetrics,
+    vertex: usize,
+    subtask: usize,
+    inputs: Vec<InputChannel>,
+    senders: HashMap<usize, Vec<Sender<Envelope>>>,
+    cancel: &AtomicBool,
+) -> TaskResult {
+    let services = TaskServices {
+        clock: Rc::new(Clock::new(config.processing_time)),
+        wakeup: Rc::new(TimerWakeup::new()),
+        config: config.clone(),
+    };
+    let mut builder = ChainBuilder {
+        graph,
+        plan,
+        metrics,
+        services: &services,
+        subtask,
+        senders,
+    };
+    match builder.build(plan.vertices[vertex].head)? {
+        Built::Source(mut driver) => run_source_task(driver.as_mut(), &services, cancel),
+        Built::OneInput(op) => {
+            let mut head = op.into_head();
+            run_input_task(head.as_mut(), InputGate::new(inputs), &services, cancel)
+        }
+        Built::TwoInput(mut head) => run_input_task(head.as_mut(), InputGate::new(inputs), &services, cancel),
+    }
+}

@@ -1,0 +1,107 @@
+//! The input channels of one subtask, read round-robin.
+//!
+//! Each channel is its own bounded queue from one upstream subtask, so a reader can stop
+//! reading one channel while it reads others (needed for aligned checkpoint barriers), and
+//! a full queue blocks exactly the producer that filled it.
+
+use crate::runtime::envelope::Envelope;
+use crossbeam_channel::{Receiver, Select, TryRecvError};
+use std::time::Duration;
+
+pub(crate) struct InputChannel {
+    pub rx: Receiver<Envelope>,
+    /// 0 for a one-input task; 0 or 1 for the two inputs of a two-input task.
+    pub input: u8,
+    pub finished: bool,
+}
+
+/// What reading the gate gave.
+pub(crate) enum Polled {
+    Element(usize, Envelope),
+    /// Nothing available right now.
+    Empty,
+    /// Every channel has ended.
+    Finished,
+    /// A producer vanished without ending its channel: it failed.
+    Disconnected(usize),
+}
+
+pub(crate) struct InputGate {
+    pub channels: Vec<InputChannel>,
+    next: usize,
+    open: usize,
+}
+
+impl InputGate {
+    pub(crate) fn new(channels: Vec<InputChannel>) -> Self {
+        let open = channels.len();
+        InputGate {
+            channels,
+            next: 0,
+            open,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub(crate) fn input_of(&self, channel: usize) -> u8 {
+        self.channels[channel].input
+    }
+
+    /// Marks a channel ended; returns whether every channel of its input has ended.
+    pub(crate) fn finish(&mut self, channel: usize) -> bool {
+        if !self.channels[channel].finished {
+            self.channels[channel].finished = true;
+            self.open -= 1;
+        }
+        let input = self.channels[channel].input;
+        self.channels
+            .iter()
+            .filter(|c| c.input == input)
+            .all(|c| c.finished)
+    }
+
+    pub(crate) fn all_finished(&self) -> bool {
+        self.open == 0
+    }
+
+    /// The next available element, round-robin over channels, without blocking.
+    pub(crate) fn poll(&mut self) -> Polled {
+        if self.open == 0 {
+            return Polled::Finished;
+        }
+        let n = self.channels.len();
+        for step in 0..n {
+            let i = (self.next + step) % n;
+            let ch = &self.channels[i];
+            if ch.finished {
+                continue;
+            }
+            match ch.rx.try_recv() {
+                Ok(env) => {
+                    self.next = i + 1;
+                    return Polled::Element(i, env);
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Polled::Disconnected(i),
+            }
+        }
+        Polled::Empty
+    }
+
+    /// Blocks until some open channel has an element (or was disconnected), or `timeout`.
+    /// Nothing is consumed: the next `poll` reads what became ready.
+    pub(crate) fn wait(&self, timeout: Duration) {
+        let mut sel = Select::new();
+        let mut any = false;
+        for ch in self.channels.iter().filter(|c| !c.finished) {
+            sel.recv(&ch.rx);
+            any = true;
+        }
+        if any {
+            let _ = sel.ready_timeout(timeout);
+        }
+    }
+}

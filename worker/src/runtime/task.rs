@@ -1,0 +1,377 @@
+//! The loop of one subtask: read input channels (or poll a source), hand elements to the
+//! chain of operators, fire processing-time timers, flush when input runs dry, and end
+//! cleanly when every input has ended or the job is cancelled.
+
+use crate::error::{Position, TaskError, TaskResult};
+use crate::record::{Data, MAX_WATERMARK, WatermarkStatus};
+use crate::runtime::consumer::Consumer;
+use crate::runtime::context::{OperatorInfo, TaskServices, guard};
+use crate::runtime::envelope::{Envelope, ErasedBatch, downcast_batch};
+use crate::runtime::input::{InputGate, Polled};
+use crate::runtime::valve::{ClockValve, ValveOutput, WatermarkValve};
+use crate::source::{SourceOutput, SourcePoll, SourceReader, SourceState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long a quiet task sleeps before it looks at the cancel flag again.
+const CANCEL_CHECK: Duration = Duration::from_millis(50);
+
+/// The first operator of a task that reads channels, seen without its input types.
+pub(crate) trait TaskHead {
+    fn process(&mut self, input: u8, batch: Box<dyn ErasedBatch>) -> TaskResult;
+    fn process_watermark(&mut self, watermark: i64) -> TaskResult;
+    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult;
+    fn on_processing_time(&mut self, now: i64) -> TaskResult;
+    /// Every channel of `input` has ended.
+    fn end_input(&mut self, input: u8) -> TaskResult;
+    /// Every input has ended.
+    fn finish(&mut self) -> TaskResult;
+    fn flush(&mut self) -> TaskResult;
+    fn close(&mut self);
+}
+
+/// A one-input chain as a task head.
+pub(crate) struct OneInputHead<I> {
+    consumer: Box<dyn Consumer<I>>,
+    operator: Arc<str>,
+}
+
+impl<I: Data> OneInputHead<I> {
+    pub(crate) fn new(consumer: Box<dyn Consumer<I>>, operator: Arc<str>) -> Self {
+        OneInputHead { consumer, operator }
+    }
+}
+
+fn internal(operator: &str, message: String) -> TaskError {
+    TaskError::Operator {
+        operator: operator.to_string(),
+        subtask: 0,
+        parallelism: 0,
+        message,
+    }
+}
+
+impl<I: Data> TaskHead for OneInputHead<I> {
+    fn process(&mut self, _input: u8, batch: Box<dyn ErasedBatch>) -> TaskResult {
+        let mut batch = downcast_batch::<I>(batch).map_err(|m| internal(&self.operator, m))?;
+        self.consumer.process_batch(&mut batch)
+    }
+    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
+        self.consumer.process_watermark(watermark)
+    }
+    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
+        self.consumer.process_status(status)
+    }
+    fn on_processing_time(&mut self, now: i64) -> TaskResult {
+        self.consumer.on_processing_time(now)
+    }
+    fn end_input(&mut self, _input: u8) -> TaskResult {
+        Ok(())
+    }
+    fn finish(&mut self) -> TaskResult {
+        self.consumer.end_input()
+    }
+    fn flush(&mut self) -> TaskResult {
+        self.consumer.flush()
+    }
+    fn close(&mut self) {
+        self.consumer.close();
+    }
+}
+
+/// An operator with two typed inputs (connect, joins, broadcast). Always a task head.
+pub(crate) trait TwoInputOperator<I1, I2> {
+    fn process_batch1(&mut self, batch: &mut crate::record::Batch<I1>) -> TaskResult;
+    fn process_batch2(&mut self, batch: &mut crate::record::Batch<I2>) -> TaskResult;
+    fn process_watermark(&mut self, watermark: i64) -> TaskResult;
+    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult;
+    fn on_processing_time(&mut self, now: i64) -> TaskResult;
+    fn end_input(&mut self, _input: u8) -> TaskResult {
+        Ok(())
+    }
+    /// Both inputs ended: emit what is pending and forward the end.
+    fn finish(&mut self) -> TaskResult;
+    fn flush(&mut self) -> TaskResult;
+    fn close(&mut self);
+}
+
+pub(crate) struct TwoInputHead<I1, I2> {
+    op: Box<dyn TwoInputOperator<I1, I2>>,
+    operator: Arc<str>,
+}
+
+impl<I1: Data, I2: Data> TwoInputHead<I1, I2> {
+    pub(crate) fn new(op: Box<dyn TwoInputOperator<I1, I2>>, operator: Arc<str>) -> Self {
+        TwoInputHead { op, operator }
+    }
+}
+
+impl<I1: Data, I2: Data> TaskHead for TwoInputHead<I1, I2> {
+    fn process(&mut self, input: u8, batch: Box<dyn ErasedBatch>) -> TaskResult {
+        if input == 0 {
+            let mut b = downcast_batch::<I1>(batch).map_err(|m| internal(&self.operator, m))?;
+            self.op.process_batch1(&mut b)
+        } else {
+            let mut b = downcast_batch::<I2>(batch).map_err(|m| internal(&self.operator, m))?;
+            self.op.process_batch2(&mut b)
+        }
+    }
+    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
+        self.op.process_watermark(watermark)
+    }
+    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
+        self.op.process_status(status)
+    }
+    fn on_processing_time(&mut self, now: i64) -> TaskResult {
+        self.op.on_processing_time(now)
+    }
+    fn end_input(&mut self, input: u8) -> TaskResult {
+        self.op.end_input(input)
+    }
+    fn finish(&mut self) -> TaskResult {
+        self.op.finish()
+    }
+    fn flush(&mut self) -> TaskResult {
+        self.op.flush()
+    }
+    fn close(&mut self) {
+        self.op.close();
+    }
+}
+
+/// A source and its chain, seen without the record type.
+pub(crate) trait SourceDriver {
+    fn poll(&mut self) -> TaskResult<SourcePoll>;
+    /// Asks the watermark generator (periodic emission).
+    fn periodic(&mut self, now: i64) -> TaskResult;
+    fn on_processing_time(&mut self, now: i64) -> TaskResult;
+    /// The source ended: the final watermark and end of input.
+    fn finish(&mut self) -> TaskResult;
+    fn flush(&mut self) -> TaskResult;
+    fn close(&mut self);
+}
+
+pub(crate) struct SourceHead<T: Data> {
+    reader: Box<dyn SourceReader<T>>,
+    state: SourceState<T>,
+}
+
+impl<T: Data> SourceHead<T> {
+    pub(crate) fn new(reader: Box<dyn SourceReader<T>>, state: SourceState<T>) -> Self {
+        SourceHead { reader, state }
+    }
+
+    fn take_error(&mut self) -> TaskResult {
+        match self.state.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn info(&self) -> &OperatorInfo {
+        &self.state.info
+    }
+}
+
+impl<T: Data> SourceDriver for SourceHead<T> {
+    fn poll(&mut self) -> TaskResult<SourcePoll> {
+        self.state.emitted_this_poll = 0;
+        let info = self.state.info.clone();
+        let result = guard!(info, Position::Source { emitted: self.state.emitted }, {
+            let mut out = SourceOutput { state: &mut self.state };
+            self.reader
+                .poll(&mut out)
+                .map_err(|e| info.error(format!("source failed: {e}")))
+        });
+        self.take_error()?;
+        let poll = result?;
+        if self.state.emitted_this_poll > 0 {
+            self.state.flush();
+            let now = self.state.clock.now();
+            self.periodic(now)?;
+        }
+        self.take_error()?;
+        Ok(poll)
+    }
+
+    fn periodic(&mut self, now: i64) -> TaskResult {
+        if let Some(em) = &mut self.state.emitter {
+            for action in em.on_periodic(now) {
+                self.state.apply(action);
+            }
+        }
+        self.take_error()
+    }
+
+    fn on_processing_time(&mut self, now: i64) -> TaskResult {
+        self.state.out.on_processing_time(now)
+    }
+
+    fn finish(&mut self) -> TaskResult {
+        self.state.out.emit_watermark(MAX_WATERMARK)?;
+        self.state.out.end_input()
+    }
+
+    fn flush(&mut self) -> TaskResult {
+        self.state.out.flush_downstream()
+    }
+
+    fn close(&mut self) {
+        let name = self.info().name.clone();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reader.close())).is_err() {
+            tracing::warn!(source = %name, "the source reader panicked while closing");
+        }
+        self.state.out.close();
+    }
+}
+
+/// Runs a task that reads channels until they all end, or it fails or is cancelled.
+pub(crate) fn run_input_task(
+    head: &mut dyn TaskHead,
+    mut gate: InputGate,
+    services: &TaskServices,
+    cancel: &AtomicBool,
+) -> TaskResult {
+    let result = input_loop(head, &mut gate, services, cancel);
+    head.close();
+    result
+}
+
+fn input_loop(
+    head: &mut dyn TaskHead,
+    gate: &mut InputGate,
+    services: &TaskServices,
+    cancel: &AtomicBool,
+) -> TaskResult {
+    let simulated = services.clock.is_simulated();
+    let mut valve = WatermarkValve::new(gate.len());
+    let mut clocks = ClockValve::new(gate.len());
+    let mut valve_out = Vec::new();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TaskError::Cancelled);
+        }
+        if !simulated {
+            fire_wall_clock_timers(services, |now| head.on_processing_time(now))?;
+        }
+        match gate.poll() {
+            Polled::Element(ch, envelope) => match envelope {
+                Envelope::Records(batch) => head.process(gate.input_of(ch), batch)?,
+                Envelope::Watermark(w) => {
+                    valve.input_watermark(ch, w, &mut valve_out);
+                    apply_valve(head, &mut valve_out)?;
+                }
+                Envelope::Status(s) => {
+                    valve.input_status(ch, s, &mut valve_out);
+                    apply_valve(head, &mut valve_out)?;
+                }
+                Envelope::ProcessingTime(t) => {
+                    let now = clocks.input(ch, t);
+                    if services.clock.advance_to(now) {
+                        head.on_processing_time(now)?;
+                    }
+                }
+                Envelope::EndOfInput => {
+                    let input = gate.input_of(ch);
+                    let input_done = gate.finish(ch);
+                    valve.input_ended(ch, &mut valve_out);
+                    apply_valve(head, &mut valve_out)?;
+                    let now = clocks.ended(ch);
+                    if simulated && services.clock.advance_to(now) {
+                        head.on_processing_time(now)?;
+                    }
+                    if input_done {
+                        head.end_input(input)?;
+                    }
+                }
+            },
+            Polled::Empty => {
+                // Input ran dry: send partial batches on, so records never wait for a
+                // batch to fill while the task idles.
+                head.flush()?;
+                gate.wait(wait_time(services, simulated));
+            }
+            Polled::Finished => break,
+            Polled::Disconnected(_) => return Err(TaskError::ChannelClosed),
+        }
+    }
+    head.finish()?;
+    head.flush()
+}
+
+fn apply_valve(head: &mut dyn TaskHead, out: &mut Vec<ValveOutput>) -> TaskResult {
+    for o in out.drain(..) {
+        match o {
+            ValveOutput::Watermark(w) => head.process_watermark(w)?,
+            ValveOutput::Status(s) => head.process_status(s)?,
+        }
+    }
+    Ok(())
+}
+
+/// Calls `fire` if some operator asked for a wall-clock time that has come.
+fn fire_wall_clock_timers(services: &TaskServices, fire: impl FnOnce(i64) -> TaskResult) -> TaskResult {
+    let next = services.wakeup.next();
+    if next != i64::MAX {
+        let now = services.clock.now();
+        if next <= now {
+            services.wakeup.reset();
+            return fire(now);
+        }
+    }
+    Ok(())
+}
+
+fn wait_time(services: &TaskServices, simulated: bool) -> Duration {
+    let next = services.wakeup.next();
+    if simulated || next == i64::MAX {
+        return CANCEL_CHECK;
+    }
+    let until = (next - services.clock.now()).max(0) as u64;
+    Duration::from_millis(until).min(CANCEL_CHECK)
+}
+
+/// Runs a source task until the source ends, or it fails or is cancelled.
+pub(crate) fn run_source_task(
+    driver: &mut dyn SourceDriver,
+    services: &TaskServices,
+    cancel: &AtomicBool,
+) -> TaskResult {
+    let result = source_loop(driver, services, cancel);
+    driver.close();
+    result
+}
+
+fn source_loop(driver: &mut dyn SourceDriver, services: &TaskServices, cancel: &AtomicBool) -> TaskResult {
+    let simulated = services.clock.is_simulated();
+    let interval = services.config.auto_watermark_interval.max(Duration::from_millis(1));
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TaskError::Cancelled);
+        }
+        if !simulated {
+            fire_wall_clock_timers(services, |now| driver.on_processing_time(now))?;
+        }
+        match driver.poll()? {
+            SourcePoll::More => {}
+            SourcePoll::Wait(hint) => {
+                driver.flush()?;
+                let now = services.clock.now();
+                driver.periodic(now)?;
+                let mut pause = hint.min(interval).min(CANCEL_CHECK);
+                let next = services.wakeup.next();
+                if !simulated && next != i64::MAX {
+                    let until = Duration::from_millis((next - now).max(0) as u64);
+                    pause = pause.min(until);
+                }
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+            }
+            SourcePoll::Finished => break,
+        }
+    }
+    driver.finish()?;
+    driver.flush()
+}

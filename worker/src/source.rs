@@ -1,0 +1,254 @@
+//! The source API: how records enter a job.
+//!
+//! A [`Source`] describes where data comes from and how many readers it supports; each
+//! parallel instance gets its own [`SourceReader`], which the task polls. Polling (rather
+//! than a reader that runs its own loop) lets the task interleave timers, watermarks,
+//! cancellation and, later, checkpoint barriers between batches.
+
+use crate::error::TaskError;
+use crate::record::{Data, NO_TIMESTAMP};
+use crate::runtime::context::{Clock, OperatorInfo};
+use crate::runtime::output::{Output, OutputTag};
+use crate::time::emitter::{WatermarkAction, WatermarkEmitter};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Errors of user-written sources and sinks.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a poll achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourcePoll {
+    /// There may be more right away: poll again.
+    More,
+    /// Nothing now; poll again after at most this long.
+    Wait(Duration),
+    /// This reader will produce nothing more.
+    Finished,
+}
+
+/// Where one parallel reader runs.
+#[derive(Clone, Debug)]
+pub struct SourceContext {
+    pub subtask_index: usize,
+    pub parallelism: usize,
+    /// Records per batch the task prefers; emit about this many per poll.
+    pub batch_size: usize,
+    /// Whether processing time is simulated (sources then drive it; see
+    /// [`SourceOutput::advance_processing_time`]).
+    pub simulated_time: bool,
+}
+
+/// Describes a source; creates one reader per parallel instance.
+pub trait Source<T: Data>: Send + Sync + 'static {
+    /// `Some(n)` when the source supports exactly `n` readers (a socket: 1).
+    fn fixed_parallelism(&self) -> Option<usize> {
+        None
+    }
+    /// Whether the source ends by itself.
+    fn is_bounded(&self) -> bool;
+    /// The reader for one parallel instance.
+    fn create_reader(&self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError>;
+}
+
+/// Reads one parallel share of a source.
+pub trait SourceReader<T: Data> {
+    /// Emits what is available (about `batch_size` records) and says whether to come back.
+    fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourcePoll, BoxError>;
+    /// Releases resources; called once at the end or on failure.
+    fn close(&mut self) {}
+}
+
+/// A record a source or parser could not read, with where it came from and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The operator or source that rejected it.
+    pub origin: String,
+    /// Where the input was: `file.jsonl:17`, `socket localhost:9000 line 3`, ...
+    pub position: String,
+    /// What was wrong and how to fix it.
+    pub error: String,
+    /// The raw input, as text.
+    pub payload: String,
+}
+
+/// The side output that carries [`DeadLetter`]s of sources and parsers.
+pub fn dead_letter_tag() -> OutputTag<DeadLetter> {
+    OutputTag::new(DEAD_LETTER_TAG)
+}
+
+pub(crate) const DEAD_LETTER_TAG: &str = "dead-letter";
+
+/// Everything a reader's output goes through: buffering, timestamps and watermarks, the
+/// simulated clock, dead letters.
+pub(crate) struct SourceState<T> {
+    pub(crate) out: Output<T>,
+    pub(crate) emitter: Option<WatermarkEmitter<T>>,
+    pub(crate) clock: std::rc::Rc<Clock>,
+    pub(crate) batch_size: usize,
+    pub(crate) emitted: u64,
+    pub(crate) emitted_this_poll: usize,
+    pub(crate) error: Option<TaskError>,
+    pub(crate) info: OperatorInfo,
+    pub(crate) dead_letters_logged: u64,
+    dead_letter_tag: OutputTag<DeadLetter>,
+}
+
+impl<T: Data> SourceState<T> {
+    pub(crate) fn new(
+        out: Output<T>,
+        emitter: Option<WatermarkEmitter<T>>,
+        clock: std::rc::Rc<Clock>,
+        batch_size: usize,
+        info: OperatorInfo,
+    ) -> Self {
+        SourceState {
+            out,
+            emitter,
+            clock,
+            batch_size: batch_size.max(1),
+            emitted: 0,
+            emitted_this_poll: 0,
+            error: None,
+            info,
+            dead_letters_logged: 0,
+            dead_letter_tag: dead_letter_tag(),
+        }
+    }
+
+    fn record_error(&mut self, result: crate::error::TaskResult) {
+        if let Err(e) = result
+            && self.error.is_none()
+        {
+            self.error = Some(e);
+        }
+    }
+
+    pub(crate) fn apply(&mut self, action: WatermarkAction) {
+        let r = match action {
+            WatermarkAction::Watermark(w) => self.out.emit_watermark(w),
+            WatermarkAction::Status(s) => self.out.emit_status(s),
+        };
+        self.record_error(r);
+    }
+
+    pub(crate) fn flush(&mut self) {
+        let r = self.out.flush();
+        self.record_error(r);
+    }
+
+    fn emit(&mut self, value: T, timestamp: i64) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(a) = self.emitter.as_mut().and_then(|e| e.take_reactivation()) {
+            self.apply(a);
+        }
+        let mut ts = timestamp;
+        let mut punctuation = None;
+        if let Some(em) = &mut self.emitter {
+            let clock = &self.clock;
+            ts = em.timestamp_of(&value, timestamp, || clock.now());
+            punctuation = em.on_event(&value, ts);
+        }
+        if self.clock.is_simulated() && ts != NO_TIMESTAMP && ts > self.clock.now() {
+            // Replay: processing time at a source follows the records' timestamps.
+            let r = self.out.flush();
+            self.record_error(r);
+            self.clock.advance_to(ts);
+            let r = self.out.on_processing_time(ts);
+            self.record_error(r);
+        }
+        self.out.push(value, ts);
+        self.emitted += 1;
+        self.emitted_this_poll += 1;
+        if let Some(a) = punctuation {
+            self.apply(a);
+        } else if self.out.buf.len() >= self.batch_size {
+            self.flush();
+        }
+    }
+}
+
+/// What a reader emits into.
+pub struct SourceOutput<'a, T: Data> {
+    pub(crate) state: &'a mut SourceState<T>,
+}
+
+impl<T: Data> SourceOutput<'_, T> {
+    /// Emits a record (its timestamp comes from the watermark strategy, if any).
+    pub fn collect(&mut self, value: T) {
+        self.state.emit(value, NO_TIMESTAMP);
+    }
+
+    /// Emits a record with an event timestamp in milliseconds.
+    pub fn collect_with_timestamp(&mut self, value: T, timestamp: i64) {
+        self.state.emit(value, timestamp);
+    }
+
+    /// Emits a watermark decided by the source itself.
+    pub fn emit_watermark(&mut self, watermark: i64) {
+        self.state.apply(WatermarkAction::Watermark(watermark));
+    }
+
+    /// Declares this reader idle until it emits again.
+    pub fn mark_idle(&mut self) {
+        self.state.apply(WatermarkAction::Status(crate::record::WatermarkStatus::Idle));
+    }
+
+    /// Sends an unreadable input to the dead-letter side output and counts it; the job
+    /// goes on.
+    pub fn dead_letter(&mut self, position: impl Into<String>, error: impl Into<String>, payload: impl Into<String>) {
+        let s = &mut *self.state;
+        let letter = DeadLetter {
+            origin: s.info.name.to_string(),
+            position: position.into(),
+            error: error.into(),
+            payload: payload.into(),
+        };
+        s.info.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
+        if s.dead_letters_logged < 10 {
+            s.dead_letters_logged += 1;
+            tracing::warn!(
+                source = %letter.origin,
+                position = %letter.position,
+                error = %letter.error,
+                "unreadable record sent to the dead-letter output"
+            );
+        }
+        s.out.sides.emit(&s.dead_letter_tag, letter, NO_TIMESTAMP);
+    }
+
+    /// Simulated processing time only: moves this source's clock to `time`, firing due
+    /// processing-time timers downstream. Ignored with the wall clock.
+    pub fn advance_processing_time(&mut self, time: i64) {
+        let s = &mut *self.state;
+        if s.clock.is_simulated() && s.clock.now() < time {
+            s.flush();
+            s.clock.advance_to(time);
+            let r = s.out.on_processing_time(time);
+            s.record_error(r);
+        }
+    }
+
+    /// Current processing time.
+    pub fn processing_time(&self) -> i64 {
+        self.state.clock.now()
+    }
+
+    /// Records the task would like per poll.
+    pub fn batch_size(&self) -> usize {
+        self.state.batch_size
+    }
+
+    /// Whether this poll has emitted a batch's worth: return `SourcePoll::More`.
+    pub fn is_full(&self) -> bool {
+        self.state.emitted_this_poll >= self.state.batch_size
+    }
+
+    /// Whether the job is failing downstream; stop emitting and return.
+    pub fn is_failed(&self) -> bool {
+        self.state.error.is_some()
+    }
+}
