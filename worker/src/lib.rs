@@ -27,6 +27,7 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod time;
+pub mod windows;
 pub mod cli;
 pub mod jobs;
 
@@ -34,7 +35,7 @@ pub mod jobs;
 pub mod prelude {
     pub use crate::api::{
         BroadcastConnectedStream, BroadcastStream, ConnectedKeyedStreams, ConnectedStreams, DataStream,
-        KeyedBroadcastConnectedStream, KeyedStream, SinkHandle, StreamEnv,
+        AllWindowedStream, KeyedBroadcastConnectedStream, KeyedStream, SinkHandle, StreamEnv, WindowedStream,
     };
     pub use crate::config::{ExecutionConfig, ProcessingTimeMode, RuntimeMode};
     pub use crate::connectors::{CollectHandle, CollectionSource, GeneratorSource};
@@ -55,4 +56,12 @@ pub mod prelude {
         ReducingStateDescriptor, StateTtlConfig, ValueStateDescriptor,
     };
     pub use crate::time::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
+    pub use crate::windows::{
+        ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountEvictor, CountTrigger, DeltaEvictor,
+        EventTimeSessionWindows, EventTimeTrigger, Evictor, GlobalWindow, GlobalWindows, NeverTrigger,
+        ProcessAllWindowFunction, ProcessWindowFunction, ProcessingTimeSessionWindows, ProcessingTimeTrigger,
+        PurgingTrigger, SlidingEventTimeWindows, SlidingProcessingTimeWindows, TimeEvictor, TimeWindow, Trigger,
+        TriggerContext, TriggerResult, TumblingEventTimeWindows, TumblingProcessingTimeWindows, Window,
+        WindowAssigner, WindowContext,
+    };
 }

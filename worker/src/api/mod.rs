@@ -4,6 +4,7 @@ pub mod connected;
 pub mod datastream;
 pub mod env;
 pub mod keyed;
+pub mod windowed;
 
 pub use connected::{
     BroadcastConnectedStream, BroadcastStream, ConnectedKeyedStreams, ConnectedStreams,
@@ -12,3 +13,4 @@ pub use connected::{
 pub use datastream::{DataStream, SinkHandle};
 pub use env::StreamEnv;
 pub use keyed::KeyedStream;
+pub use windowed::{AllWindowedStream, WindowedStream};

@@ -120,7 +120,7 @@ impl<K: Key, T: Data, F: FnMut(T, T) -> T> Consumer<T> for RollingOp<K, T, F> {
 pub(crate) mod field {
     use std::ops::Add;
 
-    pub(crate) fn sum<T, N, F>(field: F) -> impl FnMut(T, T) -> T + Clone + Send + Sync + 'static
+    pub(crate) fn sum<T, N, F>(field: F) -> impl Fn(T, T) -> T + Clone + Send + Sync + 'static
     where
         N: Copy + Add<Output = N>,
         F: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
@@ -133,7 +133,7 @@ pub(crate) mod field {
         }
     }
 
-    pub(crate) fn min<T, N, F>(field: F) -> impl FnMut(T, T) -> T + Clone + Send + Sync + 'static
+    pub(crate) fn min<T, N, F>(field: F) -> impl Fn(T, T) -> T + Clone + Send + Sync + 'static
     where
         N: Copy + PartialOrd,
         F: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
@@ -148,7 +148,7 @@ pub(crate) mod field {
         }
     }
 
-    pub(crate) fn max<T, N, F>(field: F) -> impl FnMut(T, T) -> T + Clone + Send + Sync + 'static
+    pub(crate) fn max<T, N, F>(field: F) -> impl Fn(T, T) -> T + Clone + Send + Sync + 'static
     where
         N: Copy + PartialOrd,
         F: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
@@ -164,7 +164,7 @@ pub(crate) mod field {
     }
 
     /// The whole record with the smallest field; on ties the earlier one.
-    pub(crate) fn min_by<T, N, F>(field: F) -> impl FnMut(T, T) -> T + Clone + Send + Sync + 'static
+    pub(crate) fn min_by<T, N, F>(field: F) -> impl Fn(T, T) -> T + Clone + Send + Sync + 'static
     where
         N: Copy + PartialOrd,
         F: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
@@ -173,7 +173,7 @@ pub(crate) mod field {
     }
 
     /// The whole record with the largest field; on ties the earlier one.
-    pub(crate) fn max_by<T, N, F>(field: F) -> impl FnMut(T, T) -> T + Clone + Send + Sync + 'static
+    pub(crate) fn max_by<T, N, F>(field: F) -> impl Fn(T, T) -> T + Clone + Send + Sync + 'static
     where
         N: Copy + PartialOrd,
         F: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,

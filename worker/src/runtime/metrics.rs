@@ -18,9 +18,9 @@ pub struct OperatorMetrics {
     pub records_out: AtomicU64,
     /// Records emitted to side outputs.
     pub side_records_out: AtomicU64,
-    /// Records dropped because they arrived after the allowed lateness of their window
-    /// and no late-data side output was set.
-    pub late_records_dropped: AtomicU64,
+    /// Records that arrived after the allowed lateness of all their windows: sent to the
+    /// late-data side output when one is set, dropped otherwise.
+    pub late_records: AtomicU64,
     /// Malformed input records sent to the dead-letter side output.
     pub dead_letters: AtomicU64,
 }
@@ -46,8 +46,8 @@ impl OperatorMetrics {
     pub fn side_records_out(&self) -> u64 {
         self.side_records_out.load(Ordering::Relaxed)
     }
-    pub fn late_records_dropped(&self) -> u64 {
-        self.late_records_dropped.load(Ordering::Relaxed)
+    pub fn late_records(&self) -> u64 {
+        self.late_records.load(Ordering::Relaxed)
     }
     pub fn dead_letters(&self) -> u64 {
         self.dead_letters.load(Ordering::Relaxed)
@@ -72,7 +72,7 @@ pub struct OperatorTotals {
     pub records_in_second: u64,
     pub records_out: u64,
     pub side_records_out: u64,
-    pub late_records_dropped: u64,
+    pub late_records: u64,
     pub dead_letters: u64,
 }
 
@@ -86,7 +86,7 @@ impl OperatorEntry {
             records_in_second: sum(&|m| m.records_in_of(1)),
             records_out: sum(&|m| m.records_out()),
             side_records_out: sum(&|m| m.side_records_out()),
-            late_records_dropped: sum(&|m| m.late_records_dropped()),
+            late_records: sum(&|m| m.late_records()),
             dead_letters: sum(&|m| m.dead_letters()),
         }
     }
@@ -130,8 +130,8 @@ pub fn format_summary(job_name: &str, outcome: &str, duration: Duration, metrics
         "operator", "p", "records in", "records out", "side/late/dlq"
     );
     for t in &totals {
-        let extra = if t.side_records_out + t.late_records_dropped + t.dead_letters > 0 {
-            format!("{}/{}/{}", t.side_records_out, t.late_records_dropped, t.dead_letters)
+        let extra = if t.side_records_out + t.late_records + t.dead_letters > 0 {
+            format!("{}/{}/{}", t.side_records_out, t.late_records, t.dead_letters)
         } else {
             String::new()
         };

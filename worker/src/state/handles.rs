@@ -260,8 +260,8 @@ pub(crate) fn aggregating<K: Key, IN: 'static, ACC: Data, OUT: 'static>(
 
 /// Adds the keyed-state getters to a context type that has a `backend: &KeyedBackend<K>`.
 macro_rules! keyed_state_accessors {
-    ($ctx:ident) => {
-        impl<K: $crate::record::Key> $ctx<'_, K> {
+    ($ctx:ident $(, $extra:ident)*) => {
+        impl<K: $crate::record::Key $(, $extra)*> $ctx<'_, K $(, $extra)*> {
             /// The value state described by `d`, for the current key.
             pub fn value_state<V: $crate::record::Data>(
                 &self,
