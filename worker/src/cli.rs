@@ -1,2 +1,228 @@
-//! Command line (filled in below).
-pub fn main_with_builtin_jobs() -> i32 { 0 }
+//! The `strom` command line: `strom run <job>`, `strom jobs`.
+//!
+//! Users with their own jobs build their own binary around the same command line:
+//! `fn main() -> ExitCode { strom::main(my_registry()) }`.
+
+use crate::api::StreamEnv;
+use crate::config::{ExecutionConfig, ProcessingTimeMode, RuntimeMode};
+use crate::error::JobError;
+use crate::jobs::{JobArgs, JobRegistry, JobSpec};
+use crate::runtime::metrics::format_summary;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Parser, Debug)]
+#[command(name = "strom", version, about = "Strom: a Flink-class stream processor", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter like `strom=debug`.
+    #[arg(long, global = true, default_value = "info", env = "STROM_LOG")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a job in this process, with every parallel instance on its own thread.
+    Run(RunArgs),
+    /// List the jobs this binary can run, or show the arguments of one.
+    Jobs {
+        /// A job name: show its arguments.
+        job: Option<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The job to run (see `strom jobs`).
+    job: String,
+    /// Default parallelism of the job's operators.
+    #[arg(short, long, default_value_t = 1)]
+    parallelism: usize,
+    /// Number of key groups: the most a keyed operator can ever be scaled to.
+    #[arg(long, default_value_t = crate::keygroup::DEFAULT_MAX_PARALLELISM)]
+    max_parallelism: usize,
+    /// A job argument, `key=value`; repeat for more (see `strom jobs <job>`).
+    #[arg(long = "arg", value_name = "KEY=VALUE")]
+    args: Vec<String>,
+    /// Streaming (results as they happen) or batch (final results of bounded input).
+    #[arg(long, value_enum, default_value_t = Mode::Streaming)]
+    runtime_mode: Mode,
+    /// Records per batch between tasks.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// Do not print the per-operator summary when the job ends.
+    #[arg(long)]
+    no_summary: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    Streaming,
+    Batch,
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs the command line with the jobs of `registry`.
+pub fn main(registry: JobRegistry) -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    match cli.command {
+        Command::Jobs { job: None } => {
+            print!("{}", list_jobs(&registry));
+            ExitCode::SUCCESS
+        }
+        Command::Jobs { job: Some(name) } => match registry.find(&name) {
+            Some(spec) => {
+                print!("{}", describe_job(spec));
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: {}", unknown_job(&registry, &name));
+                ExitCode::from(2)
+            }
+        },
+        Command::Run(args) => run(&registry, args),
+    }
+}
+
+/// The `strom` binary: the built-in jobs.
+pub fn main_with_builtin_jobs() -> ExitCode {
+    main(JobRegistry::builtin())
+}
+
+fn unknown_job(registry: &JobRegistry, name: &str) -> String {
+    format!(
+        "unknown job '{name}'; the jobs are: {} (see `strom jobs`)",
+        registry.names().join(", ")
+    )
+}
+
+/// One line per job.
+pub fn list_jobs(registry: &JobRegistry) -> String {
+    let width = registry.jobs().iter().map(|j| j.name.len()).max().unwrap_or(0);
+    let mut s = String::new();
+    for j in registry.jobs() {
+        s.push_str(&format!("{:<width$}  {}\n", j.name, j.summary));
+    }
+    s
+}
+
+/// A job's summary and arguments.
+pub fn describe_job(spec: &JobSpec) -> String {
+    let mut s = format!("{}: {}\n", spec.name, spec.summary);
+    if spec.args.is_empty() {
+        s.push_str("\nno arguments\n");
+        return s;
+    }
+    s.push_str("\narguments (--arg key=value):\n");
+    let width = spec.args.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    for a in spec.args {
+        let default = if a.default.is_empty() {
+            String::new()
+        } else {
+            format!(" [default: {}]", a.default)
+        };
+        s.push_str(&format!("  {:<width$}  {}{default}\n", a.name, a.help));
+    }
+    s
+}
+
+fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
+    let Some(spec) = registry.find(&args.job) else {
+        eprintln!("error: {}", unknown_job(registry, &args.job));
+        return ExitCode::from(2);
+    };
+    let job_args = match JobArgs::parse(spec.name, spec.args, &args.args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.parallelism == 0 {
+        eprintln!("error: --parallelism must be at least 1");
+        return ExitCode::from(2);
+    }
+    let config = ExecutionConfig {
+        parallelism: args.parallelism,
+        max_parallelism: args.max_parallelism,
+        batch_size: args.batch_size.max(1),
+        runtime_mode: match args.runtime_mode {
+            Mode::Streaming => RuntimeMode::Streaming,
+            Mode::Batch => RuntimeMode::Batch,
+        },
+        processing_time: ProcessingTimeMode::Wall,
+        ..ExecutionConfig::default()
+    };
+    let env = StreamEnv::with_config(config);
+    if let Err(e) = (spec.build)(&env, &job_args) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let handle = match env.execute_async(spec.name) {
+        Ok(h) => h,
+        Err(e @ JobError::InvalidGraph(_)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    install_ctrl_c(handle.cancel_token());
+    let metrics = handle.metrics().clone();
+    let started = std::time::Instant::now();
+    match handle.join() {
+        Ok(result) => {
+            if !args.no_summary {
+                let outcome = if result.cancelled { "cancelled" } else { "finished" };
+                eprint!("{}", format_summary(spec.name, outcome, result.duration, &result.metrics));
+            }
+            if result.cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            if !args.no_summary {
+                eprint!("{}", format_summary(spec.name, "failed", started.elapsed(), &metrics));
+            }
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// First Ctrl-C cancels the job (it stops and prints its summary); a second exits at once.
+fn install_ctrl_c(token: crate::runtime::executor::CancelToken) {
+    static PRESSED: AtomicUsize = AtomicUsize::new(0);
+    let result = ctrlc::set_handler(move || {
+        if PRESSED.fetch_add(1, Ordering::SeqCst) == 0 {
+            eprintln!("\ncancelling the job (Ctrl-C again to exit at once)");
+            token.cancel();
+        } else {
+            std::process::exit(130);
+        }
+    });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not install the Ctrl-C handler");
+    }
+}

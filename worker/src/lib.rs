@@ -20,7 +20,7 @@ pub mod functions;
 pub(crate) mod graph;
 pub mod hash;
 pub mod keygroup;
-pub(crate) mod operators;
+pub mod operators;
 pub mod record;
 pub mod runtime;
 pub mod sink;
@@ -31,6 +31,9 @@ pub mod windows;
 pub mod cli;
 pub mod jobs;
 
+pub use cli::main;
+pub use jobs::{ArgSpec, JobArgs, JobRegistry, JobSpec};
+
 /// Everything a job needs, in one import.
 pub mod prelude {
     pub use crate::api::{
@@ -38,7 +41,9 @@ pub mod prelude {
         AllWindowedStream, KeyedBroadcastConnectedStream, KeyedStream, SinkHandle, StreamEnv, WindowedStream,
     };
     pub use crate::config::{ExecutionConfig, ProcessingTimeMode, RuntimeMode};
-    pub use crate::connectors::{CollectHandle, CollectionSource, GeneratorSource};
+    pub use crate::connectors::{
+        ChannelSource, CollectHandle, CollectionSource, Feed, FileSink, FileSource, GeneratorSource, SocketTextSource,
+    };
     pub use crate::error::{JobError, TaskError};
     pub use crate::functions::{
         AggregateFn, AggregateFunction, BroadcastContext, BroadcastProcessFunction, Collector, CoProcessFunction, Context,
@@ -46,6 +51,7 @@ pub mod prelude {
         KeyedProcessFunction, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
     };
     pub use crate::record::{Data, Key, MAX_WATERMARK, NO_TIMESTAMP, StreamRecord, TimeDomain};
+    pub use crate::operators::interval_join::{JoinContext, ProcessJoinFunction};
     pub use crate::runtime::context::RuntimeContext;
     pub use crate::runtime::executor::{JobHandle, JobResult};
     pub use crate::runtime::output::OutputTag;

@@ -1,5 +1,5 @@
-//! The `strom` binary.
+//! The `strom` binary: the command line with the built-in jobs.
 
-fn main() {
-    std::process::exit(strom::cli::main_with_builtin_jobs());
+fn main() -> std::process::ExitCode {
+    strom::cli::main_with_builtin_jobs()
 }

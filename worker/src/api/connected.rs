@@ -27,7 +27,6 @@ pub(crate) fn two_input<A: Data, B: Data, O: Data>(
     let id = env.add_node(
         name.to_string(),
         NodeKind::TwoInput(Arc::new(FnFactory(build))),
-        std::any::type_name::<O>(),
         keyed,
     );
     first.connect_to(id, 0);

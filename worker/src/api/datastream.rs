@@ -113,7 +113,6 @@ impl<T: Data> DataStream<T> {
         let id = self.env.add_node(
             name.to_string(),
             NodeKind::OneInput(Arc::new(FnFactory(build))),
-            std::any::type_name::<O>(),
             keyed,
         );
         self.connect_to(id, 0);
@@ -495,6 +494,19 @@ impl<T: Data> DataStream<T> {
         T: Display,
     {
         self.sink_named(PrintSink::new(DisplayFormat, None, PrintTarget::Stderr), "Print to Std. Err")
+    }
+
+    /// Writes every record (`Display`) as a line to `part-*` files under `dir`.
+    pub fn write_as_text(&self, dir: impl Into<std::path::PathBuf>) -> SinkHandle
+    where
+        T: Display,
+    {
+        self.sink_named(crate::connectors::FileSink::text(dir), "File Sink")
+    }
+
+    /// Writes every record as a JSON line to `part-*` files under `dir`.
+    pub fn write_as_json_lines(&self, dir: impl Into<std::path::PathBuf>) -> SinkHandle {
+        self.sink_named(crate::connectors::FileSink::json_lines(dir), "File Sink")
     }
 
     /// Keeps every record in memory; read them from the handle during or after the run.

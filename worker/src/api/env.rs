@@ -69,10 +69,6 @@ struct SourceNode<T: Data, S> {
 }
 
 impl<T: Data, S: Source<T>> SourceFactory for SourceNode<T, S> {
-    fn fixed_parallelism(&self) -> Option<usize> {
-        self.source.fixed_parallelism()
-    }
-
     fn build(&self, ctx: &BuildContext<'_>, outputs: ErasedOutputs) -> TaskResult<Built> {
         let out = outputs.into_output::<T>(&ctx.info)?;
         let sctx = SourceContext {
@@ -165,7 +161,6 @@ impl StreamEnv {
         let id = self.add_node(
             format!("Source: {name}"),
             NodeKind::Source(Arc::new(SourceNode { source, strategy })),
-            std::any::type_name::<T>(),
             false,
         );
         self.with_node(id, |n| {
@@ -195,6 +190,22 @@ impl StreamEnv {
         )
     }
 
+    /// The lines of a file, or of the files in a directory (bounded).
+    pub fn read_text_file(&self, path: impl Into<std::path::PathBuf>) -> DataStream<String> {
+        self.add_source(crate::connectors::FileSource::lines(path), None, "File Source")
+    }
+
+    /// JSON lines parsed into `T`; unparsable lines go to the `dead_letter_tag()` side
+    /// output of the returned stream, counted.
+    pub fn read_json_lines<T: Data + serde::de::DeserializeOwned>(&self, path: impl Into<std::path::PathBuf>) -> DataStream<T> {
+        self.add_source(crate::connectors::FileSource::<T>::json_lines(path), None, "File Source")
+    }
+
+    /// Lines read from a TCP socket; ends when the peer closes it.
+    pub fn socket_text_stream(&self, host: &str, port: u16) -> DataStream<String> {
+        self.add_source(crate::connectors::SocketTextSource::new(host, port), None, "Socket Stream")
+    }
+
     /// Runs the job to its end (bounded input) or until cancelled.
     pub fn execute(&self, job_name: &str) -> Result<JobResult, JobError> {
         self.execute_async(job_name)?.join()
@@ -217,7 +228,7 @@ impl StreamEnv {
 
     // Graph building, for the stream types.
 
-    pub(crate) fn add_node(&self, name: String, kind: NodeKind, output_type: &'static str, keyed: bool) -> NodeId {
+    pub(crate) fn add_node(&self, name: String, kind: NodeKind, keyed: bool) -> NodeId {
         let mut inner = self.inner.borrow_mut();
         let id = inner.graph.nodes.len();
         inner.graph.nodes.push(Node {
@@ -230,7 +241,6 @@ impl StreamEnv {
             chaining: Chaining::Always,
             keyed,
             kind,
-            output_type,
         });
         id
     }

@@ -3,6 +3,7 @@
 pub mod connected;
 pub mod datastream;
 pub mod env;
+pub mod join;
 pub mod keyed;
 pub mod windowed;
 
@@ -14,3 +15,4 @@ pub use datastream::{DataStream, SinkHandle};
 pub use env::StreamEnv;
 pub use keyed::KeyedStream;
 pub use windowed::{AllWindowedStream, WindowedStream};
+pub use join::{IntervalJoin, IntervalJoined, Tagged, TwoStreams, TwoStreamsKeyed, TwoStreamsWhere, WindowedTwoStreams};

@@ -1,12 +1,20 @@
-//! Local connectors: generator, collection, file and socket sources; print, file and
-//! collect sinks.
+//! Local connectors: generator, collection, channel, file and socket sources; print, file
+//! and collect sinks.
 
+pub mod channel;
 pub mod collect;
 pub mod collection;
+pub mod file;
+pub mod file_sink;
 pub mod generator;
 pub mod print;
+pub mod socket;
 
+pub use channel::{ChannelSource, Feed};
 pub use collect::CollectHandle;
 pub use collection::CollectionSource;
+pub use file::FileSource;
+pub use file_sink::FileSink;
 pub use generator::GeneratorSource;
 pub use print::{DebugFormat, DisplayFormat, LineFormat, PrintSink, PrintTarget};
+pub use socket::SocketTextSource;

@@ -44,8 +44,6 @@ pub(crate) struct Node {
     /// Whether the operator has keyed state (parallelism limited by key groups).
     pub keyed: bool,
     pub kind: NodeKind,
-    /// The type of the main output, for messages.
-    pub output_type: &'static str,
 }
 
 pub(crate) enum NodeKind {
@@ -171,14 +169,11 @@ pub(crate) trait OperatorFactory: Send + Sync {
 
 /// Builds the reader and driver of a source node for one subtask.
 pub(crate) trait SourceFactory: Send + Sync {
-    fn fixed_parallelism(&self) -> Option<usize>;
     fn build(&self, ctx: &BuildContext<'_>, outputs: ErasedOutputs) -> TaskResult<Built>;
 }
 
 /// Typed operations for the element type `X` that travels on an edge.
 pub(crate) trait EdgeOps: Send + Sync {
-    fn type_id(&self) -> TypeId;
-    fn type_name(&self) -> &'static str;
     /// A `Box<dyn Consumer<X>>` (in a `Box<dyn Any>`) sending to other tasks.
     fn network_writer(
         &self,
@@ -206,13 +201,6 @@ impl<X> TypedEdge<X> {
 }
 
 impl<X: Data> EdgeOps for TypedEdge<X> {
-    fn type_id(&self) -> TypeId {
-        TypeId::of::<X>()
-    }
-    fn type_name(&self) -> &'static str {
-        std::any::type_name::<X>()
-    }
-
     fn network_writer(
         &self,
         partitioning: Partitioning,

@@ -146,6 +146,24 @@ pub(crate) fn plan(graph: &StreamGraph, config: &ExecutionConfig) -> Result<Plan
         });
     }
 
+    for v in &vertices {
+        tracing::debug!(
+            task = %v.name,
+            parallelism = v.parallelism,
+            operators = v.nodes.len(),
+            "planned task"
+        );
+    }
+    for (i, e) in graph.edges.iter().enumerate() {
+        if !chained[i] {
+            tracing::debug!(
+                from = %graph.nodes[e.source].name,
+                to = %graph.nodes[e.target].name,
+                partitioning = partitioning[i].name(),
+                "planned channel"
+            );
+        }
+    }
     Ok(Plan {
         parallelism,
         max_parallelism,

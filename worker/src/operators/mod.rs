@@ -7,6 +7,7 @@ pub(crate) mod aggregate;
 pub(crate) mod basic;
 pub(crate) mod broadcast;
 pub(crate) mod co_process;
+pub mod interval_join;
 pub(crate) mod keyed_process;
 pub(crate) mod sink;
 pub(crate) mod timestamps;

@@ -21,14 +21,10 @@ pub(crate) enum Envelope {
 
 /// A batch of records of some type.
 pub(crate) trait ErasedBatch: Send {
-    fn len(&self) -> usize;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
 
 impl<T: Data> ErasedBatch for Batch<T> {
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }

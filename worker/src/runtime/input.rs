@@ -23,7 +23,7 @@ pub(crate) enum Polled {
     /// Every channel has ended.
     Finished,
     /// A producer vanished without ending its channel: it failed.
-    Disconnected(usize),
+    Disconnected,
 }
 
 pub(crate) struct InputGate {
@@ -63,10 +63,6 @@ impl InputGate {
             .all(|c| c.finished)
     }
 
-    pub(crate) fn all_finished(&self) -> bool {
-        self.open == 0
-    }
-
     /// The next available element, round-robin over channels, without blocking.
     pub(crate) fn poll(&mut self) -> Polled {
         if self.open == 0 {
@@ -85,7 +81,7 @@ impl InputGate {
                     return Polled::Element(i, env);
                 }
                 Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => return Polled::Disconnected(i),
+                Err(TryRecvError::Disconnected) => return Polled::Disconnected,
             }
         }
         Polled::Empty

@@ -149,10 +149,6 @@ impl SideOutputs {
         // Nobody reads this tag: dropped, as in Flink.
     }
 
-    pub(crate) fn has(&self, name: &str) -> bool {
-        self.outputs.iter().any(|o| o.name() == name)
-    }
-
     fn each(&mut self, mut f: impl FnMut(&mut dyn ErasedSideOutput) -> TaskResult) -> TaskResult {
         for out in &mut self.outputs {
             f(out.as_mut())?;

@@ -293,7 +293,7 @@ fn input_loop(
                 gate.wait(wait_time(services, simulated));
             }
             Polled::Finished => break,
-            Polled::Disconnected(_) => return Err(TaskError::ChannelClosed),
+            Polled::Disconnected => return Err(TaskError::ChannelClosed),
         }
     }
     head.finish()?;

@@ -43,10 +43,6 @@ impl WatermarkValve {
         }
     }
 
-    pub(crate) fn watermark(&self) -> i64 {
-        self.last_watermark
-    }
-
     pub(crate) fn input_watermark(&mut self, channel: usize, watermark: i64, out: &mut Vec<ValveOutput>) {
         let ch = &mut self.channels[channel];
         if self.last_status == WatermarkStatus::Active && ch.active && watermark > ch.watermark {

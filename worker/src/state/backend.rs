@@ -35,10 +35,6 @@ impl<K: Key> KeyedBackend<K> {
         }
     }
 
-    pub(crate) fn clock(&self) -> &Rc<Clock> {
-        &self.clock
-    }
-
     /// The table named `name` holding `V` per key and namespace `N`; created on first use.
     pub(crate) fn table<N, V>(&self, name: &Cow<'static, str>, ttl: Option<StateTtlConfig>) -> Rc<dyn NsTable<N, V>>
     where

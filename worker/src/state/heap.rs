@@ -100,8 +100,6 @@ pub(crate) trait NsTable<N, V> {
 pub(crate) trait TableKeys<K> {
     /// The distinct keys that have an entry (in any namespace), by key group.
     fn keys(&self) -> Vec<K>;
-    /// Number of entries.
-    fn len(&self) -> usize;
 }
 
 struct Entry<K, N, V> {
@@ -316,10 +314,6 @@ impl<K: Key, N, V> TableKeys<K> for HeapTable<K, N, V> {
             keys.extend(seen.into_iter().cloned());
         }
         keys
-    }
-
-    fn len(&self) -> usize {
-        self.groups.borrow().iter().map(HashTable::len).sum()
     }
 }
 

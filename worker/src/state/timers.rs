@@ -80,13 +80,9 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         Some((t, k, n))
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.by_time.len()
-    }
-
-    /// Every timer, in firing order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (i64, &K, &N)> {
-        self.by_time.iter().map(|(&(t, _), (k, n))| (t, k, n))
     }
 }
 
