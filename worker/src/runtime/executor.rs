@@ -78,6 +78,21 @@ impl JobHandle {
         self.token.clone()
     }
 
+    /// Waits until `condition` holds for the job's counters, or `timeout` passes; returns
+    /// whether it held. For programs that feed a job and must know it has caught up.
+    pub fn wait_for(&self, timeout: Duration, condition: impl Fn(&JobMetrics) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if condition(&self.metrics) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Waits until every task has ended.
     pub fn join(self) -> Result<JobResult, JobError> {
         let mut remaining = self.threads.len();
