@@ -26,6 +26,16 @@ pub trait Sink<T: Data>: Send + Sync + 'static {
 /// Writes the records of one parallel instance.
 pub trait SinkWriter<T> {
     fn write(&mut self, value: T, timestamp: Option<i64>) -> Result<(), BoxError>;
+    /// Writes a batch (records taken out of it), counting each record in `written` before
+    /// writing it (so a failure can name the record). Override to avoid a call per record.
+    fn write_batch(&mut self, batch: &mut crate::record::Batch<T>, written: &mut u64) -> Result<(), BoxError> {
+        for r in batch.drain(..) {
+            *written += 1;
+            let ts = r.timestamp();
+            self.write(r.value, ts)?;
+        }
+        Ok(())
+    }
     /// Push buffered output out (the input went quiet).
     fn flush(&mut self) -> Result<(), BoxError> {
         Ok(())
@@ -53,6 +63,13 @@ struct FnWriter<F>(F);
 impl<T, F: FnMut(T)> SinkWriter<T> for FnWriter<F> {
     fn write(&mut self, value: T, _: Option<i64>) -> Result<(), BoxError> {
         (self.0)(value);
+        Ok(())
+    }
+    fn write_batch(&mut self, batch: &mut crate::record::Batch<T>, written: &mut u64) -> Result<(), BoxError> {
+        for r in batch.drain(..) {
+            *written += 1;
+            (self.0)(r.value);
+        }
         Ok(())
     }
 }

@@ -87,9 +87,12 @@ pub(crate) struct SourceState<T> {
     pub(crate) emitter: Option<WatermarkEmitter<T>>,
     pub(crate) clock: std::rc::Rc<Clock>,
     pub(crate) batch_size: usize,
-    pub(crate) emitted: u64,
+    /// Records emitted in polls before the current one.
+    pub(crate) emitted_before: u64,
     pub(crate) emitted_this_poll: usize,
     pub(crate) error: Option<TaskError>,
+    /// No strategy, wall clock, no error: records go straight into the buffer.
+    plain: bool,
     pub(crate) info: OperatorInfo,
     pub(crate) dead_letters_logged: u64,
     dead_letter_tag: OutputTag<DeadLetter>,
@@ -103,14 +106,16 @@ impl<T: Data> SourceState<T> {
         batch_size: usize,
         info: OperatorInfo,
     ) -> Self {
+        let plain = emitter.is_none() && !clock.is_simulated();
         SourceState {
             out,
             emitter,
             clock,
             batch_size: batch_size.max(1),
-            emitted: 0,
+            emitted_before: 0,
             emitted_this_poll: 0,
             error: None,
+            plain,
             info,
             dead_letters_logged: 0,
             dead_letter_tag: dead_letter_tag(),
@@ -122,7 +127,19 @@ impl<T: Data> SourceState<T> {
             && self.error.is_none()
         {
             self.error = Some(e);
+            self.plain = false;
         }
+    }
+
+    /// Records emitted so far.
+    pub(crate) fn emitted(&self) -> u64 {
+        self.emitted_before + self.emitted_this_poll as u64
+    }
+
+    /// Starts counting a new poll.
+    pub(crate) fn begin_poll(&mut self) {
+        self.emitted_before += self.emitted_this_poll as u64;
+        self.emitted_this_poll = 0;
     }
 
     pub(crate) fn apply(&mut self, action: WatermarkAction) {
@@ -138,7 +155,21 @@ impl<T: Data> SourceState<T> {
         self.record_error(r);
     }
 
+    #[inline]
     fn emit(&mut self, value: T, timestamp: i64) {
+        if self.plain {
+            // The common case (no watermark strategy, wall clock) stays a push.
+            self.out.buf.push(crate::record::StreamRecord::new(value, timestamp));
+            self.emitted_this_poll += 1;
+            if self.out.buf.len() >= self.batch_size {
+                self.flush();
+            }
+            return;
+        }
+        self.emit_slow(value, timestamp);
+    }
+
+    fn emit_slow(&mut self, value: T, timestamp: i64) {
         if self.error.is_some() {
             return;
         }
@@ -161,7 +192,6 @@ impl<T: Data> SourceState<T> {
             self.record_error(r);
         }
         self.out.push(value, ts);
-        self.emitted += 1;
         self.emitted_this_poll += 1;
         if let Some(a) = punctuation {
             self.apply(a);

@@ -10,22 +10,24 @@ use crate::source::{BoxError, Source, SourceContext, SourceOutput, SourcePoll, S
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-type GenFn<T> = Arc<dyn Fn(u64) -> T + Send + Sync>;
 type TsFn = Arc<dyn Fn(u64) -> i64 + Send + Sync>;
 
-/// Generates `f(0), f(1), …`.
-pub struct GeneratorSource<T> {
-    f: GenFn<T>,
+/// Generates `f(0), f(1), …`. Generic over the function so that it is inlined into the
+/// reader's loop.
+pub struct GeneratorSource<T, F> {
+    f: Arc<F>,
     timestamp: Option<TsFn>,
     count: Option<u64>,
     rate: Option<f64>,
+    _t: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: Data> GeneratorSource<T> {
+impl<T: Data, F: Fn(u64) -> T + Send + Sync + 'static> GeneratorSource<T, F> {
     /// An unbounded generator of `f(i)`.
-    pub fn new(f: impl Fn(u64) -> T + Send + Sync + 'static) -> Self {
+    pub fn new(f: F) -> Self {
         GeneratorSource {
             f: Arc::new(f),
+            _t: std::marker::PhantomData,
             timestamp: None,
             count: None,
             rate: None,
@@ -57,7 +59,7 @@ impl<T: Data> GeneratorSource<T> {
     }
 }
 
-impl<T: Data> Source<T> for GeneratorSource<T> {
+impl<T: Data, F: Fn(u64) -> T + Send + Sync + 'static> Source<T> for GeneratorSource<T, F> {
     fn is_bounded(&self) -> bool {
         self.count.is_some()
     }
@@ -81,8 +83,8 @@ impl<T: Data> Source<T> for GeneratorSource<T> {
     }
 }
 
-struct GeneratorReader<T> {
-    f: GenFn<T>,
+struct GeneratorReader<F> {
+    f: Arc<F>,
     timestamp: Option<TsFn>,
     next: u64,
     end: u64,
@@ -93,7 +95,7 @@ struct GeneratorReader<T> {
     emitted: u64,
 }
 
-impl<T: Data> SourceReader<T> for GeneratorReader<T> {
+impl<T: Data, F: Fn(u64) -> T> SourceReader<T> for GeneratorReader<F> {
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourcePoll, BoxError> {
         let mut budget = out.batch_size() as u64;
         if let Some(rate) = self.rate {

@@ -226,10 +226,7 @@ impl<X: Data> EdgeOps for TypedEdge<X> {
                 state: 0x9e37_79b9_7f4a_7c15 ^ (ctx.info.subtask as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             },
             Partitioning::Hash => match &self.key_hash {
-                Some(h) => Router::Hash {
-                    key_hash: h.clone(),
-                    max_parallelism: ctx.config.max_parallelism,
-                },
+                Some(h) => Router::hash(h.clone(), ctx.info.max_parallelism, senders.len()),
                 None => Router::Global,
             },
             Partitioning::Custom => match &self.custom {

@@ -18,14 +18,11 @@ impl<T: Data> Consumer<T> for SinkOp<T> {
         self.base.info.metrics.add_in(0, batch.len());
         let b = &mut self.base;
         let w = &mut self.writer;
-        guard!(b.info, Position::Record(b.seen[0]), {
-            for r in batch.drain(..) {
-                b.seen[0] += 1;
-                let ts = r.timestamp();
-                w.write(r.value, ts)
-                    .map_err(|e| b.info.error(format!("sink failed writing record #{}: {e}", b.seen[0])))?;
-            }
-            Ok(())
+        let seen = &mut b.seen[0];
+        let info = &b.info;
+        guard!(info, Position::Record(*seen), {
+            w.write_batch(batch, seen)
+                .map_err(|e| info.error(format!("sink failed writing input record #{seen}: {e}")))
         })
     }
     fn process_watermark(&mut self, watermark: i64) -> TaskResult {

@@ -5,7 +5,7 @@
 //! (`flush`). Sending blocks when the channel is full: that is backpressure.
 
 use crate::error::{TaskError, TaskResult};
-use crate::keygroup::{key_group_for_hash, operator_index_for_key_group};
+use crate::keygroup::operator_index_for_key_group;
 use crate::record::{Batch, Data, StreamRecord, WatermarkStatus};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::envelope::Envelope;
@@ -65,7 +65,8 @@ pub(crate) enum Router<T> {
     Random { state: u64 },
     Broadcast,
     Global,
-    Hash { key_hash: KeyHashFn<T>, max_parallelism: usize },
+    /// By key: `channel_of[key_group]` is precomputed (Flink's key-group-to-operator map).
+    Hash { key_hash: KeyHashFn<T>, channel_of: Vec<u32> },
     Custom { partition: CustomPartitionFn<T> },
 }
 
@@ -81,6 +82,16 @@ pub(crate) struct NetworkWriter<T> {
     batch_size: usize,
     forward_clock: bool,
     operator: Arc<str>,
+}
+
+impl<T> Router<T> {
+    /// Hash partitioning over `channels` subtasks with `max_parallelism` key groups.
+    pub(crate) fn hash(key_hash: KeyHashFn<T>, max_parallelism: usize, channels: usize) -> Self {
+        let channel_of = (0..max_parallelism)
+            .map(|kg| operator_index_for_key_group(max_parallelism, channels, kg) as u32)
+            .collect();
+        Router::Hash { key_hash, channel_of }
+    }
 }
 
 impl<T: Data> NetworkWriter<T> {
@@ -176,15 +187,17 @@ impl<T: Data> NetworkWriter<T> {
                 }
                 Ok(())
             }
-            Router::Hash {
-                key_hash,
-                max_parallelism,
-            } => {
+            Router::Hash { key_hash, channel_of } => {
                 let key_hash = key_hash.clone();
-                let max_p = *max_parallelism;
+                let max_p = channel_of.len() as u64;
+                let mask = max_p.is_power_of_two().then(|| max_p - 1);
                 for rec in batch.drain(..) {
-                    let kg = key_group_for_hash(key_hash(&rec.value), max_p);
-                    let i = operator_index_for_key_group(max_p, n, kg);
+                    let h = key_hash(&rec.value);
+                    let kg = match mask {
+                        Some(m) => h & m,
+                        None => h % max_p,
+                    };
+                    let i = channel_of[kg as usize] as usize;
                     let ch = &mut self.channels[i];
                     ch.buf.push(rec);
                     if ch.buf.len() >= self.batch_size {

@@ -1,9 +1,9 @@
 //! The heap state backend: keyed state in hash tables, one table per key group.
 //!
 //! Organising by key group means a snapshot can be written group by group, and a restore
-//! at another parallelism reads only the groups a subtask now owns. Each entry keeps the
-//! hash of its key and namespace, computed once when the operator sets the current key,
-//! so lookups and rehashing never hash a key twice.
+//! at another parallelism reads only the groups a subtask now owns. The key's hash is
+//! computed once per record, when the operator sets the current key; entries stay small
+//! (key, namespace, value, expiry) because their size decides how many fit in cache.
 
 use crate::hash::{combine, stable_hash};
 use crate::keygroup::{KeyGroupRange, key_group_for_hash};
@@ -23,6 +23,8 @@ pub(crate) struct KeyContext<K> {
     group: Cell<usize>,
     range: KeyGroupRange,
     max_parallelism: usize,
+    /// `max_parallelism - 1` when it is a power of two: a mask instead of a division.
+    mask: Option<u64>,
 }
 
 impl<K: Key> KeyContext<K> {
@@ -33,18 +35,24 @@ impl<K: Key> KeyContext<K> {
             group: Cell::new(0),
             range,
             max_parallelism,
+            mask: max_parallelism.is_power_of_two().then(|| max_parallelism as u64 - 1),
         }
     }
 
     /// Makes `key` current. Fails when the key does not belong to this subtask, which
     /// happens when a key's `Hash` is not deterministic (differs between processes or runs).
+    #[inline]
     pub(crate) fn set(&self, key: K) -> Result<(), String> {
         let hash = stable_hash(&key);
         self.set_hashed(key, hash)
     }
 
+    #[inline]
     pub(crate) fn set_hashed(&self, key: K, hash: u64) -> Result<(), String> {
-        let kg = key_group_for_hash(hash, self.max_parallelism);
+        let kg = match self.mask {
+            Some(m) => (hash & m) as usize,
+            None => key_group_for_hash(hash, self.max_parallelism),
+        };
         if !self.range.contains(kg) {
             return Err(format!(
                 "a record's key falls in key group {kg}, which subtask key groups {}..={} do not own; \
@@ -103,12 +111,31 @@ pub(crate) trait TableKeys<K> {
 }
 
 struct Entry<K, N, V> {
-    hash: u64,
     key: K,
     ns: N,
     value: V,
     /// Processing time after which the entry is expired (`i64::MAX` without TTL).
     expires_at: i64,
+}
+
+/// The hash an entry is stored under. All keys of one key group share
+/// `hash % max_parallelism`, i.e. the low bits that pick a hash-table bucket; rotating
+/// brings independent bits there, or every key of a group would start probing at the same
+/// bucket.
+#[inline]
+fn table_hash<N: Hash>(key_hash: u64, ns: &N) -> u64 {
+    let h = if std::mem::size_of::<N>() == 0 {
+        key_hash
+    } else {
+        combine(key_hash, stable_hash(ns))
+    };
+    h.rotate_left(32)
+}
+
+/// Rehashing an entry when its table grows (rare: the hash is not stored, to keep entries
+/// small).
+fn entry_hash<K: Hash, N: Hash, V>(e: &Entry<K, N, V>) -> u64 {
+    table_hash(stable_hash(&e.key), &e.ns)
 }
 
 /// How often (in writes) one key group is swept for expired entries.
@@ -139,11 +166,7 @@ impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
 
     #[inline]
     fn hash_of(&self, ns: &N) -> u64 {
-        if std::mem::size_of::<N>() == 0 {
-            self.key.hash()
-        } else {
-            combine(self.key.hash(), stable_hash(ns))
-        }
+        table_hash(self.key.hash(), ns)
     }
 
     fn expiry_on_write(&self) -> i64 {
@@ -181,7 +204,7 @@ impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
         let h = self.hash_of(ns);
         let mut groups = self.groups.borrow_mut();
         let group = &mut groups[self.key.group()];
-        match group.find_entry(h, |e| e.hash == h && e.key == *key && e.ns == *ns) {
+        match group.find_entry(h, |e| e.key == *key && e.ns == *ns) {
             Ok(mut occ) => {
                 if let Some(ttl) = &self.ttl {
                     let now = self.clock.now();
@@ -233,7 +256,7 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
         {
             let mut groups = self.groups.borrow_mut();
             let group = &mut groups[self.key.group()];
-            let entry = group.entry(h, |e| e.hash == h && e.key == *key && e.ns == *ns, |e| e.hash);
+            let entry = group.entry(h, |e| e.key == *key && e.ns == *ns, entry_hash);
             match entry {
                 TableEntry::Occupied(mut occ) => {
                     let e = occ.get_mut();
@@ -255,7 +278,6 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
                 TableEntry::Vacant(vacant) => {
                     if let Some(value) = f(None) {
                         vacant.insert(Entry {
-                            hash: h,
                             key: key.clone(),
                             ns: ns.clone(),
                             value,
@@ -274,7 +296,7 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
         let h = self.hash_of(ns);
         let mut groups = self.groups.borrow_mut();
         let group = &mut groups[self.key.group()];
-        match group.find_entry(h, |e| e.hash == h && e.key == *key && e.ns == *ns) {
+        match group.find_entry(h, |e| e.key == *key && e.ns == *ns) {
             Ok(occ) => {
                 let (e, _) = occ.remove();
                 let expired = e.expires_at <= self.clock_now_if_ttl();

@@ -66,6 +66,10 @@ where
             return None;
         }
         self.generator.on_event(value, timestamp, &mut self.scratch);
+        if self.scratch.watermark.is_none() && !self.scratch.idle {
+            // Periodic generators only remember the timestamp here.
+            return None;
+        }
         self.drain_scratch().into_iter().next()
     }
 

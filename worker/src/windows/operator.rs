@@ -216,11 +216,18 @@ where
         }
     }
 
-    fn add(&mut self, state_window: &A::W, record: StreamRecord<T>) {
+    /// Adds a record to a window's contents; returns whether the contents are new.
+    fn add(&mut self, state_window: &A::W, record: StreamRecord<T>) -> bool {
         let mut record = Some(record);
         let logic = &self.logic;
-        self.contents
-            .modify(state_window, &mut |acc| record.take().and_then(|r| logic.add(acc, r)));
+        let mut created = false;
+        self.contents.modify(state_window, &mut |acc| {
+            let fresh = acc.is_none();
+            let new = record.take().and_then(|r| logic.add(acc, r));
+            created = fresh && new.is_some();
+            new
+        });
+        created
     }
 
     fn on_record(&mut self, record: StreamRecord<T>) -> TaskResult {
@@ -261,14 +268,19 @@ where
             }
             skipped = false;
             let result = self.with_trigger(w, |t, ctx| t.on_element(&record.value, record.timestamp, w, ctx));
-            self.add(w, record.clone());
+            let created = self.add(w, record.clone());
             if result.is_fire() {
                 self.emit(w, w);
             }
             if result.is_purge() {
                 self.contents.remove(w);
             }
-            self.register_cleanup_timer(w);
+            // The cleanup timer lives until the window is cleaned up, so registering it
+            // once, with the window's first contents, is enough (Flink re-registers it on
+            // every record; timers are deduplicated, so the effect is the same).
+            if created {
+                self.register_cleanup_timer(w);
+            }
         }
         skipped
     }
