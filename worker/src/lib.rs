@@ -71,3 +71,8 @@ pub mod prelude {
         WindowAssigner, WindowContext,
     };
 }
+
+/// The code in README.md compiles and runs.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

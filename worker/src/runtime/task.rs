@@ -176,9 +176,9 @@ impl<T: Data> SourceHead<T> {
 
 impl<T: Data> SourceDriver for SourceHead<T> {
     fn poll(&mut self) -> TaskResult<SourcePoll> {
-        self.state.emitted_this_poll = 0;
+        self.state.begin_poll();
         let info = self.state.info.clone();
-        let result = guard!(info, Position::Source { emitted: self.state.emitted }, {
+        let result = guard!(info, Position::Source { emitted: self.state.emitted() }, {
             let mut out = SourceOutput { state: &mut self.state };
             self.reader
                 .poll(&mut out)
