@@ -51,30 +51,41 @@ impl Case {
 pub fn build_job(env: &StreamEnv, case: Case, events: u64) {
     match case {
         Case::Stateless => {
-            env.add_source(GeneratorSource::new(|i| event(i, SUM_KEYS)).count(events), None, "Events")
-                .map(scramble)
-                .filter(keep)
-                .add_sink(|e: BenchEvent| {
-                    black_box(e);
-                });
+            env.add_source(
+                GeneratorSource::new(|i| event(i, SUM_KEYS)).count(events),
+                None,
+                "Events",
+            )
+            .map(scramble)
+            .filter(keep)
+            .add_sink(|e: BenchEvent| {
+                black_box(e);
+            });
         }
         Case::KeyedSum => {
-            env.add_source(GeneratorSource::new(|i| event(i, SUM_KEYS)).count(events), None, "Events")
-                .key_by(|e: &BenchEvent| e.key)
-                .sum(|e: &mut BenchEvent| &mut e.value)
-                .uid("sum")
-                .add_sink(|e: BenchEvent| {
-                    black_box(e);
-                });
+            env.add_source(
+                GeneratorSource::new(|i| event(i, SUM_KEYS)).count(events),
+                None,
+                "Events",
+            )
+            .key_by(|e: &BenchEvent| e.key)
+            .sum(|e: &mut BenchEvent| &mut e.value)
+            .uid("sum")
+            .add_sink(|e: BenchEvent| {
+                black_box(e);
+            });
         }
         Case::TumblingWindow => {
             env.from_source(
                 GeneratorSource::new(|i| event(i, WINDOW_KEYS)).count(events),
-                WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &BenchEvent| e.timestamp),
+                WatermarkStrategy::for_monotonous_timestamps()
+                    .with_timestamp_assigner(|e: &BenchEvent| e.timestamp),
                 "Events",
             )
             .key_by(|e: &BenchEvent| e.key)
-            .window(TumblingEventTimeWindows::of(std::time::Duration::from_millis(WINDOW_MS as u64)))
+            .window(TumblingEventTimeWindows::of(
+                std::time::Duration::from_millis(WINDOW_MS as u64),
+            ))
             .aggregate(AggregateFn {
                 create: || (0u64, 0u64),
                 add: |acc: &mut (u64, u64), e: BenchEvent| {

@@ -15,7 +15,9 @@ use std::time::Instant;
 use strom::prelude::*;
 
 #[derive(Parser)]
-#[command(about = "Strom benchmarks: events/s and peak memory per pipeline, against a hand-written loop")]
+#[command(
+    about = "Strom benchmarks: events/s and peak memory per pipeline, against a hand-written loop"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -68,7 +70,12 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn run_case(case: Case, engine: &str, parallelism: usize, events: u64) -> anyhow::Result<Measurement> {
+fn run_case(
+    case: Case,
+    engine: &str,
+    parallelism: usize,
+    events: u64,
+) -> anyhow::Result<Measurement> {
     let started = Instant::now();
     match engine {
         "strom" => {
@@ -81,11 +88,16 @@ fn run_case(case: Case, engine: &str, parallelism: usize, events: u64) -> anyhow
             let threads: Vec<_> = (0..parallelism as u64)
                 .map(|t| {
                     let p = parallelism as u64;
-                    std::thread::spawn(move || hand_written(case, t * events / p..(t + 1) * events / p))
+                    std::thread::spawn(move || {
+                        hand_written(case, t * events / p..(t + 1) * events / p)
+                    })
                 })
                 .collect();
             for t in threads {
-                std::hint::black_box(t.join().map_err(|_| anyhow::anyhow!("loop thread panicked"))?);
+                std::hint::black_box(
+                    t.join()
+                        .map_err(|_| anyhow::anyhow!("loop thread panicked"))?,
+                );
             }
         }
         other => bail!("unknown engine '{other}'; use strom or loop"),
@@ -97,11 +109,21 @@ fn run_case(case: Case, engine: &str, parallelism: usize, events: u64) -> anyhow
     })
 }
 
-fn measure_in_child(case: Case, engine: &str, parallelism: usize, events: u64) -> anyhow::Result<Measurement> {
+fn measure_in_child(
+    case: Case,
+    engine: &str,
+    parallelism: usize,
+    events: u64,
+) -> anyhow::Result<Measurement> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
         .args(["case", case.name(), "--engine", engine])
-        .args(["--parallelism", &parallelism.to_string(), "--events", &events.to_string()])
+        .args([
+            "--parallelism",
+            &parallelism.to_string(),
+            "--events",
+            &events.to_string(),
+        ])
         .output()
         .context("could not start the benchmark child process")?;
     if !out.status.success() {
@@ -171,7 +193,8 @@ fn main() -> anyhow::Result<()> {
     table.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
     for case in cases {
         for &p in &cli.parallelism {
-            let (mut strom_rates, mut loop_rates, mut strom_rss, mut loop_rss) = (vec![], vec![], vec![], vec![]);
+            let (mut strom_rates, mut loop_rates, mut strom_rss, mut loop_rss) =
+                (vec![], vec![], vec![], vec![]);
             // Alternate the engines so drift in machine load hits both alike.
             for _ in 0..cli.runs {
                 let s = measure_in_child(case, "strom", p, cli.events)?;
@@ -195,9 +218,14 @@ fn main() -> anyhow::Result<()> {
             table.push_str(&row);
         }
     }
+    table.push('\n');
+    for case in Case::ALL {
+        table.push_str(&format!("- `{}`: {}\n", case.name(), case.describe()));
+    }
     println!("\n{table}");
     if let Some(path) = cli.output {
-        std::fs::write(&path, &table).with_context(|| format!("could not write {}", path.display()))?;
+        std::fs::write(&path, &table)
+            .with_context(|| format!("could not write {}", path.display()))?;
     }
     Ok(())
 }

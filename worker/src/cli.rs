@@ -75,7 +75,9 @@ enum Mode {
 fn init_logging(level: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -119,7 +121,12 @@ fn unknown_job(registry: &JobRegistry, name: &str) -> String {
 
 /// One line per job.
 pub fn list_jobs(registry: &JobRegistry) -> String {
-    let width = registry.jobs().iter().map(|j| j.name.len()).max().unwrap_or(0);
+    let width = registry
+        .jobs()
+        .iter()
+        .map(|j| j.name.len())
+        .max()
+        .unwrap_or(0);
     let mut s = String::new();
     for j in registry.jobs() {
         s.push_str(&format!("{:<width$}  {}\n", j.name, j.summary));
@@ -196,14 +203,28 @@ fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
     match handle.join() {
         Ok(result) => {
             if !args.no_summary {
-                let outcome = if result.cancelled { "cancelled" } else { "finished" };
-                eprint!("{}", format_summary(spec.name, outcome, result.duration, &result.metrics));
+                let outcome = if result.cancelled {
+                    "cancelled"
+                } else {
+                    "finished"
+                };
+                eprint!(
+                    "{}",
+                    format_summary(spec.name, outcome, result.duration, &result.metrics)
+                );
             }
-            if result.cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS }
+            if result.cancelled {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             if !args.no_summary {
-                eprint!("{}", format_summary(spec.name, "failed", started.elapsed(), &metrics));
+                eprint!(
+                    "{}",
+                    format_summary(spec.name, "failed", started.elapsed(), &metrics)
+                );
             }
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -14,7 +14,10 @@ pub enum Position {
     /// Processing the n-th record of input 1 or 2 of a two-input operator.
     InputRecord { input: u8, record: u64 },
     /// Firing a timer.
-    Timer { domain: crate::record::TimeDomain, timestamp: i64 },
+    Timer {
+        domain: crate::record::TimeDomain,
+        timestamp: i64,
+    },
     /// Handling a watermark.
     Watermark(i64),
     /// Reading from a source after it had emitted this many records.

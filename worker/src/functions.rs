@@ -277,7 +277,10 @@ impl BroadcastContext<'_> {
         self.sides.emit(tag, value, self.timestamp);
     }
     /// Broadcast state, writable.
-    pub fn broadcast_state<K: Ord + 'static, V: 'static>(&mut self, d: &MapStateDescriptor<K, V>) -> BroadcastState<'_, K, V> {
+    pub fn broadcast_state<K: Ord + 'static, V: 'static>(
+        &mut self,
+        d: &MapStateDescriptor<K, V>,
+    ) -> BroadcastState<'_, K, V> {
         self.broadcast.writable(d)
     }
 }
@@ -315,11 +318,20 @@ impl<K: Key> KeyedBroadcastContext<'_, K> {
     }
     /// Calls `f(key, state)` for every key that has the state named by `descriptor_name`
     /// on this instance; the handles in `state` are bound to that key.
-    pub fn apply_to_keyed_state(&mut self, descriptor_name: &str, mut f: impl FnMut(&K, &KeyedStateView<'_, K>)) {
+    pub fn apply_to_keyed_state(
+        &mut self,
+        descriptor_name: &str,
+        mut f: impl FnMut(&K, &KeyedStateView<'_, K>),
+    ) {
         let keys = self.backend.keys_of(descriptor_name);
         for key in keys {
             if self.backend.set_current_key(key.clone()).is_ok() {
-                f(&key, &KeyedStateView { backend: self.backend });
+                f(
+                    &key,
+                    &KeyedStateView {
+                        backend: self.backend,
+                    },
+                );
             }
         }
     }
@@ -342,9 +354,20 @@ pub trait ProcessFunction<I, O>: Clone + Send + Sync + 'static {
 /// A process function on a keyed stream, with keyed state and timers.
 pub trait KeyedProcessFunction<K, I, O>: Clone + Send + Sync + 'static {
     fn open(&mut self, _ctx: &RuntimeContext<'_>) {}
-    fn process_element(&mut self, value: I, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>);
+    fn process_element(
+        &mut self,
+        value: I,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    );
     /// A timer of the current key fired; `ctx.time_domain()` says which kind.
-    fn on_timer(&mut self, _timestamp: i64, _ctx: &mut KeyedContext<'_, K>, _out: &mut Collector<'_, O>) {}
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut KeyedContext<'_, K>,
+        _out: &mut Collector<'_, O>,
+    ) {
+    }
     fn close(&mut self) {}
 }
 
@@ -359,9 +382,25 @@ pub trait CoProcessFunction<I1, I2, O>: Clone + Send + Sync + 'static {
 /// A function of two connected streams keyed the same way, with keyed state and timers.
 pub trait KeyedCoProcessFunction<K, I1, I2, O>: Clone + Send + Sync + 'static {
     fn open(&mut self, _ctx: &RuntimeContext<'_>) {}
-    fn process_element1(&mut self, value: I1, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>);
-    fn process_element2(&mut self, value: I2, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>);
-    fn on_timer(&mut self, _timestamp: i64, _ctx: &mut KeyedContext<'_, K>, _out: &mut Collector<'_, O>) {}
+    fn process_element1(
+        &mut self,
+        value: I1,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    );
+    fn process_element2(
+        &mut self,
+        value: I2,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    );
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut KeyedContext<'_, K>,
+        _out: &mut Collector<'_, O>,
+    ) {
+    }
     fn close(&mut self) {}
 }
 
@@ -371,7 +410,12 @@ pub trait BroadcastProcessFunction<I, B, O>: Clone + Send + Sync + 'static {
     /// A data record; broadcast state is read-only here.
     fn process_element(&mut self, value: I, ctx: &mut Context<'_>, out: &mut Collector<'_, O>);
     /// A broadcast record; broadcast state is writable here.
-    fn process_broadcast_element(&mut self, value: B, ctx: &mut BroadcastContext<'_>, out: &mut Collector<'_, O>);
+    fn process_broadcast_element(
+        &mut self,
+        value: B,
+        ctx: &mut BroadcastContext<'_>,
+        out: &mut Collector<'_, O>,
+    );
     fn close(&mut self) {}
 }
 
@@ -380,9 +424,25 @@ pub trait BroadcastProcessFunction<I, B, O>: Clone + Send + Sync + 'static {
 pub trait KeyedBroadcastProcessFunction<K, I, B, O>: Clone + Send + Sync + 'static {
     fn open(&mut self, _ctx: &RuntimeContext<'_>) {}
     /// A data record of the current key; broadcast state is read-only here.
-    fn process_element(&mut self, value: I, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>);
+    fn process_element(
+        &mut self,
+        value: I,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    );
     /// A broadcast record; broadcast state is writable, keyed state reachable for all keys.
-    fn process_broadcast_element(&mut self, value: B, ctx: &mut KeyedBroadcastContext<'_, K>, out: &mut Collector<'_, O>);
-    fn on_timer(&mut self, _timestamp: i64, _ctx: &mut KeyedContext<'_, K>, _out: &mut Collector<'_, O>) {}
+    fn process_broadcast_element(
+        &mut self,
+        value: B,
+        ctx: &mut KeyedBroadcastContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    );
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut KeyedContext<'_, K>,
+        _out: &mut Collector<'_, O>,
+    ) {
+    }
     fn close(&mut self) {}
 }

@@ -101,8 +101,20 @@ mod tests {
     #[test]
     fn matches_flink_for_known_values() {
         // Flink: computeKeyGroupRangeForOperatorIndex(128, 3, i)
-        assert_eq!(KeyGroupRange::for_subtask(128, 3, 0), KeyGroupRange { start: 0, end: 42 });
-        assert_eq!(KeyGroupRange::for_subtask(128, 3, 1), KeyGroupRange { start: 43, end: 85 });
-        assert_eq!(KeyGroupRange::for_subtask(128, 3, 2), KeyGroupRange { start: 86, end: 127 });
+        assert_eq!(
+            KeyGroupRange::for_subtask(128, 3, 0),
+            KeyGroupRange { start: 0, end: 42 }
+        );
+        assert_eq!(
+            KeyGroupRange::for_subtask(128, 3, 1),
+            KeyGroupRange { start: 43, end: 85 }
+        );
+        assert_eq!(
+            KeyGroupRange::for_subtask(128, 3, 2),
+            KeyGroupRange {
+                start: 86,
+                end: 127
+            }
+        );
     }
 }

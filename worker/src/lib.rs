@@ -13,12 +13,14 @@
 //! ```
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod functions;
 pub(crate) mod graph;
 pub mod hash;
+pub mod jobs;
 pub mod keygroup;
 pub mod operators;
 pub mod record;
@@ -28,8 +30,6 @@ pub mod source;
 pub mod state;
 pub mod time;
 pub mod windows;
-pub mod cli;
-pub mod jobs;
 
 pub use cli::main;
 pub use jobs::{ArgSpec, JobArgs, JobRegistry, JobSpec};
@@ -37,38 +37,45 @@ pub use jobs::{ArgSpec, JobArgs, JobRegistry, JobSpec};
 /// Everything a job needs, in one import.
 pub mod prelude {
     pub use crate::api::{
-        BroadcastConnectedStream, BroadcastStream, ConnectedKeyedStreams, ConnectedStreams, DataStream,
-        AllWindowedStream, KeyedBroadcastConnectedStream, KeyedStream, SinkHandle, StreamEnv, WindowedStream,
+        AllWindowedStream, BroadcastConnectedStream, BroadcastStream, ConnectedKeyedStreams,
+        ConnectedStreams, DataStream, KeyedBroadcastConnectedStream, KeyedStream, SinkHandle,
+        StreamEnv, WindowedStream,
     };
     pub use crate::config::{ExecutionConfig, ProcessingTimeMode, RuntimeMode};
     pub use crate::connectors::{
-        ChannelSource, CollectHandle, CollectionSource, Feed, FileSink, FileSource, GeneratorSource, SocketTextSource,
+        ChannelSource, CollectHandle, CollectionSource, Feed, FileSink, FileSource,
+        GeneratorSource, SocketTextSource,
     };
     pub use crate::error::{JobError, TaskError};
     pub use crate::functions::{
-        AggregateFn, AggregateFunction, BroadcastContext, BroadcastProcessFunction, Collector, CoProcessFunction, Context,
-        KeyedBroadcastContext, KeyedBroadcastProcessFunction, KeyedCoProcessFunction, KeyedContext,
-        KeyedProcessFunction, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
+        AggregateFn, AggregateFunction, BroadcastContext, BroadcastProcessFunction,
+        CoProcessFunction, Collector, Context, KeyedBroadcastContext,
+        KeyedBroadcastProcessFunction, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
+        ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
     };
-    pub use crate::record::{Data, Key, MAX_WATERMARK, NO_TIMESTAMP, StreamRecord, TimeDomain};
     pub use crate::operators::interval_join::{JoinContext, ProcessJoinFunction};
+    pub use crate::record::{Data, Key, MAX_WATERMARK, NO_TIMESTAMP, StreamRecord, TimeDomain};
     pub use crate::runtime::context::RuntimeContext;
     pub use crate::runtime::executor::{JobHandle, JobResult};
     pub use crate::runtime::output::OutputTag;
     pub use crate::sink::{Sink, SinkContext, SinkWriter};
-    pub use crate::source::{BoxError, DeadLetter, Source, SourceContext, SourceOutput, SourcePoll, SourceReader, dead_letter_tag};
+    pub use crate::source::{
+        BoxError, DeadLetter, Source, SourceContext, SourceOutput, SourcePoll, SourceReader,
+        dead_letter_tag,
+    };
     pub use crate::state::{
-        AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, OperatorStateDescriptor,
-        ReducingStateDescriptor, StateTtlConfig, ValueStateDescriptor,
+        AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
+        OperatorStateDescriptor, ReducingStateDescriptor, StateTtlConfig, ValueStateDescriptor,
     };
     pub use crate::time::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
     pub use crate::windows::{
-        ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountEvictor, CountTrigger, DeltaEvictor,
-        EventTimeSessionWindows, EventTimeTrigger, Evictor, GlobalWindow, GlobalWindows, NeverTrigger,
-        ProcessAllWindowFunction, ProcessWindowFunction, ProcessingTimeSessionWindows, ProcessingTimeTrigger,
-        PurgingTrigger, SlidingEventTimeWindows, SlidingProcessingTimeWindows, TimeEvictor, TimeWindow, Trigger,
-        TriggerContext, TriggerResult, TumblingEventTimeWindows, TumblingProcessingTimeWindows, Window,
-        WindowAssigner, WindowContext,
+        ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountEvictor, CountTrigger,
+        DeltaEvictor, EventTimeSessionWindows, EventTimeTrigger, Evictor, GlobalWindow,
+        GlobalWindows, NeverTrigger, ProcessAllWindowFunction, ProcessWindowFunction,
+        ProcessingTimeSessionWindows, ProcessingTimeTrigger, PurgingTrigger,
+        SlidingEventTimeWindows, SlidingProcessingTimeWindows, TimeEvictor, TimeWindow, Trigger,
+        TriggerContext, TriggerResult, TumblingEventTimeWindows, TumblingProcessingTimeWindows,
+        Window, WindowAssigner, WindowContext,
     };
 }
 

@@ -28,7 +28,11 @@ pub trait SinkWriter<T> {
     fn write(&mut self, value: T, timestamp: Option<i64>) -> Result<(), BoxError>;
     /// Writes a batch (records taken out of it), counting each record in `written` before
     /// writing it (so a failure can name the record). Override to avoid a call per record.
-    fn write_batch(&mut self, batch: &mut crate::record::Batch<T>, written: &mut u64) -> Result<(), BoxError> {
+    fn write_batch(
+        &mut self,
+        batch: &mut crate::record::Batch<T>,
+        written: &mut u64,
+    ) -> Result<(), BoxError> {
         for r in batch.drain(..) {
             *written += 1;
             let ts = r.timestamp();
@@ -65,7 +69,11 @@ impl<T, F: FnMut(T)> SinkWriter<T> for FnWriter<F> {
         (self.0)(value);
         Ok(())
     }
-    fn write_batch(&mut self, batch: &mut crate::record::Batch<T>, written: &mut u64) -> Result<(), BoxError> {
+    fn write_batch(
+        &mut self,
+        batch: &mut crate::record::Batch<T>,
+        written: &mut u64,
+    ) -> Result<(), BoxError> {
         for r in batch.drain(..) {
             *written += 1;
             (self.0)(r.value);

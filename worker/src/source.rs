@@ -73,6 +73,16 @@ pub struct DeadLetter {
     pub payload: String,
 }
 
+impl std::fmt::Display for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at {}: {} (input: {})",
+            self.origin, self.position, self.error, self.payload
+        )
+    }
+}
+
 /// The side output that carries [`DeadLetter`]s of sources and parsers.
 pub fn dead_letter_tag() -> OutputTag<DeadLetter> {
     OutputTag::new(DEAD_LETTER_TAG)
@@ -159,7 +169,9 @@ impl<T: Data> SourceState<T> {
     fn emit(&mut self, value: T, timestamp: i64) {
         if self.plain {
             // The common case (no watermark strategy, wall clock) stays a push.
-            self.out.buf.push(crate::record::StreamRecord::new(value, timestamp));
+            self.out
+                .buf
+                .push(crate::record::StreamRecord::new(value, timestamp));
             self.emitted_this_poll += 1;
             if self.out.buf.len() >= self.batch_size {
                 self.flush();
@@ -176,6 +188,12 @@ impl<T: Data> SourceState<T> {
         if let Some(a) = self.emitter.as_mut().and_then(|e| e.take_reactivation()) {
             self.apply(a);
         }
+        if timestamp != NO_TIMESTAMP && self.emitter.as_ref().is_some_and(|e| e.is_ingestion_time())
+        {
+            // Ingestion time reads the replayed clock: first move it to the time at which
+            // the source replays this record.
+            self.replay_to(timestamp);
+        }
         let mut ts = timestamp;
         let mut punctuation = None;
         if let Some(em) = &mut self.emitter {
@@ -183,20 +201,27 @@ impl<T: Data> SourceState<T> {
             ts = em.timestamp_of(&value, timestamp, || clock.now());
             punctuation = em.on_event(&value, ts);
         }
-        if self.clock.is_simulated() && ts != NO_TIMESTAMP && ts > self.clock.now() {
-            // Replay: processing time at a source follows the records' timestamps.
-            let r = self.out.flush();
-            self.record_error(r);
-            self.clock.advance_to(ts);
-            let r = self.out.on_processing_time(ts);
-            self.record_error(r);
-        }
+        self.replay_to(ts);
         self.out.push(value, ts);
         self.emitted_this_poll += 1;
         if let Some(a) = punctuation {
             self.apply(a);
         } else if self.out.buf.len() >= self.batch_size {
             self.flush();
+        }
+    }
+}
+
+impl<T: Data> SourceState<T> {
+    /// Replay: processing time at a source follows the records' timestamps (simulated
+    /// clock only).
+    fn replay_to(&mut self, ts: i64) {
+        if self.clock.is_simulated() && ts != NO_TIMESTAMP && ts > self.clock.now() {
+            let r = self.out.flush();
+            self.record_error(r);
+            self.clock.advance_to(ts);
+            let r = self.out.on_processing_time(ts);
+            self.record_error(r);
         }
     }
 }
@@ -224,12 +249,19 @@ impl<T: Data> SourceOutput<'_, T> {
 
     /// Declares this reader idle until it emits again.
     pub fn mark_idle(&mut self) {
-        self.state.apply(WatermarkAction::Status(crate::record::WatermarkStatus::Idle));
+        self.state.apply(WatermarkAction::Status(
+            crate::record::WatermarkStatus::Idle,
+        ));
     }
 
     /// Sends an unreadable input to the dead-letter side output and counts it; the job
     /// goes on.
-    pub fn dead_letter(&mut self, position: impl Into<String>, error: impl Into<String>, payload: impl Into<String>) {
+    pub fn dead_letter(
+        &mut self,
+        position: impl Into<String>,
+        error: impl Into<String>,
+        payload: impl Into<String>,
+    ) {
         let s = &mut *self.state;
         let letter = DeadLetter {
             origin: s.info.name.to_string(),

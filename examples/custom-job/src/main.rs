@@ -27,13 +27,21 @@ struct PageCount {
 
 impl std::fmt::Display for PageCount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} views (window ending {})", self.page, self.views, self.window_end)
+        write!(
+            f,
+            "{} {} views (window ending {})",
+            self.page, self.views, self.window_end
+        )
     }
 }
 
 const ARGS: &[ArgSpec] = &[
     ArgSpec::new("views", "10000", "number of generated page views"),
-    ArgSpec::new("input", "", "JSON lines of {page, user, at_ms} instead of generated views"),
+    ArgSpec::new(
+        "input",
+        "",
+        "JSON lines of {page, user, at_ms} instead of generated views",
+    ),
 ];
 
 /// The pipeline, separate from sources and sinks so it can be tested with collections.
@@ -61,9 +69,18 @@ fn page_counts(views: &DataStream<PageView>) -> DataStream<PageCount> {
 struct WithWindowEnd;
 
 impl ProcessFunction<(String, u64), PageCount> for WithWindowEnd {
-    fn process_element(&mut self, (page, views): (String, u64), ctx: &mut Context<'_>, out: &mut Collector<'_, PageCount>) {
+    fn process_element(
+        &mut self,
+        (page, views): (String, u64),
+        ctx: &mut Context<'_>,
+        out: &mut Collector<'_, PageCount>,
+    ) {
         let window_end = ctx.timestamp().map_or(0, |t| t + 1);
-        out.collect(PageCount { page, window_end, views });
+        out.collect(PageCount {
+            page,
+            window_end,
+            views,
+        });
     }
 }
 
@@ -71,7 +88,11 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
     let strategy = WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
         .with_timestamp_assigner(|v: &PageView| v.at_ms);
     let views = match args.path("input") {
-        Some(path) => env.from_source(FileSource::<PageView>::json_lines(path), strategy, "page views"),
+        Some(path) => env.from_source(
+            FileSource::<PageView>::json_lines(path),
+            strategy,
+            "page views",
+        ),
         None => {
             let pages = ["/", "/docs", "/pricing", "/blog"];
             let generated = GeneratorSource::new(move |i| PageView {
@@ -107,11 +128,24 @@ mod tests {
         let env = StreamEnv::new();
         let views = env.from_source(
             CollectionSource::new(vec![
-                PageView { page: "/".into(), user: 1, at_ms: 1_000 },
-                PageView { page: "/".into(), user: 2, at_ms: 9_000 },
-                PageView { page: "/docs".into(), user: 1, at_ms: 12_000 },
+                PageView {
+                    page: "/".into(),
+                    user: 1,
+                    at_ms: 1_000,
+                },
+                PageView {
+                    page: "/".into(),
+                    user: 2,
+                    at_ms: 9_000,
+                },
+                PageView {
+                    page: "/docs".into(),
+                    user: 1,
+                    at_ms: 12_000,
+                },
             ]),
-            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|v: &PageView| v.at_ms),
+            WatermarkStrategy::for_monotonous_timestamps()
+                .with_timestamp_assigner(|v: &PageView| v.at_ms),
             "views",
         );
         let out = page_counts(&views).collect();
@@ -121,8 +155,16 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                PageCount { page: "/".into(), window_end: 10_000, views: 2 },
-                PageCount { page: "/docs".into(), window_end: 20_000, views: 1 },
+                PageCount {
+                    page: "/".into(),
+                    window_end: 10_000,
+                    views: 2
+                },
+                PageCount {
+                    page: "/docs".into(),
+                    window_end: 20_000,
+                    views: 1
+                },
             ]
         );
     }

@@ -5,7 +5,10 @@ use crate::api::datastream::{DataStream, op_base};
 use crate::api::env::FnFactory;
 use crate::api::keyed::KeyedStream;
 use crate::error::TaskResult;
-use crate::functions::{BroadcastProcessFunction, CoProcessFunction, KeyedBroadcastProcessFunction, KeyedCoProcessFunction};
+use crate::functions::{
+    BroadcastProcessFunction, CoProcessFunction, KeyedBroadcastProcessFunction,
+    KeyedCoProcessFunction,
+};
 use crate::graph::{BuildContext, Built, ErasedOutputs, NodeKind};
 use crate::operators::broadcast::{BroadcastProcessOp, KeyedBroadcastProcessOp};
 use crate::operators::co_process::{CoFlatMapFns, CoProcessOp, KeyedCoProcessOp};
@@ -49,10 +52,13 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
         F2: FnMut(B) -> O + Clone + Send + Sync + 'static,
     {
         let (mut f1, mut f2) = (f1, f2);
-        self.co_process("Co-Map", CoFlatMapFns {
-            f1: move |a| Some(f1(a)),
-            f2: move |b| Some(f2(b)),
-        })
+        self.co_process(
+            "Co-Map",
+            CoFlatMapFns {
+                f1: move |a| Some(f1(a)),
+                f2: move |b| Some(f2(b)),
+            },
+        )
     }
 
     /// Like `map`, each function returning any number of results.
@@ -71,19 +77,32 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
         self.co_process("Co-Process", f)
     }
 
-    fn co_process<O: Data, F: CoProcessFunction<A, B, O>>(&self, name: &str, f: F) -> DataStream<O> {
-        two_input::<A, B, O>(&self.first, &self.second, name, false, move |ctx, outputs| {
-            let base = op_base::<O>(ctx, outputs)?;
-            let mut f = f.clone();
-            base.open_with(|rc| f.open(rc))?;
-            let op = CoProcessOp {
-                base,
-                f,
-                operator_state: Default::default(),
-                _in: PhantomData,
-            };
-            Ok(Built::TwoInput(Box::new(TwoInputHead::new(Box::new(op), ctx.info.name.clone()))))
-        })
+    fn co_process<O: Data, F: CoProcessFunction<A, B, O>>(
+        &self,
+        name: &str,
+        f: F,
+    ) -> DataStream<O> {
+        two_input::<A, B, O>(
+            &self.first,
+            &self.second,
+            name,
+            false,
+            move |ctx, outputs| {
+                let base = op_base::<O>(ctx, outputs)?;
+                let mut f = f.clone();
+                base.open_with(|rc| f.open(rc))?;
+                let op = CoProcessOp {
+                    base,
+                    f,
+                    operator_state: Default::default(),
+                    _in: PhantomData,
+                };
+                Ok(Built::TwoInput(Box::new(TwoInputHead::new(
+                    Box::new(op),
+                    ctx.info.name.clone(),
+                ))))
+            },
+        )
     }
 
     /// Keys both streams (by the same key type) for a keyed co-process function.
@@ -109,21 +128,30 @@ impl<K: Key, A: Data, B: Data> ConnectedKeyedStreams<K, A, B> {
     /// Applies a [`KeyedCoProcessFunction`].
     pub fn process<O: Data, F: KeyedCoProcessFunction<K, A, B, O>>(&self, f: F) -> DataStream<O> {
         let (k1, k2) = (self.first.key.clone(), self.second.key.clone());
-        two_input::<A, B, O>(&self.first.stream, &self.second.stream, "KeyedCo-Process", true, move |ctx, outputs| {
-            let base = op_base::<O>(ctx, outputs)?;
-            let (backend, timers) = keyed_parts::<K, ()>(ctx);
-            let mut f = f.clone();
-            base.open_with(|rc| f.open(rc))?;
-            let op = KeyedCoProcessOp {
-                base,
-                f,
-                key1: k1.clone(),
-                key2: k2.clone(),
-                backend,
-                timers,
-            };
-            Ok(Built::TwoInput(Box::new(TwoInputHead::new(Box::new(op), ctx.info.name.clone()))))
-        })
+        two_input::<A, B, O>(
+            &self.first.stream,
+            &self.second.stream,
+            "KeyedCo-Process",
+            true,
+            move |ctx, outputs| {
+                let base = op_base::<O>(ctx, outputs)?;
+                let (backend, timers) = keyed_parts::<K, ()>(ctx);
+                let mut f = f.clone();
+                base.open_with(|rc| f.open(rc))?;
+                let op = KeyedCoProcessOp {
+                    base,
+                    f,
+                    key1: k1.clone(),
+                    key2: k2.clone(),
+                    backend,
+                    timers,
+                };
+                Ok(Built::TwoInput(Box::new(TwoInputHead::new(
+                    Box::new(op),
+                    ctx.info.name.clone(),
+                ))))
+            },
+        )
     }
 
     /// Co-map of two keyed streams (records of one key meet in one subtask).
@@ -177,19 +205,28 @@ pub struct BroadcastConnectedStream<A, B> {
 impl<A: Data, B: Data> BroadcastConnectedStream<A, B> {
     /// Applies a [`BroadcastProcessFunction`].
     pub fn process<O: Data, F: BroadcastProcessFunction<A, B, O>>(&self, f: F) -> DataStream<O> {
-        two_input::<A, B, O>(&self.data, &self.broadcast.stream, "Broadcast-Process", false, move |ctx, outputs| {
-            let base = op_base::<O>(ctx, outputs)?;
-            let mut f = f.clone();
-            base.open_with(|rc| f.open(rc))?;
-            let op = BroadcastProcessOp {
-                base,
-                f,
-                states: Default::default(),
-                operator_state: Default::default(),
-                _in: PhantomData,
-            };
-            Ok(Built::TwoInput(Box::new(TwoInputHead::new(Box::new(op), ctx.info.name.clone()))))
-        })
+        two_input::<A, B, O>(
+            &self.data,
+            &self.broadcast.stream,
+            "Broadcast-Process",
+            false,
+            move |ctx, outputs| {
+                let base = op_base::<O>(ctx, outputs)?;
+                let mut f = f.clone();
+                base.open_with(|rc| f.open(rc))?;
+                let op = BroadcastProcessOp {
+                    base,
+                    f,
+                    states: Default::default(),
+                    operator_state: Default::default(),
+                    _in: PhantomData,
+                };
+                Ok(Built::TwoInput(Box::new(TwoInputHead::new(
+                    Box::new(op),
+                    ctx.info.name.clone(),
+                ))))
+            },
+        )
     }
 }
 
@@ -201,7 +238,10 @@ pub struct KeyedBroadcastConnectedStream<K, A, B> {
 
 impl<K: Key, A: Data, B: Data> KeyedBroadcastConnectedStream<K, A, B> {
     /// Applies a [`KeyedBroadcastProcessFunction`].
-    pub fn process<O: Data, F: KeyedBroadcastProcessFunction<K, A, B, O>>(&self, f: F) -> DataStream<O> {
+    pub fn process<O: Data, F: KeyedBroadcastProcessFunction<K, A, B, O>>(
+        &self,
+        f: F,
+    ) -> DataStream<O> {
         let key = self.data.key.clone();
         two_input::<A, B, O>(
             &self.data.stream,
@@ -222,7 +262,10 @@ impl<K: Key, A: Data, B: Data> KeyedBroadcastConnectedStream<K, A, B> {
                     states: Default::default(),
                     _in: PhantomData,
                 };
-                Ok(Built::TwoInput(Box::new(TwoInputHead::new(Box::new(op), ctx.info.name.clone()))))
+                Ok(Built::TwoInput(Box::new(TwoInputHead::new(
+                    Box::new(op),
+                    ctx.info.name.clone(),
+                ))))
             },
         )
     }

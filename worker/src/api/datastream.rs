@@ -7,7 +7,9 @@ use crate::connectors::collect::{CollectHandle, CollectSink};
 use crate::connectors::print::{DebugFormat, DisplayFormat, PrintSink, PrintTarget};
 use crate::error::TaskResult;
 use crate::functions::{ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction};
-use crate::graph::{BuildContext, Built, Chaining, Edge, ErasedOutputs, NodeId, NodeKind, TypedEdge};
+use crate::graph::{
+    BuildContext, Built, Chaining, Edge, ErasedOutputs, NodeId, NodeKind, TypedEdge,
+};
 use crate::hash::stable_hash;
 use crate::operators::OpBase;
 use crate::operators::basic::{FilterFn, FilterOp, FlatMapFn, FlatMapOp, MapFn, MapOp, ProcessOp};
@@ -61,7 +63,10 @@ impl<T> Clone for DataStream<T> {
 }
 
 /// The base every operator instance needs, from its build context.
-pub(crate) fn op_base<O: Data>(ctx: &BuildContext<'_>, outputs: ErasedOutputs) -> TaskResult<OpBase<O>> {
+pub(crate) fn op_base<O: Data>(
+    ctx: &BuildContext<'_>,
+    outputs: ErasedOutputs,
+) -> TaskResult<OpBase<O>> {
     Ok(OpBase::new(
         ctx.info.clone(),
         ctx.services.clone(),
@@ -119,7 +124,11 @@ impl<T: Data> DataStream<T> {
         DataStream::from_node(self.env.clone(), id)
     }
 
-    pub(crate) fn partitioned(&self, partitioning: Partitioning, ops: Option<Arc<TypedEdge<T>>>) -> Self {
+    pub(crate) fn partitioned(
+        &self,
+        partitioning: Partitioning,
+        ops: Option<Arc<TypedEdge<T>>>,
+    ) -> Self {
         DataStream {
             env: self.env.clone(),
             origins: self
@@ -189,7 +198,10 @@ impl<T: Data> DataStream<T> {
             let base = op_base::<T>(ctx, outputs)?;
             let mut f = f.clone();
             base.open_with(|rc| f.open(rc))?;
-            Ok(Built::one_input::<T>(Box::new(FilterOp { base, f }), ctx.info.name.clone()))
+            Ok(Built::one_input::<T>(
+                Box::new(FilterOp { base, f }),
+                ctx.info.name.clone(),
+            ))
         })
     }
 
@@ -274,7 +286,10 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Connects with a broadcast stream (the broadcast state pattern).
-    pub fn connect_broadcast<B: Data>(&self, other: &BroadcastStream<B>) -> BroadcastConnectedStream<T, B> {
+    pub fn connect_broadcast<B: Data>(
+        &self,
+        other: &BroadcastStream<B>,
+    ) -> BroadcastConnectedStream<T, B> {
         BroadcastConnectedStream {
             data: self.clone(),
             broadcast: other.clone(),
@@ -331,11 +346,18 @@ impl<T: Data> DataStream<T> {
     // ---- Time ----
 
     /// Replaces timestamps and watermarks by those of `strategy`.
-    pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+    pub fn assign_timestamps_and_watermarks(
+        &self,
+        strategy: WatermarkStrategy<T>,
+    ) -> DataStream<T> {
         let mode = self.env.runtime_mode();
         self.one_input::<T>("Timestamps/Watermarks", false, move |ctx, outputs| {
             let base = op_base::<T>(ctx, outputs)?;
             let interval_ms = ctx.config.auto_watermark_interval.as_millis().max(1) as i64;
+            // Ask for periodic emission from the start (Flink's operator does so in open()):
+            // a quiet input must still be able to report idleness or advance its watermark.
+            let now = ctx.services.clock.now();
+            ctx.services.wakeup.request(now.saturating_add(interval_ms));
             Ok(Built::one_input::<T>(
                 Box::new(TimestampsOp {
                     base,
@@ -374,8 +396,14 @@ impl<T: Data> DataStream<T> {
     /// Names the operator (shown in the summary, metrics and errors).
     pub fn name(self, name: &str) -> Self {
         if let Some(id) = self.single_node("name") {
-            let prefixed = self.env.inner.borrow().graph.nodes[id].name.starts_with("Source: ");
-            let name = if prefixed { format!("Source: {name}") } else { name.to_string() };
+            let prefixed = self.env.inner.borrow().graph.nodes[id]
+                .name
+                .starts_with("Source: ");
+            let name = if prefixed {
+                format!("Source: {name}")
+            } else {
+                name.to_string()
+            };
             self.env.with_node(id, |n| n.name = name);
         }
         self
@@ -392,7 +420,8 @@ impl<T: Data> DataStream<T> {
     /// Parallel instances of the operator.
     pub fn set_parallelism(self, parallelism: usize) -> Self {
         if let Some(id) = self.single_node("set_parallelism") {
-            self.env.with_node(id, |n| n.parallelism = Some(parallelism));
+            self.env
+                .with_node(id, |n| n.parallelism = Some(parallelism));
         }
         self
     }
@@ -400,7 +429,8 @@ impl<T: Data> DataStream<T> {
     /// Key groups of the operator (defaults to the job's max parallelism).
     pub fn set_max_parallelism(self, max_parallelism: usize) -> Self {
         if let Some(id) = self.single_node("set_max_parallelism") {
-            self.env.with_node(id, |n| n.max_parallelism = Some(max_parallelism));
+            self.env
+                .with_node(id, |n| n.max_parallelism = Some(max_parallelism));
         }
         self
     }
@@ -447,13 +477,19 @@ impl<T: Data> DataStream<T> {
                         .map_err(|e| info.error(format!("could not open the sink: {e}")))
                 }
             )?;
-            Ok(Built::one_input::<T>(Box::new(SinkOp { base, writer }), ctx.info.name.clone()))
+            Ok(Built::one_input::<T>(
+                Box::new(SinkOp { base, writer }),
+                ctx.info.name.clone(),
+            ))
         });
         let node = s.origins[0].node;
         if fixed.is_some() {
             self.env.with_node(node, |n| n.fixed_parallelism = fixed);
         }
-        SinkHandle { env: self.env.clone(), node }
+        SinkHandle {
+            env: self.env.clone(),
+            node,
+        }
     }
 
     /// Calls `f` with every record (Flink's `SinkFunction`).
@@ -466,7 +502,10 @@ impl<T: Data> DataStream<T> {
     where
         T: Display,
     {
-        self.sink_named(PrintSink::new(DisplayFormat, None, PrintTarget::Stdout), "Print to Std. Out")
+        self.sink_named(
+            PrintSink::new(DisplayFormat, None, PrintTarget::Stdout),
+            "Print to Std. Out",
+        )
     }
 
     /// Prints every record with a prefix (`prefix> record`).
@@ -485,7 +524,10 @@ impl<T: Data> DataStream<T> {
     where
         T: Debug,
     {
-        self.sink_named(PrintSink::new(DebugFormat, None, PrintTarget::Stdout), "Print to Std. Out")
+        self.sink_named(
+            PrintSink::new(DebugFormat, None, PrintTarget::Stdout),
+            "Print to Std. Out",
+        )
     }
 
     /// Prints every record (`Display`) to standard error.
@@ -493,7 +535,10 @@ impl<T: Data> DataStream<T> {
     where
         T: Display,
     {
-        self.sink_named(PrintSink::new(DisplayFormat, None, PrintTarget::Stderr), "Print to Std. Err")
+        self.sink_named(
+            PrintSink::new(DisplayFormat, None, PrintTarget::Stderr),
+            "Print to Std. Err",
+        )
     }
 
     /// Writes every record (`Display`) as a line to `part-*` files under `dir`.
@@ -534,15 +579,18 @@ impl SinkHandle {
         self
     }
     pub fn uid(self, uid: &str) -> Self {
-        self.env.with_node(self.node, |n| n.uid = Some(uid.to_string()));
+        self.env
+            .with_node(self.node, |n| n.uid = Some(uid.to_string()));
         self
     }
     pub fn set_parallelism(self, parallelism: usize) -> Self {
-        self.env.with_node(self.node, |n| n.parallelism = Some(parallelism));
+        self.env
+            .with_node(self.node, |n| n.parallelism = Some(parallelism));
         self
     }
     pub fn disable_chaining(self) -> Self {
-        self.env.with_node(self.node, |n| n.chaining = Chaining::Never);
+        self.env
+            .with_node(self.node, |n| n.chaining = Chaining::Never);
         self
     }
 }

@@ -5,7 +5,10 @@ use crate::api::datastream::DataStream;
 use crate::config::{ExecutionConfig, ProcessingTimeMode, RuntimeMode};
 use crate::connectors::{CollectionSource, GeneratorSource};
 use crate::error::{JobError, TaskResult};
-use crate::graph::{BuildContext, Built, Chaining, Edge, ErasedOutputs, Node, NodeId, NodeKind, OperatorFactory, SourceFactory, StreamGraph};
+use crate::graph::{
+    BuildContext, Built, Chaining, Edge, ErasedOutputs, Node, NodeId, NodeKind, OperatorFactory,
+    SourceFactory, StreamGraph,
+};
 use crate::record::Data;
 use crate::runtime::executor::{JobHandle, JobResult, launch};
 use crate::runtime::task::SourceHead;
@@ -91,7 +94,13 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceNode<T, S> {
             .strategy
             .as_ref()
             .map(|s| WatermarkEmitter::new(s, ctx.config.runtime_mode));
-        let state = SourceState::new(out, emitter, ctx.services.clock.clone(), ctx.config.batch_size, ctx.info.clone());
+        let state = SourceState::new(
+            out,
+            emitter,
+            ctx.services.clock.clone(),
+            ctx.config.batch_size,
+            ctx.info.clone(),
+        );
         Ok(Built::Source(Box::new(SourceHead::new(reader, state))))
     }
 }
@@ -151,12 +160,22 @@ impl StreamEnv {
     }
 
     /// Adds a source. The strategy assigns timestamps and watermarks inside the source.
-    pub fn from_source<T: Data, S: Source<T>>(&self, source: S, strategy: WatermarkStrategy<T>, name: &str) -> DataStream<T> {
+    pub fn from_source<T: Data, S: Source<T>>(
+        &self,
+        source: S,
+        strategy: WatermarkStrategy<T>,
+        name: &str,
+    ) -> DataStream<T> {
         self.add_source(source, Some(strategy), name)
     }
 
     /// Adds a source without timestamps or watermarks (but the final one).
-    pub fn add_source<T: Data, S: Source<T>>(&self, source: S, strategy: Option<WatermarkStrategy<T>>, name: &str) -> DataStream<T> {
+    pub fn add_source<T: Data, S: Source<T>>(
+        &self,
+        source: S,
+        strategy: Option<WatermarkStrategy<T>>,
+        name: &str,
+    ) -> DataStream<T> {
         let fixed = source.fixed_parallelism();
         let id = self.add_node(
             format!("Source: {name}"),
@@ -192,18 +211,33 @@ impl StreamEnv {
 
     /// The lines of a file, or of the files in a directory (bounded).
     pub fn read_text_file(&self, path: impl Into<std::path::PathBuf>) -> DataStream<String> {
-        self.add_source(crate::connectors::FileSource::lines(path), None, "File Source")
+        self.add_source(
+            crate::connectors::FileSource::lines(path),
+            None,
+            "File Source",
+        )
     }
 
     /// JSON lines parsed into `T`; unparsable lines go to the `dead_letter_tag()` side
     /// output of the returned stream, counted.
-    pub fn read_json_lines<T: Data + serde::de::DeserializeOwned>(&self, path: impl Into<std::path::PathBuf>) -> DataStream<T> {
-        self.add_source(crate::connectors::FileSource::<T>::json_lines(path), None, "File Source")
+    pub fn read_json_lines<T: Data + serde::de::DeserializeOwned>(
+        &self,
+        path: impl Into<std::path::PathBuf>,
+    ) -> DataStream<T> {
+        self.add_source(
+            crate::connectors::FileSource::<T>::json_lines(path),
+            None,
+            "File Source",
+        )
     }
 
     /// Lines read from a TCP socket; ends when the peer closes it.
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DataStream<String> {
-        self.add_source(crate::connectors::SocketTextSource::new(host, port), None, "Socket Stream")
+        self.add_source(
+            crate::connectors::SocketTextSource::new(host, port),
+            None,
+            "Socket Stream",
+        )
     }
 
     /// Runs the job to its end (bounded input) or until cancelled.
@@ -216,7 +250,11 @@ impl StreamEnv {
         let (mut graph, config, errors) = {
             let mut inner = self.inner.borrow_mut();
             let graph = std::mem::replace(&mut inner.graph, StreamGraph::new());
-            (graph, inner.config.clone(), std::mem::take(&mut inner.errors))
+            (
+                graph,
+                inner.config.clone(),
+                std::mem::take(&mut inner.errors),
+            )
         };
         if !errors.is_empty() {
             return Err(JobError::InvalidGraph(errors.join("; ")));
@@ -260,7 +298,12 @@ impl StreamEnv {
     pub(crate) fn register_side_type<X: 'static>(&self, name: &Arc<str>) {
         let mut inner = self.inner.borrow_mut();
         let entry = (name.clone(), TypeId::of::<X>(), std::any::type_name::<X>());
-        if !inner.graph.side_types.iter().any(|(n, t, _)| n == name && *t == entry.1) {
+        if !inner
+            .graph
+            .side_types
+            .iter()
+            .any(|(n, t, _)| n == name && *t == entry.1)
+        {
             inner.graph.side_types.push(entry);
         }
     }
@@ -281,7 +324,13 @@ fn assign_uids(graph: &mut StreamGraph) -> Result<(), JobError> {
                 let slug: String = node
                     .name
                     .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_lowercase()
+                        } else {
+                            '-'
+                        }
+                    })
                     .collect();
                 let derived = format!("{}-{}", slug.trim_matches('-'), node.id);
                 if node.keyed {

@@ -48,7 +48,10 @@ impl<T: Data> DataStream<T> {
 
 impl<A: Data, B: Data> TwoStreams<A, B> {
     /// The key of the left (this) stream.
-    pub fn where_key<K: Key>(self, key: impl Fn(&A) -> K + Send + Sync + 'static) -> TwoStreamsWhere<K, A, B> {
+    pub fn where_key<K: Key>(
+        self,
+        key: impl Fn(&A) -> K + Send + Sync + 'static,
+    ) -> TwoStreamsWhere<K, A, B> {
         TwoStreamsWhere {
             streams: self,
             left_key: Arc::new(key),
@@ -63,7 +66,10 @@ pub struct TwoStreamsWhere<K, A, B> {
 
 impl<K: Key, A: Data, B: Data> TwoStreamsWhere<K, A, B> {
     /// The key of the right (other) stream; must equal the left key to join.
-    pub fn equal_to(self, key: impl Fn(&B) -> K + Send + Sync + 'static) -> TwoStreamsKeyed<K, A, B> {
+    pub fn equal_to(
+        self,
+        key: impl Fn(&B) -> K + Send + Sync + 'static,
+    ) -> TwoStreamsKeyed<K, A, B> {
         TwoStreamsKeyed {
             streams: self.streams,
             left_key: self.left_key,
@@ -80,7 +86,10 @@ pub struct TwoStreamsKeyed<K, A, B> {
 
 impl<K: Key, A: Data, B: Data> TwoStreamsKeyed<K, A, B> {
     /// The windows in which records meet.
-    pub fn window<W: WindowAssigner<Tagged<A, B>>>(self, assigner: W) -> WindowedTwoStreams<K, A, B, W, W::DefaultTrigger> {
+    pub fn window<W: WindowAssigner<Tagged<A, B>>>(
+        self,
+        assigner: W,
+    ) -> WindowedTwoStreams<K, A, B, W, W::DefaultTrigger> {
         WindowedTwoStreams {
             trigger: assigner.default_trigger(),
             keyed: self,
@@ -106,7 +115,10 @@ where
     W: WindowAssigner<Tagged<A, B>>,
     Tr: Trigger<Tagged<A, B>, W::W>,
 {
-    pub fn trigger<Tr2: Trigger<Tagged<A, B>, W::W>>(self, trigger: Tr2) -> WindowedTwoStreams<K, A, B, W, Tr2> {
+    pub fn trigger<Tr2: Trigger<Tagged<A, B>, W::W>>(
+        self,
+        trigger: Tr2,
+    ) -> WindowedTwoStreams<K, A, B, W, Tr2> {
         WindowedTwoStreams {
             keyed: self.keyed,
             assigner: self.assigner,
@@ -126,8 +138,18 @@ where
         F: FnMut(&[A], &[B], &mut Collector<'_, O>) + Clone + Send + Sync + 'static,
     {
         let (lk, rk) = (self.keyed.left_key.clone(), self.keyed.right_key.clone());
-        let left = self.keyed.streams.left.map(Tagged::<A, B>::Left).name("Map (join left)");
-        let right = self.keyed.streams.right.map(Tagged::<A, B>::Right).name("Map (join right)");
+        let left = self
+            .keyed
+            .streams
+            .left
+            .map(Tagged::<A, B>::Left)
+            .name("Map (join left)");
+        let right = self
+            .keyed
+            .streams
+            .right
+            .map(Tagged::<A, B>::Right)
+            .name("Map (join right)");
         let mut f = f;
         left.union(&right)
             .key_by(move |t: &Tagged<A, B>| match t {
@@ -137,17 +159,19 @@ where
             .window(self.assigner)
             .trigger(self.trigger)
             .allowed_lateness(self.allowed_lateness)
-            .apply(move |_: &K, _: &W::W, records: &[Tagged<A, B>], out: &mut Collector<'_, O>| {
-                let mut lefts = Vec::new();
-                let mut rights = Vec::new();
-                for r in records {
-                    match r {
-                        Tagged::Left(a) => lefts.push(a.clone()),
-                        Tagged::Right(b) => rights.push(b.clone()),
+            .apply(
+                move |_: &K, _: &W::W, records: &[Tagged<A, B>], out: &mut Collector<'_, O>| {
+                    let mut lefts = Vec::new();
+                    let mut rights = Vec::new();
+                    for r in records {
+                        match r {
+                            Tagged::Left(a) => lefts.push(a.clone()),
+                            Tagged::Right(b) => rights.push(b.clone()),
+                        }
                     }
-                }
-                f(&lefts, &rights, out);
-            })
+                    f(&lefts, &rights, out);
+                },
+            )
     }
 
     /// Emits `f(left, right)` for every pair of records with equal keys in a window.
@@ -156,13 +180,15 @@ where
         F: FnMut(&A, &B) -> O + Clone + Send + Sync + 'static,
     {
         let mut f = f;
-        self.co_group_apply(move |lefts: &[A], rights: &[B], out: &mut Collector<'_, O>| {
-            for a in lefts {
-                for b in rights {
-                    out.collect(f(a, b));
+        self.co_group_apply(
+            move |lefts: &[A], rights: &[B], out: &mut Collector<'_, O>| {
+                for a in lefts {
+                    for b in rights {
+                        out.collect(f(a, b));
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 
     /// Like `apply`, emitting any number of results per pair (Flink's `FlatJoinFunction`).
@@ -171,13 +197,15 @@ where
         F: FnMut(&A, &B, &mut Collector<'_, O>) + Clone + Send + Sync + 'static,
     {
         let mut f = f;
-        self.co_group_apply(move |lefts: &[A], rights: &[B], out: &mut Collector<'_, O>| {
-            for a in lefts {
-                for b in rights {
-                    f(a, b, out);
+        self.co_group_apply(
+            move |lefts: &[A], rights: &[B], out: &mut Collector<'_, O>| {
+                for a in lefts {
+                    for b in rights {
+                        f(a, b, out);
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }
 
@@ -245,11 +273,29 @@ impl<K: Key, A: Data, B: Data> IntervalJoined<K, A, B> {
             ));
         }
         let (ka, kb) = (self.join.left.key.clone(), self.join.right.key.clone());
-        two_input::<A, B, O>(&self.join.left.stream, &self.join.right.stream, "IntervalJoin", true, move |ctx, outputs| {
-            let base = op_base::<O>(ctx, outputs)?;
-            let (backend, timers) = keyed_parts::<K, u8>(ctx);
-            let op = IntervalJoinOp::new(base, f.clone(), ka.clone(), kb.clone(), backend, timers, lower, upper);
-            Ok(Built::TwoInput(Box::new(TwoInputHead::new(Box::new(op), ctx.info.name.clone()))))
-        })
+        two_input::<A, B, O>(
+            &self.join.left.stream,
+            &self.join.right.stream,
+            "IntervalJoin",
+            true,
+            move |ctx, outputs| {
+                let base = op_base::<O>(ctx, outputs)?;
+                let (backend, timers) = keyed_parts::<K, u8>(ctx);
+                let op = IntervalJoinOp::new(
+                    base,
+                    f.clone(),
+                    ka.clone(),
+                    kb.clone(),
+                    backend,
+                    timers,
+                    lower,
+                    upper,
+                );
+                Ok(Built::TwoInput(Box::new(TwoInputHead::new(
+                    Box::new(op),
+                    ctx.info.name.clone(),
+                ))))
+            },
+        )
     }
 }

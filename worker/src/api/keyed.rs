@@ -1,6 +1,8 @@
 //! `KeyedStream<K, T>`: a stream partitioned by key, with keyed state and timers.
 
-use crate::api::connected::{BroadcastStream, ConnectedKeyedStreams, KeyedBroadcastConnectedStream};
+use crate::api::connected::{
+    BroadcastStream, ConnectedKeyedStreams, KeyedBroadcastConnectedStream,
+};
 use crate::api::datastream::{DataStream, op_base};
 use crate::config::RuntimeMode;
 use crate::functions::KeyedProcessFunction;
@@ -43,23 +45,24 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     /// Applies a [`KeyedProcessFunction`]: per-key state and timers.
     pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
         let key = self.key.clone();
-        self.stream.one_input::<O>("KeyedProcess", true, move |ctx, outputs| {
-            let base = op_base::<O>(ctx, outputs)?;
-            let (backend, timers) = keyed_parts::<K, ()>(ctx);
-            let mut f = f.clone();
-            base.open_with(|rc| f.open(rc))?;
-            Ok(Built::one_input::<T>(
-                Box::new(KeyedProcessOp {
-                    base,
-                    f,
-                    key_selector: key.clone(),
-                    backend,
-                    timers,
-                    _in: PhantomData,
-                }),
-                ctx.info.name.clone(),
-            ))
-        })
+        self.stream
+            .one_input::<O>("KeyedProcess", true, move |ctx, outputs| {
+                let base = op_base::<O>(ctx, outputs)?;
+                let (backend, timers) = keyed_parts::<K, ()>(ctx);
+                let mut f = f.clone();
+                base.open_with(|rc| f.open(rc))?;
+                Ok(Built::one_input::<T>(
+                    Box::new(KeyedProcessOp {
+                        base,
+                        f,
+                        key_selector: key.clone(),
+                        backend,
+                        timers,
+                        _in: PhantomData,
+                    }),
+                    ctx.info.name.clone(),
+                ))
+            })
     }
 
     /// Rolling reduce: emits `f(previous result, record)` for every record of a key (in
@@ -81,7 +84,13 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
             let base = op_base::<T>(ctx, outputs)?;
             let (backend, _) = keyed_parts::<K, ()>(ctx);
             Ok(Built::one_input::<T>(
-                Box::new(RollingOp::new(base, f.clone(), key.clone(), backend, final_only)),
+                Box::new(RollingOp::new(
+                    base,
+                    f.clone(),
+                    key.clone(),
+                    backend,
+                    final_only,
+                )),
                 ctx.info.name.clone(),
             ))
         })
@@ -135,7 +144,10 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     }
 
     /// Connects with another stream keyed by the same key type (keyed co-process).
-    pub fn connect_keyed<B: Data>(&self, other: &KeyedStream<K, B>) -> ConnectedKeyedStreams<K, T, B> {
+    pub fn connect_keyed<B: Data>(
+        &self,
+        other: &KeyedStream<K, B>,
+    ) -> ConnectedKeyedStreams<K, T, B> {
         ConnectedKeyedStreams {
             first: self.clone(),
             second: other.clone(),
@@ -143,7 +155,10 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     }
 
     /// Connects with a broadcast stream (keyed broadcast process function).
-    pub fn connect_broadcast<B: Data>(&self, other: &BroadcastStream<B>) -> KeyedBroadcastConnectedStream<K, T, B> {
+    pub fn connect_broadcast<B: Data>(
+        &self,
+        other: &BroadcastStream<B>,
+    ) -> KeyedBroadcastConnectedStream<K, T, B> {
         KeyedBroadcastConnectedStream {
             data: self.clone(),
             broadcast: other.clone(),

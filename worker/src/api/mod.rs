@@ -13,6 +13,9 @@ pub use connected::{
 };
 pub use datastream::{DataStream, SinkHandle};
 pub use env::StreamEnv;
+pub use join::{
+    IntervalJoin, IntervalJoined, Tagged, TwoStreams, TwoStreamsKeyed, TwoStreamsWhere,
+    WindowedTwoStreams,
+};
 pub use keyed::KeyedStream;
 pub use windowed::{AllWindowedStream, WindowedStream};
-pub use join::{IntervalJoin, IntervalJoined, Tagged, TwoStreams, TwoStreamsKeyed, TwoStreamsWhere, WindowedTwoStreams};

@@ -12,8 +12,8 @@ use crate::runtime::output::OutputTag;
 use crate::windows::assigners::{GlobalWindows, WindowAssigner};
 use crate::windows::evictors::{CountEvictor, Evictor};
 use crate::windows::functions::{
-    AggregateElements, AggregateLogic, AllWindow, ApplyFn, EvictingLogic, ListLogic, PassThrough, ProcessAllWindowFunction,
-    ProcessWindowFunction, ReduceElements, ReduceLogic, WindowLogic,
+    AggregateElements, AggregateLogic, AllWindow, ApplyFn, EvictingLogic, ListLogic, PassThrough,
+    ProcessAllWindowFunction, ProcessWindowFunction, ReduceElements, ReduceLogic, WindowLogic,
 };
 use crate::windows::operator::{WindowOperator, WindowSettings};
 use crate::windows::triggers::{CountTrigger, PurgingTrigger, Trigger};
@@ -36,7 +36,10 @@ pub struct WindowedStream<K, T, A: WindowAssigner<T>, Tr> {
 
 impl<K: Key, T: Data> KeyedStream<K, T> {
     /// Windows of each key, as `assigner` cuts them.
-    pub fn window<A: WindowAssigner<T>>(&self, assigner: A) -> WindowedStream<K, T, A, A::DefaultTrigger> {
+    pub fn window<A: WindowAssigner<T>>(
+        &self,
+        assigner: A,
+    ) -> WindowedStream<K, T, A, A::DefaultTrigger> {
         WindowedStream {
             input: self.clone(),
             trigger: assigner.default_trigger(),
@@ -49,12 +52,20 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     }
 
     /// Windows of `size` records per key (tumbling count windows).
-    pub fn count_window(&self, size: u64) -> WindowedStream<K, T, GlobalWindows, PurgingTrigger<CountTrigger>> {
-        self.window(GlobalWindows).trigger(PurgingTrigger::of(CountTrigger::of(size)))
+    pub fn count_window(
+        &self,
+        size: u64,
+    ) -> WindowedStream<K, T, GlobalWindows, PurgingTrigger<CountTrigger>> {
+        self.window(GlobalWindows)
+            .trigger(PurgingTrigger::of(CountTrigger::of(size)))
     }
 
     /// The last `size` records of each key, every `slide` records (sliding count windows).
-    pub fn count_window_slide(&self, size: u64, slide: u64) -> WindowedStream<K, T, GlobalWindows, CountTrigger> {
+    pub fn count_window_slide(
+        &self,
+        size: u64,
+        slide: u64,
+    ) -> WindowedStream<K, T, GlobalWindows, CountTrigger> {
         self.window(GlobalWindows)
             .evictor(CountEvictor::of(size as usize))
             .trigger(CountTrigger::of(slide))
@@ -121,28 +132,33 @@ impl<K: Key, T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> WindowedStream
         if let Some(tag) = &late_tag {
             self.input.env.register_side_type::<T>(&tag.name_arc());
         }
-        let stream = self.input.stream.one_input::<O>(&name, true, move |ctx, outputs| {
-            let base = op_base::<O>(ctx, outputs)?;
-            let (backend, timers) = keyed_parts::<K, A::W>(ctx);
-            let mut op = WindowOperator::new(
-                base,
-                assigner.clone(),
-                trigger.clone(),
-                make_logic(),
-                key.clone(),
-                backend,
-                timers,
-                WindowSettings {
-                    allowed_lateness: lateness,
-                    late_tag: late_tag.clone(),
-                },
-            );
-            op.open()?;
-            Ok(Built::one_input::<T>(Box::new(op), ctx.info.name.clone()))
-        });
+        let stream = self
+            .input
+            .stream
+            .one_input::<O>(&name, true, move |ctx, outputs| {
+                let base = op_base::<O>(ctx, outputs)?;
+                let (backend, timers) = keyed_parts::<K, A::W>(ctx);
+                let mut op = WindowOperator::new(
+                    base,
+                    assigner.clone(),
+                    trigger.clone(),
+                    make_logic(),
+                    key.clone(),
+                    backend,
+                    timers,
+                    WindowSettings {
+                        allowed_lateness: lateness,
+                        late_tag: late_tag.clone(),
+                    },
+                );
+                op.open()?;
+                Ok(Built::one_input::<T>(Box::new(op), ctx.info.name.clone()))
+            });
         if self.all {
             let node = stream.origins[0].node;
-            stream.env.with_node(node, |n| n.fixed_parallelism = Some(1));
+            stream
+                .env
+                .with_node(node, |n| n.fixed_parallelism = Some(1));
         }
         stream
     }
@@ -215,7 +231,10 @@ impl<K: Key, T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> WindowedStream
     }
 
     /// Hands all records of each window to a [`ProcessWindowFunction`].
-    pub fn process<O: Data, P: ProcessWindowFunction<K, T, O, A::W>>(self, function: P) -> DataStream<O> {
+    pub fn process<O: Data, P: ProcessWindowFunction<K, T, O, A::W>>(
+        self,
+        function: P,
+    ) -> DataStream<O> {
         match self.evictor.clone() {
             Some(evictor) => self.build("ProcessWindowFunction", move || EvictingLogic {
                 function: function.clone(),
@@ -281,19 +300,30 @@ pub struct AllWindowedStream<T, A: WindowAssigner<T>, Tr> {
 
 impl<T: Data> DataStream<T> {
     /// Windows over the whole stream (one task sees every record).
-    pub fn window_all<A: WindowAssigner<T>>(&self, assigner: A) -> AllWindowedStream<T, A, A::DefaultTrigger> {
+    pub fn window_all<A: WindowAssigner<T>>(
+        &self,
+        assigner: A,
+    ) -> AllWindowedStream<T, A, A::DefaultTrigger> {
         let mut inner = self.key_by(|_: &T| ()).window(assigner);
         inner.all = true;
         AllWindowedStream { inner }
     }
 
     /// Windows of `size` records over the whole stream.
-    pub fn count_window_all(&self, size: u64) -> AllWindowedStream<T, GlobalWindows, PurgingTrigger<CountTrigger>> {
-        self.window_all(GlobalWindows).trigger(PurgingTrigger::of(CountTrigger::of(size)))
+    pub fn count_window_all(
+        &self,
+        size: u64,
+    ) -> AllWindowedStream<T, GlobalWindows, PurgingTrigger<CountTrigger>> {
+        self.window_all(GlobalWindows)
+            .trigger(PurgingTrigger::of(CountTrigger::of(size)))
     }
 
     /// The last `size` records of the stream, every `slide` records.
-    pub fn count_window_all_slide(&self, size: u64, slide: u64) -> AllWindowedStream<T, GlobalWindows, CountTrigger> {
+    pub fn count_window_all_slide(
+        &self,
+        size: u64,
+        slide: u64,
+    ) -> AllWindowedStream<T, GlobalWindows, CountTrigger> {
         self.window_all(GlobalWindows)
             .evictor(CountEvictor::of(size as usize))
             .trigger(CountTrigger::of(slide))
@@ -327,11 +357,18 @@ impl<T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> AllWindowedStream<T, A
     {
         self.inner.reduce(f)
     }
-    pub fn aggregate<ACC: Data, R: Data, G: AggregateFunction<T, ACC, R>>(self, aggregate: G) -> DataStream<R> {
+    pub fn aggregate<ACC: Data, R: Data, G: AggregateFunction<T, ACC, R>>(
+        self,
+        aggregate: G,
+    ) -> DataStream<R> {
         self.inner.aggregate(aggregate)
     }
     /// Aggregates incrementally, then hands the result to a window function.
-    pub fn aggregate_with<ACC: Data, R: Data, O: Data, G, P>(self, aggregate: G, function: P) -> DataStream<O>
+    pub fn aggregate_with<ACC: Data, R: Data, O: Data, G, P>(
+        self,
+        aggregate: G,
+        function: P,
+    ) -> DataStream<O>
     where
         G: AggregateFunction<T, ACC, R>,
         P: ProcessAllWindowFunction<R, O, A::W>,
@@ -346,7 +383,10 @@ impl<T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> AllWindowedStream<T, A
     {
         self.inner.reduce_with(f, AllWindow(function))
     }
-    pub fn process<O: Data, P: ProcessAllWindowFunction<T, O, A::W>>(self, function: P) -> DataStream<O> {
+    pub fn process<O: Data, P: ProcessAllWindowFunction<T, O, A::W>>(
+        self,
+        function: P,
+    ) -> DataStream<O> {
         self.inner.process(AllWindow(function))
     }
     /// Hands all records of each window to `f(window, records, out)`.
@@ -354,7 +394,8 @@ impl<T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> AllWindowedStream<T, A
     where
         F: FnMut(&A::W, &[T], &mut Collector<'_, O>) + Clone + Send + Sync + 'static,
     {
-        self.inner.apply(move |_: &(), w: &A::W, e: &[T], o: &mut Collector<'_, O>| f(w, e, o))
+        self.inner
+            .apply(move |_: &(), w: &A::W, e: &[T], o: &mut Collector<'_, O>| f(w, e, o))
     }
     pub fn sum<N: Copy + Add<Output = N> + 'static, F>(self, field: F) -> DataStream<T>
     where

@@ -30,7 +30,12 @@ impl<T: Data> ChannelSource<T> {
     /// The source and the sender that feeds it.
     pub fn new() -> (Sender<Feed<T>>, ChannelSource<T>) {
         let (tx, rx) = unbounded();
-        (tx, ChannelSource { rx: Mutex::new(Some(rx)) })
+        (
+            tx,
+            ChannelSource {
+                rx: Mutex::new(Some(rx)),
+            },
+        )
     }
 }
 

@@ -6,9 +6,12 @@ use crate::sink::{Sink, SinkContext, SinkWriter};
 use crate::source::BoxError;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// Records with their event timestamps.
+type Records<T> = Vec<(T, Option<i64>)>;
+
 /// The records a collect sink received, with their event timestamps.
 pub struct CollectHandle<T> {
-    records: Arc<Mutex<Vec<(T, Option<i64>)>>>,
+    records: Arc<Mutex<Records<T>>>,
 }
 
 impl<T> Clone for CollectHandle<T> {

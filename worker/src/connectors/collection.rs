@@ -19,7 +19,9 @@ impl<T: Data + Sync> CollectionSource<T> {
     /// Records with event timestamps (milliseconds). With simulated processing time the
     /// source's clock follows them too.
     pub fn timed(items: Vec<(i64, T)>) -> Self {
-        CollectionSource { items: Arc::new(items) }
+        CollectionSource {
+            items: Arc::new(items),
+        }
     }
 }
 

@@ -51,7 +51,10 @@ impl<T: Data> FileSource<T> {
     }
 
     /// Every line parsed by `parse`; an `Err(reason)` sends the line to the dead letters.
-    pub fn parsed(path: impl Into<PathBuf>, parse: impl Fn(&str) -> Result<T, String> + Send + Sync + 'static) -> Self {
+    pub fn parsed(
+        path: impl Into<PathBuf>,
+        parse: impl Fn(&str) -> Result<T, String> + Send + Sync + 'static,
+    ) -> Self {
         FileSource {
             path: path.into(),
             parse: Arc::new(parse),
@@ -132,7 +135,9 @@ impl<T: Data> Source<T> for FileSource<T> {
             current: None,
             next_scan: Instant::now(),
         };
-        reader.scan().map_err(|e| format!("cannot list {}: {e}", self.path.display()))?;
+        reader
+            .scan()
+            .map_err(|e| format!("cannot list {}: {e}", self.path.display()))?;
         Ok(Box::new(reader))
     }
 }
@@ -189,7 +194,8 @@ impl<T: Data> SourceReader<T> for FileReader<T> {
             if self.current.is_none() {
                 match self.pending.pop_front() {
                     Some(path) => {
-                        let file = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                        let file = File::open(&path)
+                            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
                         self.current = Some(OpenFile {
                             path,
                             reader: BufReader::with_capacity(256 * 1024, file),
@@ -204,16 +210,21 @@ impl<T: Data> SourceReader<T> for FileReader<T> {
                             if now < self.next_scan {
                                 return Ok(SourcePoll::Wait(self.next_scan - now));
                             }
-                            self.scan().map_err(|e| format!("cannot list {}: {e}", self.root.display()))?;
+                            self.scan()
+                                .map_err(|e| format!("cannot list {}: {e}", self.root.display()))?;
                             if self.pending.is_empty() {
-                                return Ok(SourcePoll::Wait(self.next_scan.saturating_duration_since(Instant::now())));
+                                return Ok(SourcePoll::Wait(
+                                    self.next_scan.saturating_duration_since(Instant::now()),
+                                ));
                             }
                             continue;
                         }
                     },
                 }
             }
-            let Some(f) = self.current.as_mut() else { continue };
+            let Some(f) = self.current.as_mut() else {
+                continue;
+            };
             while !out.is_full() {
                 f.buf.clear();
                 let n = f

@@ -47,7 +47,10 @@ impl<T: Data> FileSink<T> {
     }
 
     /// A custom line format (write the line without its newline).
-    pub fn with_format(dir: impl Into<PathBuf>, format: impl Fn(&T, &mut Vec<u8>) -> Result<(), BoxError> + Send + Sync + 'static) -> Self {
+    pub fn with_format(
+        dir: impl Into<PathBuf>,
+        format: impl Fn(&T, &mut Vec<u8>) -> Result<(), BoxError> + Send + Sync + 'static,
+    ) -> Self {
         FileSink {
             dir: dir.into(),
             format: Arc::new(format),
@@ -93,8 +96,11 @@ struct FileWriter<T> {
 
 impl<T> FileWriter<T> {
     fn open_part(&mut self) -> Result<(), BoxError> {
-        let path = self.dir.join(format!("part-{}-{}", self.subtask, self.part));
-        let file = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let path = self
+            .dir
+            .join(format!("part-{}-{}", self.subtask, self.part));
+        let file =
+            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         self.file = Some((path, BufWriter::with_capacity(256 * 1024, file)));
         self.written = 0;
         Ok(())
@@ -124,14 +130,16 @@ impl<T> SinkWriter<T> for FileWriter<T> {
 
     fn flush(&mut self) -> Result<(), BoxError> {
         if let Some((path, w)) = self.file.as_mut() {
-            w.flush().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            w.flush()
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
         if let Some((path, w)) = self.file.as_mut() {
-            w.flush().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            w.flush()
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             w.get_ref()
                 .sync_all()
                 .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;

@@ -4,6 +4,8 @@
 //! Parallel readers split the sequence: with a count, subtask `s` of `p` generates the
 //! contiguous range `[s·n/p, (s+1)·n/p)`; without, the indices `s, s+p, s+2p, …`. The
 //! records are the same whatever the parallelism; only their order across subtasks varies.
+//! So a key derived from the index (`i % keys`) keeps its order only at parallelism 1; a
+//! generator that must keep per-key order should give each reader its own keys.
 
 use crate::record::Data;
 use crate::source::{BoxError, Source, SourceContext, SourceOutput, SourcePoll, SourceReader};
@@ -103,7 +105,9 @@ impl<T: Data, F: Fn(u64) -> T> SourceReader<T> for GeneratorReader<F> {
             let due = (started.elapsed().as_secs_f64() * rate) as u64 + 1;
             let allowed = due.saturating_sub(self.emitted);
             if allowed == 0 {
-                let wait = Duration::from_secs_f64(((self.emitted + 1) as f64 / rate - started.elapsed().as_secs_f64()).max(0.0));
+                let wait = Duration::from_secs_f64(
+                    ((self.emitted + 1) as f64 / rate - started.elapsed().as_secs_f64()).max(0.0),
+                );
                 return Ok(SourcePoll::Wait(wait.max(Duration::from_micros(100))));
             }
             budget = budget.min(allowed);

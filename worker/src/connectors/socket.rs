@@ -31,7 +31,8 @@ impl SocketTextSource {
 }
 
 fn connect(address: &str) -> Result<TcpStream, BoxError> {
-    let stream = TcpStream::connect(address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let stream =
+        TcpStream::connect(address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_millis(50)))?;
     Ok(stream)
 }
@@ -129,7 +130,12 @@ impl SourceReader<String> for SocketReader {
                 self.emit_lines(out);
                 Ok(SourcePoll::More)
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 Ok(SourcePoll::Wait(Duration::from_millis(1)))
             }
             Err(e) => Err(format!("reading from {}: {e}", self.address).into()),

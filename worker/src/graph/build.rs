@@ -13,6 +13,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The consumers of one side output: tag, edge type, consumers.
+type SideTargets = (Arc<str>, Arc<dyn EdgeOps>, Vec<Box<dyn Any>>);
+
 pub(crate) struct ChainBuilder<'a> {
     pub graph: &'a StreamGraph,
     pub plan: &'a Plan,
@@ -46,7 +49,7 @@ impl ChainBuilder<'_> {
     /// Builds node `id` and everything chained after it.
     pub(crate) fn build(&mut self, id: NodeId) -> TaskResult<Built> {
         let mut main: Vec<Box<dyn Any>> = Vec::new();
-        let mut sides: Vec<(Arc<str>, Arc<dyn EdgeOps>, Vec<Box<dyn Any>>)> = Vec::new();
+        let mut sides: Vec<SideTargets> = Vec::new();
         for (ei, e) in self.graph.edges.iter().enumerate() {
             if e.source != id {
                 continue;
@@ -54,14 +57,20 @@ impl ChainBuilder<'_> {
             let consumer: Box<dyn Any> = if self.plan.chained[ei] {
                 match self.build(e.target)? {
                     Built::OneInput(op) => op.into_consumer(),
-                    _ => return Err(internal(&self.graph.nodes[e.target].name, "only one-input operators can be chained")),
+                    _ => {
+                        return Err(internal(
+                            &self.graph.nodes[e.target].name,
+                            "only one-input operators can be chained",
+                        ));
+                    }
                 }
             } else {
                 let senders = self.senders.remove(&ei).unwrap_or_default();
                 let mut ctx = self.context(id);
                 // Key groups are the target's.
                 ctx.info.max_parallelism = self.plan.max_parallelism[e.target];
-                e.ops.network_writer(self.plan.partitioning[ei], senders, &ctx)
+                e.ops
+                    .network_writer(self.plan.partitioning[ei], senders, &ctx)
             };
             match &e.side {
                 None => main.push(consumer),

@@ -182,7 +182,11 @@ pub(crate) trait EdgeOps: Send + Sync {
         ctx: &BuildContext<'_>,
     ) -> Box<dyn Any>;
     /// A side output named `name` feeding these consumers (each a `Box<dyn Consumer<X>>`).
-    fn side_output(&self, name: Arc<str>, consumers: Vec<Box<dyn Any>>) -> TaskResult<Box<dyn ErasedSideOutput>>;
+    fn side_output(
+        &self,
+        name: Arc<str>,
+        consumers: Vec<Box<dyn Any>>,
+    ) -> TaskResult<Box<dyn ErasedSideOutput>>;
 }
 
 /// [`EdgeOps`] for records of type `X`.
@@ -223,14 +227,17 @@ impl<X: Data> EdgeOps for TypedEdge<X> {
                 }
             }
             Partitioning::Shuffle => Router::Random {
-                state: 0x9e37_79b9_7f4a_7c15 ^ (ctx.info.subtask as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+                state: 0x9e37_79b9_7f4a_7c15
+                    ^ (ctx.info.subtask as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             },
             Partitioning::Hash => match &self.key_hash {
                 Some(h) => Router::hash(h.clone(), ctx.info.max_parallelism, senders.len()),
                 None => Router::Global,
             },
             Partitioning::Custom => match &self.custom {
-                Some(f) => Router::Custom { partition: f.clone() },
+                Some(f) => Router::Custom {
+                    partition: f.clone(),
+                },
                 None => Router::Global,
             },
         };
@@ -244,7 +251,11 @@ impl<X: Data> EdgeOps for TypedEdge<X> {
         Box::new(writer)
     }
 
-    fn side_output(&self, name: Arc<str>, consumers: Vec<Box<dyn Any>>) -> TaskResult<Box<dyn ErasedSideOutput>> {
+    fn side_output(
+        &self,
+        name: Arc<str>,
+        consumers: Vec<Box<dyn Any>>,
+    ) -> TaskResult<Box<dyn ErasedSideOutput>> {
         let mut targets: Vec<Box<dyn Consumer<X>>> = Vec::with_capacity(consumers.len());
         for any in consumers {
             match any.downcast::<Box<dyn Consumer<X>>>() {

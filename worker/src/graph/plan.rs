@@ -244,7 +244,12 @@ fn chainable(
 }
 
 /// Which downstream subtasks upstream subtask `u` sends to, for each pattern.
-pub(crate) fn targets_of(partitioning: Partitioning, upstream: usize, downstream: usize, u: usize) -> Vec<usize> {
+pub(crate) fn targets_of(
+    partitioning: Partitioning,
+    upstream: usize,
+    downstream: usize,
+    u: usize,
+) -> Vec<usize> {
     if !partitioning.is_pointwise() {
         return (0..downstream).collect();
     }
@@ -283,9 +288,15 @@ mod tests {
                     }
                 }
                 if up <= down {
-                    assert!(seen.iter().all(|&c| c == 1), "up {up} down {down}: {seen:?}");
+                    assert!(
+                        seen.iter().all(|&c| c == 1),
+                        "up {up} down {down}: {seen:?}"
+                    );
                 } else {
-                    assert!(seen.iter().all(|&c| c >= 1), "up {up} down {down}: {seen:?}");
+                    assert!(
+                        seen.iter().all(|&c| c >= 1),
+                        "up {up} down {down}: {seen:?}"
+                    );
                 }
             }
         }

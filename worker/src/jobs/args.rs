@@ -17,7 +17,11 @@ pub struct ArgSpec {
 
 impl ArgSpec {
     pub const fn new(name: &'static str, default: &'static str, help: &'static str) -> Self {
-        ArgSpec { name, default, help }
+        ArgSpec {
+            name,
+            default,
+            help,
+        }
     }
 }
 
@@ -61,8 +65,10 @@ fn accepted(specs: &[ArgSpec]) -> String {
 impl JobArgs {
     /// Checks `given` (`key=value` strings) against `specs`.
     pub fn parse(job: &str, specs: &[ArgSpec], given: &[String]) -> Result<JobArgs, ArgError> {
-        let mut values: BTreeMap<String, String> =
-            specs.iter().map(|s| (s.name.to_string(), s.default.to_string())).collect();
+        let mut values: BTreeMap<String, String> = specs
+            .iter()
+            .map(|s| (s.name.to_string(), s.default.to_string()))
+            .collect();
         for raw in given {
             let Some((k, v)) = raw.split_once('=') else {
                 return Err(ArgError(format!(
@@ -87,7 +93,11 @@ impl JobArgs {
     }
 
     /// Arguments from pairs (for tests and embedding).
-    pub fn from_pairs(job: &str, specs: &[ArgSpec], pairs: &[(&str, &str)]) -> Result<JobArgs, ArgError> {
+    pub fn from_pairs(
+        job: &str,
+        specs: &[ArgSpec],
+        pairs: &[(&str, &str)],
+    ) -> Result<JobArgs, ArgError> {
         let given: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         Self::parse(job, specs, &given)
     }
@@ -97,7 +107,10 @@ impl JobArgs {
     }
 
     fn help_of(&self, name: &str) -> &str {
-        self.specs.iter().find(|s| s.name == name).map_or("", |s| s.help)
+        self.specs
+            .iter()
+            .find(|s| s.name == name)
+            .map_or("", |s| s.help)
     }
 
     fn bad(&self, name: &str, value: &str, expected: &str) -> ArgError {
@@ -156,7 +169,11 @@ impl JobArgs {
         }
         let v = self.f64(name)?;
         if v < 0.0 {
-            return Err(self.bad(name, self.str(name), "a rate of 0 or more records per second"));
+            return Err(self.bad(
+                name,
+                self.str(name),
+                "a rate of 0 or more records per second",
+            ));
         }
         Ok((v > 0.0).then_some(v))
     }
@@ -190,7 +207,9 @@ impl JobArgs {
 /// Parses `500ms`, `5s`, `2m`, `1h`, `1d`, or a bare number of milliseconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     if !n.is_finite() || n < 0.0 {
@@ -243,7 +262,12 @@ mod tests {
             "--arg events=many: expected a whole number (0 or more) (events: number of events to generate)"
         );
         let a = JobArgs::parse("j", SPECS, &["window=soon".into()]).unwrap();
-        assert!(a.duration("window").unwrap_err().0.contains("a duration like 500ms"));
+        assert!(
+            a.duration("window")
+                .unwrap_err()
+                .0
+                .contains("a duration like 500ms")
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! the final aggregate of each key is emitted, at the end of input (Flink's semantics).
 
 use crate::error::{Position, TaskResult};
-use crate::operators::keyed_process::{KeySelector, set_key};
 use crate::operators::OpBase;
+use crate::operators::keyed_process::{KeySelector, set_key};
 use crate::record::{Batch, Data, Key, NO_TIMESTAMP, StreamRecord};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::context::guard;
@@ -169,7 +169,13 @@ pub(crate) mod field {
         N: Copy + PartialOrd,
         F: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
     {
-        move |mut acc, mut v| if *field(&mut v) < *field(&mut acc) { v } else { acc }
+        move |mut acc, mut v| {
+            if *field(&mut v) < *field(&mut acc) {
+                v
+            } else {
+                acc
+            }
+        }
     }
 
     /// The whole record with the largest field; on ties the earlier one.
@@ -178,6 +184,12 @@ pub(crate) mod field {
         N: Copy + PartialOrd,
         F: Fn(&mut T) -> &mut N + Clone + Send + Sync + 'static,
     {
-        move |mut acc, mut v| if *field(&mut v) > *field(&mut acc) { v } else { acc }
+        move |mut acc, mut v| {
+            if *field(&mut v) > *field(&mut acc) {
+                v
+            } else {
+                acc
+            }
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Stateless one-input operators: map, filter, flat-map and process.
 
 use crate::error::{Position, TaskResult};
-use crate::functions::{Collector, Context, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction};
+use crate::functions::{
+    Collector, Context, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
+};
 use crate::operators::{OpBase, forward_control};
 use crate::record::{Batch, Data, StreamRecord};
 use crate::runtime::consumer::Consumer;
@@ -24,7 +26,9 @@ impl<I, O, F: FnMut(I) -> O + Clone + Send + Sync + 'static> RichMapFunction<I, 
 #[derive(Clone)]
 pub(crate) struct FilterFn<F>(pub F);
 
-impl<T, F: FnMut(&T) -> bool + Clone + Send + Sync + 'static> RichFilterFunction<T> for FilterFn<F> {
+impl<T, F: FnMut(&T) -> bool + Clone + Send + Sync + 'static> RichFilterFunction<T>
+    for FilterFn<F>
+{
     #[inline]
     fn filter(&mut self, value: &T) -> bool {
         (self.0)(value)

@@ -3,7 +3,10 @@
 //! broadcast).
 
 use crate::error::{Position, TaskResult};
-use crate::functions::{BroadcastContext, BroadcastProcessFunction, Collector, KeyedBroadcastContext, KeyedBroadcastProcessFunction};
+use crate::functions::{
+    BroadcastContext, BroadcastProcessFunction, Collector, KeyedBroadcastContext,
+    KeyedBroadcastProcessFunction,
+};
 use crate::operators::OpBase;
 use crate::operators::co_process::process_plain;
 use crate::operators::keyed_process::{KeySelector, KeyedParts, fire_timers, process_keyed};
@@ -24,7 +27,9 @@ pub(crate) struct BroadcastProcessOp<I, B, O, F> {
     pub _in: PhantomData<fn(I, B)>,
 }
 
-impl<I: Data, B: Data, O: Data, F: BroadcastProcessFunction<I, B, O>> TwoInputOperator<I, B> for BroadcastProcessOp<I, B, O, F> {
+impl<I: Data, B: Data, O: Data, F: BroadcastProcessFunction<I, B, O>> TwoInputOperator<I, B>
+    for BroadcastProcessOp<I, B, O, F>
+{
     fn process_batch1(&mut self, batch: &mut Batch<I>) -> TaskResult {
         let f = &mut self.f;
         process_plain(
@@ -42,22 +47,29 @@ impl<I: Data, B: Data, O: Data, F: BroadcastProcessFunction<I, B, O>> TwoInputOp
         let b = &mut self.base;
         let f = &mut self.f;
         let states = &mut self.states;
-        guard!(b.info, Position::InputRecord { input: 2, record: b.seen[1] }, {
-            let clock = b.services.clock.clone();
-            for r in batch.drain(..) {
-                b.seen[1] += 1;
-                let mut ctx = BroadcastContext {
-                    timestamp: r.timestamp,
-                    watermark: b.watermark,
-                    clock: &clock,
-                    sides: &mut b.out.sides,
-                    broadcast: states,
-                };
-                let mut out = Collector::new(&mut b.out.buf, r.timestamp);
-                f.process_broadcast_element(r.value, &mut ctx, &mut out);
+        guard!(
+            b.info,
+            Position::InputRecord {
+                input: 2,
+                record: b.seen[1]
+            },
+            {
+                let clock = b.services.clock.clone();
+                for r in batch.drain(..) {
+                    b.seen[1] += 1;
+                    let mut ctx = BroadcastContext {
+                        timestamp: r.timestamp,
+                        watermark: b.watermark,
+                        clock: &clock,
+                        sides: &mut b.out.sides,
+                        broadcast: states,
+                    };
+                    let mut out = Collector::new(&mut b.out.buf, r.timestamp);
+                    f.process_broadcast_element(r.value, &mut ctx, &mut out);
+                }
+                Ok(())
             }
-            Ok(())
-        })?;
+        )?;
         self.base.out.flush()
     }
 
@@ -93,7 +105,9 @@ pub(crate) struct KeyedBroadcastProcessOp<K, I, B, O, F> {
     pub _in: PhantomData<fn(I, B)>,
 }
 
-impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B, O>> KeyedBroadcastProcessOp<K, I, B, O, F> {
+impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B, O>>
+    KeyedBroadcastProcessOp<K, I, B, O, F>
+{
     fn parts(&mut self) -> (&mut OpBase<O>, &mut F, KeyedParts<'_, K>) {
         (
             &mut self.base,
@@ -112,13 +126,15 @@ impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B
     }
 }
 
-impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B, O>> TwoInputOperator<I, B>
-    for KeyedBroadcastProcessOp<K, I, B, O, F>
+impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B, O>>
+    TwoInputOperator<I, B> for KeyedBroadcastProcessOp<K, I, B, O, F>
 {
     fn process_batch1(&mut self, batch: &mut Batch<I>) -> TaskResult {
         let sel = self.key_selector.clone();
         let (base, f, parts) = self.parts();
-        process_keyed(base, 0, 2, batch, &sel, parts, |v, c, o| f.process_element(v, c, o))
+        process_keyed(base, 0, 2, batch, &sel, parts, |v, c, o| {
+            f.process_element(v, c, o)
+        })
     }
 
     fn process_batch2(&mut self, batch: &mut Batch<B>) -> TaskResult {
@@ -127,23 +143,30 @@ impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B
         let f = &mut self.f;
         let states = &mut self.states;
         let backend = &self.backend;
-        guard!(b.info, Position::InputRecord { input: 2, record: b.seen[1] }, {
-            let clock = b.services.clock.clone();
-            for r in batch.drain(..) {
-                b.seen[1] += 1;
-                let mut ctx = KeyedBroadcastContext {
-                    timestamp: r.timestamp,
-                    watermark: b.watermark,
-                    clock: &clock,
-                    sides: &mut b.out.sides,
-                    broadcast: states,
-                    backend,
-                };
-                let mut out = Collector::new(&mut b.out.buf, r.timestamp);
-                f.process_broadcast_element(r.value, &mut ctx, &mut out);
+        guard!(
+            b.info,
+            Position::InputRecord {
+                input: 2,
+                record: b.seen[1]
+            },
+            {
+                let clock = b.services.clock.clone();
+                for r in batch.drain(..) {
+                    b.seen[1] += 1;
+                    let mut ctx = KeyedBroadcastContext {
+                        timestamp: r.timestamp,
+                        watermark: b.watermark,
+                        clock: &clock,
+                        sides: &mut b.out.sides,
+                        broadcast: states,
+                        backend,
+                    };
+                    let mut out = Collector::new(&mut b.out.buf, r.timestamp);
+                    f.process_broadcast_element(r.value, &mut ctx, &mut out);
+                }
+                Ok(())
             }
-            Ok(())
-        })?;
+        )?;
         self.base.out.flush()
     }
 

@@ -2,7 +2,7 @@
 //! keyed co-process operator (keyed state and timers shared by both inputs).
 
 use crate::error::{Position, TaskResult};
-use crate::functions::{Collector, CoProcessFunction, Context, KeyedCoProcessFunction};
+use crate::functions::{CoProcessFunction, Collector, Context, KeyedCoProcessFunction};
 use crate::operators::OpBase;
 use crate::operators::keyed_process::{KeySelector, KeyedParts, fire_timers, process_keyed};
 use crate::record::{Batch, Data, Key, TimeDomain, WatermarkStatus};
@@ -52,23 +52,30 @@ pub(crate) fn process_plain<I, O>(
     let idx = usize::from(input);
     base.info.metrics.add_in(idx, batch.len());
     let b = &mut *base;
-    guard!(b.info, Position::InputRecord { input: input + 1, record: b.seen[idx] }, {
-        let clock = b.services.clock.clone();
-        for r in batch.drain(..) {
-            b.seen[idx] += 1;
-            let mut ctx = Context {
-                timestamp: r.timestamp,
-                watermark: b.watermark,
-                clock: &clock,
-                sides: &mut b.out.sides,
-                operator_state,
-                broadcast: broadcast.as_deref_mut(),
-            };
-            let mut out = Collector::new(&mut b.out.buf, r.timestamp);
-            call(r.value, &mut ctx, &mut out);
+    guard!(
+        b.info,
+        Position::InputRecord {
+            input: input + 1,
+            record: b.seen[idx]
+        },
+        {
+            let clock = b.services.clock.clone();
+            for r in batch.drain(..) {
+                b.seen[idx] += 1;
+                let mut ctx = Context {
+                    timestamp: r.timestamp,
+                    watermark: b.watermark,
+                    clock: &clock,
+                    sides: &mut b.out.sides,
+                    operator_state,
+                    broadcast: broadcast.as_deref_mut(),
+                };
+                let mut out = Collector::new(&mut b.out.buf, r.timestamp);
+                call(r.value, &mut ctx, &mut out);
+            }
+            Ok(())
         }
-        Ok(())
-    })?;
+    )?;
     base.out.flush()
 }
 
@@ -79,18 +86,30 @@ pub(crate) struct CoProcessOp<I1, I2, O, F> {
     pub _in: PhantomData<fn(I1, I2)>,
 }
 
-impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> TwoInputOperator<I1, I2> for CoProcessOp<I1, I2, O, F> {
+impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> TwoInputOperator<I1, I2>
+    for CoProcessOp<I1, I2, O, F>
+{
     fn process_batch1(&mut self, batch: &mut Batch<I1>) -> TaskResult {
         let f = &mut self.f;
-        process_plain(&mut self.base, 0, batch, &self.operator_state, None, |v, c, o| {
-            f.process_element1(v, c, o)
-        })
+        process_plain(
+            &mut self.base,
+            0,
+            batch,
+            &self.operator_state,
+            None,
+            |v, c, o| f.process_element1(v, c, o),
+        )
     }
     fn process_batch2(&mut self, batch: &mut Batch<I2>) -> TaskResult {
         let f = &mut self.f;
-        process_plain(&mut self.base, 1, batch, &self.operator_state, None, |v, c, o| {
-            f.process_element2(v, c, o)
-        })
+        process_plain(
+            &mut self.base,
+            1,
+            batch,
+            &self.operator_state,
+            None,
+            |v, c, o| f.process_element2(v, c, o),
+        )
     }
     fn process_watermark(&mut self, watermark: i64) -> TaskResult {
         self.base.watermark = watermark;
@@ -123,7 +142,9 @@ pub(crate) struct KeyedCoProcessOp<K, I1, I2, O, F> {
     pub timers: Timers<K, ()>,
 }
 
-impl<K: Key, I1: Data, I2: Data, O: Data, F: KeyedCoProcessFunction<K, I1, I2, O>> KeyedCoProcessOp<K, I1, I2, O, F> {
+impl<K: Key, I1: Data, I2: Data, O: Data, F: KeyedCoProcessFunction<K, I1, I2, O>>
+    KeyedCoProcessOp<K, I1, I2, O, F>
+{
     fn parts(&mut self) -> (&mut OpBase<O>, &mut F, KeyedParts<'_, K>) {
         (
             &mut self.base,
@@ -142,18 +163,22 @@ impl<K: Key, I1: Data, I2: Data, O: Data, F: KeyedCoProcessFunction<K, I1, I2, O
     }
 }
 
-impl<K: Key, I1: Data, I2: Data, O: Data, F: KeyedCoProcessFunction<K, I1, I2, O>> TwoInputOperator<I1, I2>
-    for KeyedCoProcessOp<K, I1, I2, O, F>
+impl<K: Key, I1: Data, I2: Data, O: Data, F: KeyedCoProcessFunction<K, I1, I2, O>>
+    TwoInputOperator<I1, I2> for KeyedCoProcessOp<K, I1, I2, O, F>
 {
     fn process_batch1(&mut self, batch: &mut Batch<I1>) -> TaskResult {
         let sel = self.key1.clone();
         let (base, f, parts) = self.parts();
-        process_keyed(base, 0, 2, batch, &sel, parts, |v, c, o| f.process_element1(v, c, o))
+        process_keyed(base, 0, 2, batch, &sel, parts, |v, c, o| {
+            f.process_element1(v, c, o)
+        })
     }
     fn process_batch2(&mut self, batch: &mut Batch<I2>) -> TaskResult {
         let sel = self.key2.clone();
         let (base, f, parts) = self.parts();
-        process_keyed(base, 1, 2, batch, &sel, parts, |v, c, o| f.process_element2(v, c, o))
+        process_keyed(base, 1, 2, batch, &sel, parts, |v, c, o| {
+            f.process_element2(v, c, o)
+        })
     }
     fn process_watermark(&mut self, watermark: i64) -> TaskResult {
         self.base.watermark = watermark;

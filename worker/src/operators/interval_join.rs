@@ -48,15 +48,29 @@ impl JoinContext<'_> {
 
 /// Joins one pair of records (Flink's `ProcessJoinFunction`).
 pub trait ProcessJoinFunction<A, B, O>: Clone + Send + Sync + 'static {
-    fn process_element(&mut self, left: &A, right: &B, ctx: &mut JoinContext<'_>, out: &mut Collector<'_, O>);
+    fn process_element(
+        &mut self,
+        left: &A,
+        right: &B,
+        ctx: &mut JoinContext<'_>,
+        out: &mut Collector<'_, O>,
+    );
 }
 
 /// A closure `(left, right) -> result` as a join function.
 #[derive(Clone)]
 pub(crate) struct JoinFn<F>(pub F);
 
-impl<A, B, O, F: FnMut(&A, &B) -> O + Clone + Send + Sync + 'static> ProcessJoinFunction<A, B, O> for JoinFn<F> {
-    fn process_element(&mut self, left: &A, right: &B, _: &mut JoinContext<'_>, out: &mut Collector<'_, O>) {
+impl<A, B, O, F: FnMut(&A, &B) -> O + Clone + Send + Sync + 'static> ProcessJoinFunction<A, B, O>
+    for JoinFn<F>
+{
+    fn process_element(
+        &mut self,
+        left: &A,
+        right: &B,
+        _: &mut JoinContext<'_>,
+        out: &mut Collector<'_, O>,
+    ) {
         out.collect((self.0)(left, right));
     }
 }
@@ -79,7 +93,9 @@ pub(crate) struct IntervalJoinOp<K, A, B, O, F> {
     right: Rc<dyn NsTable<(), Buffer<B>>>,
 }
 
-impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> IntervalJoinOp<K, A, B, O, F> {
+impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>>
+    IntervalJoinOp<K, A, B, O, F>
+{
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         base: OpBase<O>,
@@ -119,7 +135,11 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> Interva
     }
 
     fn register_cleanup(&mut self, side: u8, ts: i64, relative_upper: i64) {
-        let cleanup = if relative_upper > 0 { ts.saturating_add(relative_upper) } else { ts };
+        let cleanup = if relative_upper > 0 {
+            ts.saturating_add(relative_upper)
+        } else {
+            ts
+        };
         if let Some(k) = self.backend.key.key().as_ref() {
             self.timers.event.register(k, &side, cleanup);
         }
@@ -132,7 +152,11 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> Interva
             return Err(self.missing_timestamp());
         }
         if self.late(ts) {
-            self.base.info.metrics.late_records.fetch_add(1, Ordering::Relaxed);
+            self.base
+                .info
+                .metrics
+                .late_records
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         let (lo, hi) = (ts.saturating_add(self.lower), ts.saturating_add(self.upper));
@@ -154,7 +178,8 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> Interva
             }
         });
         let mut value = Some(r.value);
-        self.left.modify(&(), &mut |buf| insert(buf, ts, &mut value));
+        self.left
+            .modify(&(), &mut |buf| insert(buf, ts, &mut value));
         self.register_cleanup(LEFT, ts, self.upper);
         Ok(())
     }
@@ -166,7 +191,11 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> Interva
             return Err(self.missing_timestamp());
         }
         if self.late(ts) {
-            self.base.info.metrics.late_records.fetch_add(1, Ordering::Relaxed);
+            self.base
+                .info
+                .metrics
+                .late_records
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         // left.ts in [ts - upper, ts - lower]
@@ -189,7 +218,8 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> Interva
             }
         });
         let mut value = Some(r.value);
-        self.right.modify(&(), &mut |buf| insert(buf, ts, &mut value));
+        self.right
+            .modify(&(), &mut |buf| insert(buf, ts, &mut value));
         self.register_cleanup(RIGHT, ts, -self.lower);
         Ok(())
     }
@@ -197,10 +227,18 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> Interva
     fn on_timer(&mut self, time: i64, key: K, side: u8) -> TaskResult {
         set_key(&self.backend, &self.base.info, key)?;
         if side == LEFT {
-            let bucket = if self.upper <= 0 { time } else { time - self.upper };
+            let bucket = if self.upper <= 0 {
+                time
+            } else {
+                time - self.upper
+            };
             remove_bucket(&*self.left, bucket);
         } else {
-            let bucket = if self.lower <= 0 { time + self.lower } else { time };
+            let bucket = if self.lower <= 0 {
+                time + self.lower
+            } else {
+                time
+            };
             remove_bucket(&*self.right, bucket);
         }
         Ok(())
@@ -231,29 +269,45 @@ fn remove_bucket<T: Clone>(table: &dyn NsTable<(), Buffer<T>>, bucket: i64) {
     }
 }
 
-impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> TwoInputOperator<A, B> for IntervalJoinOp<K, A, B, O, F> {
+impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> TwoInputOperator<A, B>
+    for IntervalJoinOp<K, A, B, O, F>
+{
     fn process_batch1(&mut self, batch: &mut Batch<A>) -> TaskResult {
         self.base.info.metrics.add_in(0, batch.len());
         let info = self.base.info.clone();
-        guard!(info, Position::InputRecord { input: 1, record: self.base.seen[0] }, {
-            for r in batch.drain(..) {
-                self.base.seen[0] += 1;
-                self.on_left(r)?;
+        guard!(
+            info,
+            Position::InputRecord {
+                input: 1,
+                record: self.base.seen[0]
+            },
+            {
+                for r in batch.drain(..) {
+                    self.base.seen[0] += 1;
+                    self.on_left(r)?;
+                }
+                Ok(())
             }
-            Ok(())
-        })?;
+        )?;
         self.base.out.flush()
     }
     fn process_batch2(&mut self, batch: &mut Batch<B>) -> TaskResult {
         self.base.info.metrics.add_in(1, batch.len());
         let info = self.base.info.clone();
-        guard!(info, Position::InputRecord { input: 2, record: self.base.seen[1] }, {
-            for r in batch.drain(..) {
-                self.base.seen[1] += 1;
-                self.on_right(r)?;
+        guard!(
+            info,
+            Position::InputRecord {
+                input: 2,
+                record: self.base.seen[1]
+            },
+            {
+                for r in batch.drain(..) {
+                    self.base.seen[1] += 1;
+                    self.on_right(r)?;
+                }
+                Ok(())
             }
-            Ok(())
-        })?;
+        )?;
         self.base.out.flush()
     }
     fn process_watermark(&mut self, watermark: i64) -> TaskResult {

@@ -20,7 +20,9 @@ use std::sync::Arc;
 pub(crate) type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
 /// A keyed backend and timers for an operator instance.
-pub(crate) fn keyed_parts<K: Key, N: std::hash::Hash + Eq + Clone>(ctx: &BuildContext<'_>) -> (KeyedBackend<K>, Timers<K, N>) {
+pub(crate) fn keyed_parts<K: Key, N: std::hash::Hash + Eq + Clone>(
+    ctx: &BuildContext<'_>,
+) -> (KeyedBackend<K>, Timers<K, N>) {
     let key = Rc::new(KeyContext::new(ctx.key_groups, ctx.info.max_parallelism));
     (
         KeyedBackend::new(key, ctx.services.clock.clone()),
@@ -30,7 +32,11 @@ pub(crate) fn keyed_parts<K: Key, N: std::hash::Hash + Eq + Clone>(ctx: &BuildCo
 
 /// Makes `key` current, or fails naming the operator.
 #[inline]
-pub(crate) fn set_key<K: Key>(backend: &KeyedBackend<K>, info: &OperatorInfo, key: K) -> TaskResult {
+pub(crate) fn set_key<K: Key>(
+    backend: &KeyedBackend<K>,
+    info: &OperatorInfo,
+    key: K,
+) -> TaskResult {
     backend.set_current_key(key).map_err(|m| info.error(m))
 }
 
@@ -63,7 +69,10 @@ pub(crate) fn process_keyed<K: Key, I, O>(
         if inputs == 1 {
             Position::Record(n)
         } else {
-            Position::InputRecord { input: input + 1, record: n }
+            Position::InputRecord {
+                input: input + 1,
+                record: n,
+            }
         }
     };
     guard!(b.info, position(b.seen[idx]), {
@@ -110,24 +119,35 @@ pub(crate) fn fire_timers<K: Key, O>(
         let Some((t, key, ())) = due else { break };
         set_key(backend, &base.info, key)?;
         let b = &mut *base;
-        guard!(b.info, Position::Timer { domain, timestamp: t }, {
-            let clock = b.services.clock.clone();
-            // Event-time results carry the timer's time; processing-time ones none (Flink).
-            let ts = if domain == TimeDomain::EventTime { t } else { NO_TIMESTAMP };
-            let mut ctx = KeyedContext {
-                timestamp: ts,
-                watermark: b.watermark,
-                clock: &clock,
-                sides: &mut b.out.sides,
-                backend,
-                timers: &mut *timers,
-                time_domain: Some(domain),
-                broadcast: broadcast.as_deref_mut(),
-            };
-            let mut out = Collector::new(&mut b.out.buf, ts);
-            on_timer(t, &mut ctx, &mut out);
-            Ok(())
-        })?;
+        guard!(
+            b.info,
+            Position::Timer {
+                domain,
+                timestamp: t
+            },
+            {
+                let clock = b.services.clock.clone();
+                // Event-time results carry the timer's time; processing-time ones none (Flink).
+                let ts = if domain == TimeDomain::EventTime {
+                    t
+                } else {
+                    NO_TIMESTAMP
+                };
+                let mut ctx = KeyedContext {
+                    timestamp: ts,
+                    watermark: b.watermark,
+                    clock: &clock,
+                    sides: &mut b.out.sides,
+                    backend,
+                    timers: &mut *timers,
+                    time_domain: Some(domain),
+                    broadcast: broadcast.as_deref_mut(),
+                };
+                let mut out = Collector::new(&mut b.out.buf, ts);
+                on_timer(t, &mut ctx, &mut out);
+                Ok(())
+            }
+        )?;
     }
     if domain == TimeDomain::ProcessingTime {
         timers.request_wakeup();
@@ -158,17 +178,23 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> KeyedProcessOp<
     }
 }
 
-impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Consumer<I> for KeyedProcessOp<K, I, O, F> {
+impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Consumer<I>
+    for KeyedProcessOp<K, I, O, F>
+{
     fn process_batch(&mut self, batch: &mut Batch<I>) -> TaskResult {
         let selector = self.key_selector.clone();
         let (base, f, parts) = self.parts();
-        process_keyed(base, 0, 1, batch, &selector, parts, |v, c, o| f.process_element(v, c, o))
+        process_keyed(base, 0, 1, batch, &selector, parts, |v, c, o| {
+            f.process_element(v, c, o)
+        })
     }
 
     fn process_watermark(&mut self, watermark: i64) -> TaskResult {
         self.base.watermark = watermark;
         let (base, f, parts) = self.parts();
-        fire_timers(base, TimeDomain::EventTime, watermark, parts, |t, c, o| f.on_timer(t, c, o))?;
+        fire_timers(base, TimeDomain::EventTime, watermark, parts, |t, c, o| {
+            f.on_timer(t, c, o)
+        })?;
         self.base.out.emit_watermark(watermark)
     }
 
@@ -178,7 +204,9 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Consumer<I> for
 
     fn on_processing_time(&mut self, now: i64) -> TaskResult {
         let (base, f, parts) = self.parts();
-        fire_timers(base, TimeDomain::ProcessingTime, now, parts, |t, c, o| f.on_timer(t, c, o))?;
+        fire_timers(base, TimeDomain::ProcessingTime, now, parts, |t, c, o| {
+            f.on_timer(t, c, o)
+        })?;
         self.base.out.on_processing_time(now)
     }
 

@@ -72,7 +72,10 @@ macro_rules! forward_control {
             self.base.watermark = watermark;
             self.base.out.emit_watermark(watermark)
         }
-        fn process_status(&mut self, status: $crate::record::WatermarkStatus) -> $crate::error::TaskResult {
+        fn process_status(
+            &mut self,
+            status: $crate::record::WatermarkStatus,
+        ) -> $crate::error::TaskResult {
             self.base.out.emit_status(status)
         }
         fn on_processing_time(&mut self, now: i64) -> $crate::error::TaskResult {

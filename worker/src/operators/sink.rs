@@ -39,14 +39,16 @@ impl<T: Data> Consumer<T> for SinkOp<T> {
         let b = &mut self.base;
         let w = &mut self.writer;
         guard!(b.info, Position::Lifecycle("finishing the sink"), {
-            w.finish().map_err(|e| b.info.error(format!("sink failed to finish: {e}")))
+            w.finish()
+                .map_err(|e| b.info.error(format!("sink failed to finish: {e}")))
         })
     }
     fn flush(&mut self) -> TaskResult {
         let b = &mut self.base;
         let w = &mut self.writer;
         guard!(b.info, Position::Lifecycle("flushing the sink"), {
-            w.flush().map_err(|e| b.info.error(format!("sink failed to flush: {e}")))
+            w.flush()
+                .map_err(|e| b.info.error(format!("sink failed to flush: {e}")))
         })
     }
     fn close(&mut self) {

@@ -31,7 +31,10 @@ impl<T: Data> TimestampsOp<T> {
             self.apply(a)?;
         }
         // Keep asking while quiet, so idleness is detected without input.
-        self.base.services.wakeup.request(now.saturating_add(self.interval_ms));
+        self.base
+            .services
+            .wakeup
+            .request(now.saturating_add(self.interval_ms));
         Ok(())
     }
 }

@@ -100,7 +100,11 @@ pub(crate) struct OperatorInfo {
 }
 
 impl OperatorInfo {
-    pub(crate) fn panic_error(&self, position: Position, payload: Box<dyn Any + Send>) -> TaskError {
+    pub(crate) fn panic_error(
+        &self,
+        position: Position,
+        payload: Box<dyn Any + Send>,
+    ) -> TaskError {
         TaskError::UserCodePanic {
             operator: self.name.to_string(),
             subtask: self.subtask + 1,

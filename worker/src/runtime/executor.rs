@@ -131,7 +131,12 @@ impl JobHandle {
 }
 
 /// Starts every subtask of a planned job.
-pub(crate) fn launch(name: &str, graph: StreamGraph, plan: Plan, config: ExecutionConfig) -> Result<JobHandle, JobError> {
+pub(crate) fn launch(
+    name: &str,
+    graph: StreamGraph,
+    plan: Plan,
+    config: ExecutionConfig,
+) -> Result<JobHandle, JobError> {
     let metrics = JobMetrics {
         operators: graph
             .nodes
@@ -140,7 +145,9 @@ pub(crate) fn launch(name: &str, graph: StreamGraph, plan: Plan, config: Executi
                 name: n.name.clone(),
                 uid: n.uid.clone().unwrap_or_default(),
                 parallelism: plan.parallelism[n.id],
-                subtasks: (0..plan.parallelism[n.id]).map(|_| Arc::default()).collect(),
+                subtasks: (0..plan.parallelism[n.id])
+                    .map(|_| Arc::default())
+                    .collect(),
             })
             .collect(),
     };
@@ -162,10 +169,10 @@ pub(crate) fn launch(name: &str, graph: StreamGraph, plan: Plan, config: Executi
         }
         let (vu, vd) = (plan.vertex_of[e.source], plan.vertex_of[e.target]);
         let (pu, pd) = (plan.parallelism[e.source], plan.parallelism[e.target]);
-        for u in 0..pu {
+        for (u, upstream) in senders[vu].iter_mut().enumerate().take(pu) {
             for d in targets_of(plan.partitioning[ei], pu, pd, u) {
                 let (tx, rx) = bounded(config.channel_capacity);
-                senders[vu][u].entry(ei).or_default().push(tx);
+                upstream.entry(ei).or_default().push(tx);
                 inputs[vd][d].push(InputChannel {
                     rx,
                     input: e.input,
@@ -199,23 +206,38 @@ pub(crate) fn launch(name: &str, graph: StreamGraph, plan: Plan, config: Executi
                 done_tx.clone(),
             );
             let thread_name = task_name.clone();
-            let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_subtask(&graph, &plan, &config, &metrics, vi, s, my_inputs, my_senders, &task_cancel)
-                }))
-                .unwrap_or_else(|p| {
-                    Err(TaskError::Operator {
-                        operator: graph.nodes[plan.vertices[vi].head].name.clone(),
-                        subtask: s + 1,
-                        parallelism: plan.vertices[vi].parallelism,
-                        message: format!("internal error: {}", crate::error::panic_message(p.as_ref())),
-                    })
+            let spawned = std::thread::Builder::new()
+                .name(thread_name)
+                .spawn(move || {
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_subtask(
+                            &graph,
+                            &plan,
+                            &config,
+                            &metrics,
+                            vi,
+                            s,
+                            my_inputs,
+                            my_senders,
+                            &task_cancel,
+                        )
+                    }))
+                    .unwrap_or_else(|p| {
+                        Err(TaskError::Operator {
+                            operator: graph.nodes[plan.vertices[vi].head].name.clone(),
+                            subtask: s + 1,
+                            parallelism: plan.vertices[vi].parallelism,
+                            message: format!(
+                                "internal error: {}",
+                                crate::error::panic_message(p.as_ref())
+                            ),
+                        })
+                    });
+                    let _ = done_tx.send(Done {
+                        task: task_name,
+                        result,
+                    });
                 });
-                let _ = done_tx.send(Done {
-                    task: task_name,
-                    result,
-                });
-            });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -270,6 +292,8 @@ fn run_subtask(
             let mut head = op.into_head();
             run_input_task(head.as_mut(), InputGate::new(inputs), &services, cancel)
         }
-        Built::TwoInput(mut head) => run_input_task(head.as_mut(), InputGate::new(inputs), &services, cancel),
+        Built::TwoInput(mut head) => {
+            run_input_task(head.as_mut(), InputGate::new(inputs), &services, cancel)
+        }
     }
 }

@@ -113,7 +113,12 @@ impl JobMetrics {
 }
 
 /// The summary a job prints when it ends: records in and out per operator, and duration.
-pub fn format_summary(job_name: &str, outcome: &str, duration: Duration, metrics: &JobMetrics) -> String {
+pub fn format_summary(
+    job_name: &str,
+    outcome: &str,
+    duration: Duration,
+    metrics: &JobMetrics,
+) -> String {
     let totals = metrics.totals();
     let width = totals
         .iter()
@@ -131,7 +136,10 @@ pub fn format_summary(job_name: &str, outcome: &str, duration: Duration, metrics
     );
     for t in &totals {
         let extra = if t.side_records_out + t.late_records + t.dead_letters > 0 {
-            format!("{}/{}/{}", t.side_records_out, t.late_records, t.dead_letters)
+            format!(
+                "{}/{}/{}",
+                t.side_records_out, t.late_records, t.dead_letters
+            )
         } else {
             String::new()
         };

@@ -125,7 +125,10 @@ pub(crate) struct SideOutputs {
 }
 
 impl SideOutputs {
-    pub(crate) fn new(outputs: Vec<Box<dyn ErasedSideOutput>>, metrics: Arc<OperatorMetrics>) -> Self {
+    pub(crate) fn new(
+        outputs: Vec<Box<dyn ErasedSideOutput>>,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Self {
         SideOutputs {
             outputs,
             metrics: Some(metrics),
@@ -190,7 +193,11 @@ pub(crate) struct Output<O> {
 }
 
 impl<O> Output<O> {
-    pub(crate) fn new(main: Box<dyn Consumer<O>>, sides: SideOutputs, metrics: Arc<OperatorMetrics>) -> Self {
+    pub(crate) fn new(
+        main: Box<dyn Consumer<O>>,
+        sides: SideOutputs,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Self {
         Output {
             buf: Vec::new(),
             sides,

@@ -178,12 +178,20 @@ impl<T: Data> SourceDriver for SourceHead<T> {
     fn poll(&mut self) -> TaskResult<SourcePoll> {
         self.state.begin_poll();
         let info = self.state.info.clone();
-        let result = guard!(info, Position::Source { emitted: self.state.emitted() }, {
-            let mut out = SourceOutput { state: &mut self.state };
-            self.reader
-                .poll(&mut out)
-                .map_err(|e| info.error(format!("source failed: {e}")))
-        });
+        let result = guard!(
+            info,
+            Position::Source {
+                emitted: self.state.emitted()
+            },
+            {
+                let mut out = SourceOutput {
+                    state: &mut self.state,
+                };
+                self.reader
+                    .poll(&mut out)
+                    .map_err(|e| info.error(format!("source failed: {e}")))
+            }
+        );
         self.take_error()?;
         let poll = result?;
         if self.state.emitted_this_poll > 0 {
@@ -311,7 +319,10 @@ fn apply_valve(head: &mut dyn TaskHead, out: &mut Vec<ValveOutput>) -> TaskResul
 }
 
 /// Calls `fire` if some operator asked for a wall-clock time that has come.
-fn fire_wall_clock_timers(services: &TaskServices, fire: impl FnOnce(i64) -> TaskResult) -> TaskResult {
+fn fire_wall_clock_timers(
+    services: &TaskServices,
+    fire: impl FnOnce(i64) -> TaskResult,
+) -> TaskResult {
     let next = services.wakeup.next();
     if next != i64::MAX {
         let now = services.clock.now();
@@ -343,9 +354,16 @@ pub(crate) fn run_source_task(
     result
 }
 
-fn source_loop(driver: &mut dyn SourceDriver, services: &TaskServices, cancel: &AtomicBool) -> TaskResult {
+fn source_loop(
+    driver: &mut dyn SourceDriver,
+    services: &TaskServices,
+    cancel: &AtomicBool,
+) -> TaskResult {
     let simulated = services.clock.is_simulated();
-    let interval = services.config.auto_watermark_interval.max(Duration::from_millis(1));
+    let interval = services
+        .config
+        .auto_watermark_interval
+        .max(Duration::from_millis(1));
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);

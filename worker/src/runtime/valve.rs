@@ -43,7 +43,12 @@ impl WatermarkValve {
         }
     }
 
-    pub(crate) fn input_watermark(&mut self, channel: usize, watermark: i64, out: &mut Vec<ValveOutput>) {
+    pub(crate) fn input_watermark(
+        &mut self,
+        channel: usize,
+        watermark: i64,
+        out: &mut Vec<ValveOutput>,
+    ) {
         let ch = &mut self.channels[channel];
         if self.last_status == WatermarkStatus::Active && ch.active && watermark > ch.watermark {
             ch.watermark = watermark;
@@ -54,7 +59,12 @@ impl WatermarkValve {
         }
     }
 
-    pub(crate) fn input_status(&mut self, channel: usize, status: WatermarkStatus, out: &mut Vec<ValveOutput>) {
+    pub(crate) fn input_status(
+        &mut self,
+        channel: usize,
+        status: WatermarkStatus,
+        out: &mut Vec<ValveOutput>,
+    ) {
         let ch = &mut self.channels[channel];
         match status {
             WatermarkStatus::Idle if ch.active => {
@@ -93,7 +103,9 @@ impl WatermarkValve {
         ch.watermark = MAX_WATERMARK;
         ch.active = true;
         ch.aligned = true;
-        if self.channels.iter().all(|c| c.watermark == MAX_WATERMARK) && self.last_watermark < MAX_WATERMARK {
+        if self.channels.iter().all(|c| c.watermark == MAX_WATERMARK)
+            && self.last_watermark < MAX_WATERMARK
+        {
             self.last_watermark = MAX_WATERMARK;
             out.push(ValveOutput::Watermark(MAX_WATERMARK));
         } else if self.last_status == WatermarkStatus::Active {
@@ -117,7 +129,12 @@ impl WatermarkValve {
     }
 
     fn output_max_of_all(&mut self, out: &mut Vec<ValveOutput>) {
-        let max = self.channels.iter().map(|c| c.watermark).max().unwrap_or(MIN_WATERMARK);
+        let max = self
+            .channels
+            .iter()
+            .map(|c| c.watermark)
+            .max()
+            .unwrap_or(MIN_WATERMARK);
         if max > self.last_watermark {
             self.last_watermark = max;
             out.push(ValveOutput::Watermark(max));
@@ -155,7 +172,12 @@ impl ClockValve {
     }
 
     fn min(&self) -> i64 {
-        self.clocks.iter().flatten().copied().min().unwrap_or(i64::MIN)
+        self.clocks
+            .iter()
+            .flatten()
+            .copied()
+            .min()
+            .unwrap_or(i64::MIN)
     }
 }
 
@@ -165,7 +187,10 @@ mod tests {
     use ValveOutput::*;
     use WatermarkStatus::*;
 
-    fn run(valve: &mut WatermarkValve, f: impl FnOnce(&mut WatermarkValve, &mut Vec<ValveOutput>)) -> Vec<ValveOutput> {
+    fn run(
+        valve: &mut WatermarkValve,
+        f: impl FnOnce(&mut WatermarkValve, &mut Vec<ValveOutput>),
+    ) -> Vec<ValveOutput> {
         let mut out = Vec::new();
         f(valve, &mut out);
         out
@@ -175,8 +200,14 @@ mod tests {
     fn watermark_is_minimum_over_channels() {
         let mut v = WatermarkValve::new(2);
         assert_eq!(run(&mut v, |v, o| v.input_watermark(0, 10, o)), vec![]);
-        assert_eq!(run(&mut v, |v, o| v.input_watermark(1, 5, o)), vec![Watermark(5)]);
-        assert_eq!(run(&mut v, |v, o| v.input_watermark(1, 20, o)), vec![Watermark(10)]);
+        assert_eq!(
+            run(&mut v, |v, o| v.input_watermark(1, 5, o)),
+            vec![Watermark(5)]
+        );
+        assert_eq!(
+            run(&mut v, |v, o| v.input_watermark(1, 20, o)),
+            vec![Watermark(10)]
+        );
         assert_eq!(run(&mut v, |v, o| v.input_watermark(0, 9, o)), vec![]);
     }
 
@@ -184,16 +215,30 @@ mod tests {
     fn idle_channel_does_not_hold_back_and_rejoins_after_catching_up() {
         let mut v = WatermarkValve::new(2);
         run(&mut v, |v, o| v.input_watermark(0, 10, o));
-        assert_eq!(run(&mut v, |v, o| v.input_status(1, Idle, o)), vec![Watermark(10)]);
-        assert_eq!(run(&mut v, |v, o| v.input_watermark(0, 15, o)), vec![Watermark(15)]);
+        assert_eq!(
+            run(&mut v, |v, o| v.input_status(1, Idle, o)),
+            vec![Watermark(10)]
+        );
+        assert_eq!(
+            run(&mut v, |v, o| v.input_watermark(0, 15, o)),
+            vec![Watermark(15)]
+        );
         // Channel 1 comes back behind: it does not pull the watermark back.
         assert_eq!(run(&mut v, |v, o| v.input_status(1, Active, o)), vec![]);
         assert_eq!(run(&mut v, |v, o| v.input_watermark(1, 12, o)), vec![]);
-        assert_eq!(run(&mut v, |v, o| v.input_watermark(0, 30, o)), vec![Watermark(30)]);
-        // Caught up: now it holds the minimum again.
+        assert_eq!(
+            run(&mut v, |v, o| v.input_watermark(0, 30, o)),
+            vec![Watermark(30)]
+        );
+        // Still behind the last output (30): still left out.
         assert_eq!(run(&mut v, |v, o| v.input_watermark(1, 20, o)), vec![]);
+        // Caught up (Flink: at or above the last output): now it holds the minimum again.
+        assert_eq!(run(&mut v, |v, o| v.input_watermark(1, 30, o)), vec![]);
         assert_eq!(run(&mut v, |v, o| v.input_watermark(0, 40, o)), vec![]);
-        assert_eq!(run(&mut v, |v, o| v.input_watermark(1, 35, o)), vec![Watermark(35)]);
+        assert_eq!(
+            run(&mut v, |v, o| v.input_watermark(1, 35, o)),
+            vec![Watermark(35)]
+        );
     }
 
     #[test]
@@ -202,8 +247,14 @@ mod tests {
         run(&mut v, |v, o| v.input_watermark(0, 10, o));
         run(&mut v, |v, o| v.input_watermark(1, 4, o));
         assert_eq!(run(&mut v, |v, o| v.input_status(0, Idle, o)), vec![]);
-        assert_eq!(run(&mut v, |v, o| v.input_status(1, Idle, o)), vec![Watermark(10), Status(Idle)]);
-        assert_eq!(run(&mut v, |v, o| v.input_status(0, Active, o)), vec![Status(Active)]);
+        assert_eq!(
+            run(&mut v, |v, o| v.input_status(1, Idle, o)),
+            vec![Watermark(10), Status(Idle)]
+        );
+        assert_eq!(
+            run(&mut v, |v, o| v.input_status(0, Active, o)),
+            vec![Status(Active)]
+        );
     }
 
     #[test]
@@ -211,7 +262,10 @@ mod tests {
         let mut v = WatermarkValve::new(2);
         run(&mut v, |v, o| v.input_watermark(0, 10, o));
         assert_eq!(run(&mut v, |v, o| v.input_ended(1, o)), vec![Watermark(10)]);
-        assert_eq!(run(&mut v, |v, o| v.input_ended(0, o)), vec![Watermark(MAX_WATERMARK)]);
+        assert_eq!(
+            run(&mut v, |v, o| v.input_ended(0, o)),
+            vec![Watermark(MAX_WATERMARK)]
+        );
     }
 
     #[test]

@@ -61,13 +61,22 @@ pub(crate) type CustomPartitionFn<T> = Arc<dyn Fn(&T, usize) -> usize + Send + S
 /// The typed decision of which channel(s) a record goes to.
 pub(crate) enum Router<T> {
     Single,
-    RoundRobin { next: usize },
-    Random { state: u64 },
+    RoundRobin {
+        next: usize,
+    },
+    Random {
+        state: u64,
+    },
     Broadcast,
     Global,
     /// By key: `channel_of[key_group]` is precomputed (Flink's key-group-to-operator map).
-    Hash { key_hash: KeyHashFn<T>, channel_of: Vec<u32> },
-    Custom { partition: CustomPartitionFn<T> },
+    Hash {
+        key_hash: KeyHashFn<T>,
+        channel_of: Vec<u32>,
+    },
+    Custom {
+        partition: CustomPartitionFn<T>,
+    },
 }
 
 struct ChannelWriter<T> {
@@ -90,7 +99,10 @@ impl<T> Router<T> {
         let channel_of = (0..max_parallelism)
             .map(|kg| operator_index_for_key_group(max_parallelism, channels, kg) as u32)
             .collect();
-        Router::Hash { key_hash, channel_of }
+        Router::Hash {
+            key_hash,
+            channel_of,
+        }
     }
 }
 
@@ -163,7 +175,8 @@ impl<T: Data> NetworkWriter<T> {
                     let ch = &mut self.channels[i];
                     ch.buf.push(rec);
                     if ch.buf.len() >= self.batch_size {
-                        let full = std::mem::replace(&mut ch.buf, Vec::with_capacity(self.batch_size));
+                        let full =
+                            std::mem::replace(&mut ch.buf, Vec::with_capacity(self.batch_size));
                         Self::send(&ch.tx, Envelope::Records(Box::new(full)))?;
                     }
                 }
@@ -177,17 +190,21 @@ impl<T: Data> NetworkWriter<T> {
                     *state ^= *state << 25;
                     *state ^= *state >> 27;
                     let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
-                    let i = ((r >> 32) * n as u64 >> 32) as usize;
+                    let i = (((r >> 32) * n as u64) >> 32) as usize;
                     let ch = &mut self.channels[i];
                     ch.buf.push(rec);
                     if ch.buf.len() >= self.batch_size {
-                        let full = std::mem::replace(&mut ch.buf, Vec::with_capacity(self.batch_size));
+                        let full =
+                            std::mem::replace(&mut ch.buf, Vec::with_capacity(self.batch_size));
                         Self::send(&ch.tx, Envelope::Records(Box::new(full)))?;
                     }
                 }
                 Ok(())
             }
-            Router::Hash { key_hash, channel_of } => {
+            Router::Hash {
+                key_hash,
+                channel_of,
+            } => {
                 let key_hash = key_hash.clone();
                 let max_p = channel_of.len() as u64;
                 let mask = max_p.is_power_of_two().then(|| max_p - 1);
@@ -201,7 +218,8 @@ impl<T: Data> NetworkWriter<T> {
                     let ch = &mut self.channels[i];
                     ch.buf.push(rec);
                     if ch.buf.len() >= self.batch_size {
-                        let full = std::mem::replace(&mut ch.buf, Vec::with_capacity(self.batch_size));
+                        let full =
+                            std::mem::replace(&mut ch.buf, Vec::with_capacity(self.batch_size));
                         Self::send(&ch.tx, Envelope::Records(Box::new(full)))?;
                     }
                 }

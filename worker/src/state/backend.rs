@@ -36,17 +36,18 @@ impl<K: Key> KeyedBackend<K> {
     }
 
     /// The table named `name` holding `V` per key and namespace `N`; created on first use.
-    pub(crate) fn table<N, V>(&self, name: &Cow<'static, str>, ttl: Option<StateTtlConfig>) -> Rc<dyn NsTable<N, V>>
+    pub(crate) fn table<N, V>(
+        &self,
+        name: &str,
+        ttl: Option<StateTtlConfig>,
+    ) -> Rc<dyn NsTable<N, V>>
     where
         N: Hash + Eq + Clone + 'static,
         V: Clone + 'static,
     {
         {
             let tables = self.tables.borrow();
-            if let Some(r) = tables
-                .iter()
-                .find(|r| std::ptr::eq(r.name.as_ptr(), name.as_ptr()) || r.name == *name)
-            {
+            if let Some(r) = tables.iter().find(|r| r.name == name) {
                 return match r.table.clone().downcast::<HeapTable<K, N, V>>() {
                     Ok(t) => t,
                     Err(_) => panic!(
@@ -56,13 +57,22 @@ impl<K: Key> KeyedBackend<K> {
                 };
             }
         }
-        let table = Rc::new(HeapTable::<K, N, V>::new(self.key.clone(), ttl, self.clock.clone()));
+        let table = Rc::new(HeapTable::<K, N, V>::new(
+            self.key.clone(),
+            ttl,
+            self.clock.clone(),
+        ));
         self.tables.borrow_mut().push(Registered {
-            name: name.clone(),
+            name: Cow::Owned(name.to_string()),
             table: table.clone(),
             keys: table.clone(),
         });
         table
+    }
+
+    /// The task's processing-time clock (time-to-live of state entries).
+    pub(crate) fn clock(&self) -> &Rc<Clock> {
+        &self.clock
     }
 
     /// Keys that have an entry in the state named `name`.

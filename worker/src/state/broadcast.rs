@@ -68,28 +68,42 @@ pub(crate) struct BroadcastStates {
 }
 
 impl BroadcastStates {
-    fn map_mut<K: Ord + 'static, V: 'static>(&mut self, d: &MapStateDescriptor<K, V>) -> &mut BTreeMap<K, V> {
+    fn map_mut<K: Ord + 'static, V: 'static>(
+        &mut self,
+        d: &MapStateDescriptor<K, V>,
+    ) -> &mut BTreeMap<K, V> {
         let idx = match self.maps.iter().position(|(n, _)| n == d.name()) {
             Some(i) => i,
             None => {
-                self.maps.push((d.name().to_string(), Box::new(BTreeMap::<K, V>::new())));
+                self.maps
+                    .push((d.name().to_string(), Box::new(BTreeMap::<K, V>::new())));
                 self.maps.len() - 1
             }
         };
         match self.maps[idx].1.downcast_mut::<BTreeMap<K, V>>() {
             Some(m) => m,
-            None => panic!("broadcast state '{}' is used with two different types", d.name()),
+            None => panic!(
+                "broadcast state '{}' is used with two different types",
+                d.name()
+            ),
         }
     }
 
-    pub(crate) fn writable<K: Ord + 'static, V: 'static>(&mut self, d: &MapStateDescriptor<K, V>) -> BroadcastState<'_, K, V> {
-        BroadcastState { map: self.map_mut(d) }
+    pub(crate) fn writable<K: Ord + 'static, V: 'static>(
+        &mut self,
+        d: &MapStateDescriptor<K, V>,
+    ) -> BroadcastState<'_, K, V> {
+        BroadcastState {
+            map: self.map_mut(d),
+        }
     }
 
     pub(crate) fn read_only<K: Ord + 'static, V: 'static>(
         &mut self,
         d: &MapStateDescriptor<K, V>,
     ) -> ReadOnlyBroadcastState<'_, K, V> {
-        ReadOnlyBroadcastState { map: self.map_mut(d) }
+        ReadOnlyBroadcastState {
+            map: self.map_mut(d),
+        }
     }
 }

@@ -120,7 +120,10 @@ pub struct ReducingStateDescriptor<V> {
 }
 
 impl<V> ReducingStateDescriptor<V> {
-    pub fn new(name: impl Into<Cow<'static, str>>, reduce: impl Fn(V, V) -> V + Send + Sync + 'static) -> Self {
+    pub fn new(
+        name: impl Into<Cow<'static, str>>,
+        reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Self {
         ReducingStateDescriptor {
             name: name.into(),
             ttl: None,
@@ -138,7 +141,10 @@ pub struct AggregatingStateDescriptor<IN, ACC, OUT> {
 }
 
 impl<IN, ACC, OUT> AggregatingStateDescriptor<IN, ACC, OUT> {
-    pub fn new(name: impl Into<Cow<'static, str>>, function: impl AggregateFunction<IN, ACC, OUT>) -> Self {
+    pub fn new(
+        name: impl Into<Cow<'static, str>>,
+        function: impl AggregateFunction<IN, ACC, OUT>,
+    ) -> Self {
         AggregatingStateDescriptor {
             name: name.into(),
             ttl: None,

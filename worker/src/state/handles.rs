@@ -6,12 +6,14 @@
 use crate::functions::AggregateFunction;
 use crate::hash::StableHashMap;
 use crate::record::{Data, Key};
+use crate::runtime::context::Clock;
 use crate::state::backend::KeyedBackend;
 use crate::state::descriptors::{
     AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
     ValueStateDescriptor,
 };
 use crate::state::heap::NsTable;
+use crate::state::ttl::{StateTtlConfig, TtlUpdateType, TtlVisibility};
 use std::hash::Hash;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -40,111 +42,307 @@ impl<V: Clone> ValueState<V> {
     }
 }
 
+/// Expiry of single list elements and map entries: Flink applies the time-to-live of list
+/// and map state to each element or entry, not to the collection as a whole. (The table
+/// keeps its own expiry too, the latest of its elements', so that untouched keys are still
+/// swept.)
+struct ElementTtl {
+    config: StateTtlConfig,
+    clock: Rc<Clock>,
+}
+
+impl ElementTtl {
+    fn new(config: Option<StateTtlConfig>, clock: &Rc<Clock>) -> Option<Self> {
+        config.map(|config| ElementTtl {
+            config,
+            clock: clock.clone(),
+        })
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    fn expiry(&self, now: i64) -> i64 {
+        now.saturating_add(self.config.ttl_millis())
+    }
+
+    /// A read of an element that expires at `expires_at`: whether it stays stored (expired
+    /// ones are cleaned up by the read) and whether the read returns it.
+    fn on_read(&self, expires_at: &mut i64, now: i64) -> (bool, bool) {
+        if *expires_at <= now {
+            (
+                false,
+                self.config.visibility == TtlVisibility::ReturnExpiredIfNotCleanedUp,
+            )
+        } else {
+            if self.config.update_type == TtlUpdateType::OnReadAndWrite {
+                *expires_at = self.expiry(now);
+            }
+            (true, true)
+        }
+    }
+}
+
 /// A list of values per key.
 pub struct ListState<V> {
-    table: Rc<dyn NsTable<(), Vec<V>>>,
+    table: ListTable<V>,
+}
+
+enum ListTable<V> {
+    Plain(Rc<dyn NsTable<(), Vec<V>>>),
+    /// With a time-to-live: every element with its expiry.
+    Timed(Rc<dyn NsTable<(), Vec<(V, i64)>>>, ElementTtl),
+}
+
+/// Appends to a list entry, or creates it.
+fn append<T>(list: Option<&mut Vec<T>>, values: &mut Option<Vec<T>>) -> Option<Vec<T>> {
+    match list {
+        Some(list) => {
+            list.extend(values.take().unwrap_or_default());
+            None
+        }
+        None => values.take(),
+    }
 }
 
 impl<V: Clone> ListState<V> {
     /// A copy of the list (empty when there is none).
     pub fn get(&self) -> Vec<V> {
-        self.table.get(&()).unwrap_or_default()
+        match &self.table {
+            ListTable::Plain(t) => t.get(&()).unwrap_or_default(),
+            ListTable::Timed(t, ttl) => {
+                let now = ttl.now();
+                let mut out = Vec::new();
+                let mut now_empty = false;
+                t.modify(&(), &mut |list| {
+                    if let Some(list) = list {
+                        list.retain_mut(|(v, expires_at)| {
+                            let (keep, visible) = ttl.on_read(expires_at, now);
+                            if visible {
+                                out.push(v.clone());
+                            }
+                            keep
+                        });
+                        now_empty = list.is_empty();
+                    }
+                    None
+                });
+                if now_empty {
+                    t.remove(&());
+                }
+                out
+            }
+        }
     }
     pub fn add(&self, value: V) {
-        let mut value = Some(value);
-        self.table.modify(&(), &mut |list| match list {
-            Some(list) => {
-                list.extend(value.take());
-                None
+        match &self.table {
+            ListTable::Plain(t) => {
+                let mut value = Some(value);
+                t.modify(&(), &mut |list| match list {
+                    Some(list) => {
+                        list.extend(value.take());
+                        None
+                    }
+                    None => value.take().map(|v| vec![v]),
+                });
             }
-            None => value.take().map(|v| vec![v]),
-        });
+            ListTable::Timed(..) => self.add_all(vec![value]),
+        }
     }
     pub fn add_all(&self, values: Vec<V>) {
         if values.is_empty() {
             return;
         }
-        let mut values = Some(values);
-        self.table.modify(&(), &mut |list| match list {
-            Some(list) => {
-                list.extend(values.take().unwrap_or_default());
-                None
+        match &self.table {
+            ListTable::Plain(t) => {
+                let mut values = Some(values);
+                t.modify(&(), &mut |list| append(list, &mut values));
             }
-            None => values.take(),
-        });
+            ListTable::Timed(t, ttl) => {
+                let expires_at = ttl.expiry(ttl.now());
+                let mut values = Some(values.into_iter().map(|v| (v, expires_at)).collect());
+                t.modify(&(), &mut |list| append(list, &mut values));
+            }
+        }
     }
     /// Replaces the list.
     pub fn update(&self, values: Vec<V>) {
         if values.is_empty() {
             self.clear();
-        } else {
-            self.table.put(&(), values);
+            return;
+        }
+        match &self.table {
+            ListTable::Plain(t) => t.put(&(), values),
+            ListTable::Timed(t, ttl) => {
+                let expires_at = ttl.expiry(ttl.now());
+                t.put(&(), values.into_iter().map(|v| (v, expires_at)).collect());
+            }
         }
     }
     pub fn clear(&self) {
-        self.table.remove(&());
+        match &self.table {
+            ListTable::Plain(t) => {
+                t.remove(&());
+            }
+            ListTable::Timed(t, _) => {
+                t.remove(&());
+            }
+        }
     }
     pub fn is_empty(&self) -> bool {
-        !self.table.contains(&())
+        match &self.table {
+            ListTable::Plain(t) => !t.contains(&()),
+            ListTable::Timed(..) => self.get().is_empty(),
+        }
     }
 }
 
 /// A map per key.
 pub struct MapState<UK, UV> {
-    table: Rc<dyn NsTable<(), StableHashMap<UK, UV>>>,
+    table: MapTable<UK, UV>,
+}
+
+enum MapTable<UK, UV> {
+    Plain(Rc<dyn NsTable<(), StableHashMap<UK, UV>>>),
+    /// With a time-to-live: every entry with its expiry.
+    Timed(
+        Rc<dyn NsTable<(), StableHashMap<UK, (UV, i64)>>>,
+        ElementTtl,
+    ),
+}
+
+/// Inserts into a map entry, or creates it.
+fn insert<UK: Hash + Eq, UV>(
+    m: Option<&mut StableHashMap<UK, UV>>,
+    kv: &mut Option<(UK, UV)>,
+) -> Option<StableHashMap<UK, UV>> {
+    match m {
+        Some(m) => {
+            if let Some((k, v)) = kv.take() {
+                m.insert(k, v);
+            }
+            None
+        }
+        None => kv.take().map(|(k, v)| {
+            let mut m = StableHashMap::default();
+            m.insert(k, v);
+            m
+        }),
+    }
+}
+
+/// Removes `key` from a map entry (and the entry once it is empty); returns the value.
+fn remove_from<UK: Hash + Eq, UV: Clone>(
+    table: &dyn NsTable<(), StableHashMap<UK, UV>>,
+    key: &UK,
+) -> Option<UV> {
+    let mut removed = None;
+    let mut now_empty = false;
+    table.modify(&(), &mut |m| {
+        if let Some(m) = m {
+            removed = m.remove(key);
+            now_empty = m.is_empty();
+        }
+        None
+    });
+    if now_empty {
+        table.remove(&());
+    }
+    removed
 }
 
 impl<UK: Hash + Eq + Clone, UV: Clone> MapState<UK, UV> {
-    pub fn get(&self, key: &UK) -> Option<UV> {
-        let mut out = None;
-        self.table.with_ref(&(), &mut |m| out = m.and_then(|m| m.get(key).cloned()));
-        out
-    }
-    pub fn contains(&self, key: &UK) -> bool {
-        let mut out = false;
-        self.table.with_ref(&(), &mut |m| out = m.is_some_and(|m| m.contains_key(key)));
-        out
-    }
-    pub fn put(&self, key: UK, value: UV) {
-        let mut kv = Some((key, value));
-        self.table.modify(&(), &mut |m| match m {
-            Some(m) => {
-                if let Some((k, v)) = kv.take() {
-                    m.insert(k, v);
-                }
-                None
-            }
-            None => kv.take().map(|(k, v)| {
-                let mut m = StableHashMap::default();
-                m.insert(k, v);
-                m
-            }),
-        });
-    }
-    pub fn remove(&self, key: &UK) -> Option<UV> {
-        let mut removed = None;
+    /// Reads the entries of a map with a time-to-live for which `select` is true: cleans
+    /// up the expired ones and returns the visible ones.
+    fn read_timed(
+        t: &dyn NsTable<(), StableHashMap<UK, (UV, i64)>>,
+        ttl: &ElementTtl,
+        mut select: impl FnMut(&UK) -> bool,
+    ) -> Vec<(UK, UV)> {
+        let now = ttl.now();
+        let mut out = Vec::new();
         let mut now_empty = false;
-        self.table.modify(&(), &mut |m| {
+        t.modify(&(), &mut |m| {
             if let Some(m) = m {
-                removed = m.remove(key);
+                m.retain(|k, (v, expires_at)| {
+                    if !select(k) {
+                        return true;
+                    }
+                    let (keep, visible) = ttl.on_read(expires_at, now);
+                    if visible {
+                        out.push((k.clone(), v.clone()));
+                    }
+                    keep
+                });
                 now_empty = m.is_empty();
             }
             None
         });
         if now_empty {
-            self.table.remove(&());
+            t.remove(&());
         }
-        removed
+        out
+    }
+
+    pub fn get(&self, key: &UK) -> Option<UV> {
+        match &self.table {
+            MapTable::Plain(t) => {
+                let mut out = None;
+                t.with_ref(&(), &mut |m| out = m.and_then(|m| m.get(key).cloned()));
+                out
+            }
+            MapTable::Timed(t, ttl) => Self::read_timed(&**t, ttl, |k| k == key)
+                .pop()
+                .map(|(_, v)| v),
+        }
+    }
+    pub fn contains(&self, key: &UK) -> bool {
+        match &self.table {
+            MapTable::Plain(t) => {
+                let mut out = false;
+                t.with_ref(&(), &mut |m| out = m.is_some_and(|m| m.contains_key(key)));
+                out
+            }
+            MapTable::Timed(..) => self.get(key).is_some(),
+        }
+    }
+    pub fn put(&self, key: UK, value: UV) {
+        match &self.table {
+            MapTable::Plain(t) => {
+                let mut kv = Some((key, value));
+                t.modify(&(), &mut |m| insert(m, &mut kv));
+            }
+            MapTable::Timed(t, ttl) => {
+                let mut kv = Some((key, (value, ttl.expiry(ttl.now()))));
+                t.modify(&(), &mut |m| insert(m, &mut kv));
+            }
+        }
+    }
+    pub fn remove(&self, key: &UK) -> Option<UV> {
+        match &self.table {
+            MapTable::Plain(t) => remove_from(&**t, key),
+            MapTable::Timed(t, ttl) => {
+                let (value, mut expires_at) = remove_from(&**t, key)?;
+                let (_, visible) = ttl.on_read(&mut expires_at, ttl.now());
+                visible.then_some(value)
+            }
+        }
     }
     /// A copy of all entries (in no particular order).
     pub fn entries(&self) -> Vec<(UK, UV)> {
-        let mut out = Vec::new();
-        self.table.with_ref(&(), &mut |m| {
-            if let Some(m) = m {
-                out = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        match &self.table {
+            MapTable::Plain(t) => {
+                let mut out = Vec::new();
+                t.with_ref(&(), &mut |m| {
+                    if let Some(m) = m {
+                        out = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    }
+                });
+                out
             }
-        });
-        out
+            MapTable::Timed(t, ttl) => Self::read_timed(&**t, ttl, |_| true),
+        }
     }
     pub fn keys(&self) -> Vec<UK> {
         self.entries().into_iter().map(|(k, _)| k).collect()
@@ -153,10 +351,20 @@ impl<UK: Hash + Eq + Clone, UV: Clone> MapState<UK, UV> {
         self.entries().into_iter().map(|(_, v)| v).collect()
     }
     pub fn is_empty(&self) -> bool {
-        !self.table.contains(&())
+        match &self.table {
+            MapTable::Plain(t) => !t.contains(&()),
+            MapTable::Timed(..) => self.entries().is_empty(),
+        }
     }
     pub fn clear(&self) {
-        self.table.remove(&());
+        match &self.table {
+            MapTable::Plain(t) => {
+                t.remove(&());
+            }
+            MapTable::Timed(t, _) => {
+                t.remove(&());
+            }
+        }
     }
 }
 
@@ -194,7 +402,8 @@ impl<IN: 'static, ACC: Clone + 'static, OUT: 'static> AggregatingState<IN, ACC, 
     pub fn get(&self) -> Option<OUT> {
         let mut out = None;
         let f = &self.function;
-        self.table.with_ref(&(), &mut |acc| out = acc.map(|a| f.get_result(a)));
+        self.table
+            .with_ref(&(), &mut |acc| out = acc.map(|a| f.get_result(a)));
         out
     }
     pub fn add(&self, value: IN) {
@@ -220,28 +429,44 @@ impl<IN: 'static, ACC: Clone + 'static, OUT: 'static> AggregatingState<IN, ACC, 
 }
 
 /// Getting handles from a keyed backend; the keyed contexts call these.
-pub(crate) fn value<K: Key, V: Data>(b: &KeyedBackend<K>, d: &ValueStateDescriptor<V>) -> ValueState<V> {
+pub(crate) fn value<K: Key, V: Data>(
+    b: &KeyedBackend<K>,
+    d: &ValueStateDescriptor<V>,
+) -> ValueState<V> {
     ValueState {
         table: b.table::<(), V>(d.cow_name(), d.ttl()),
     }
 }
 
-pub(crate) fn list<K: Key, V: Data>(b: &KeyedBackend<K>, d: &ListStateDescriptor<V>) -> ListState<V> {
-    ListState {
-        table: b.table::<(), Vec<V>>(d.cow_name(), d.ttl()),
-    }
+pub(crate) fn list<K: Key, V: Data>(
+    b: &KeyedBackend<K>,
+    d: &ListStateDescriptor<V>,
+) -> ListState<V> {
+    let table = match ElementTtl::new(d.ttl(), b.clock()) {
+        None => ListTable::Plain(b.table::<(), Vec<V>>(d.cow_name(), None)),
+        Some(ttl) => ListTable::Timed(b.table::<(), Vec<(V, i64)>>(d.cow_name(), d.ttl()), ttl),
+    };
+    ListState { table }
 }
 
 pub(crate) fn map<K: Key, UK: Data + Hash + Eq, UV: Data>(
     b: &KeyedBackend<K>,
     d: &MapStateDescriptor<UK, UV>,
 ) -> MapState<UK, UV> {
-    MapState {
-        table: b.table::<(), StableHashMap<UK, UV>>(d.cow_name(), d.ttl()),
-    }
+    let table = match ElementTtl::new(d.ttl(), b.clock()) {
+        None => MapTable::Plain(b.table::<(), StableHashMap<UK, UV>>(d.cow_name(), None)),
+        Some(ttl) => MapTable::Timed(
+            b.table::<(), StableHashMap<UK, (UV, i64)>>(d.cow_name(), d.ttl()),
+            ttl,
+        ),
+    };
+    MapState { table }
 }
 
-pub(crate) fn reducing<K: Key, V: Data>(b: &KeyedBackend<K>, d: &ReducingStateDescriptor<V>) -> ReducingState<V> {
+pub(crate) fn reducing<K: Key, V: Data>(
+    b: &KeyedBackend<K>,
+    d: &ReducingStateDescriptor<V>,
+) -> ReducingState<V> {
     ReducingState {
         table: b.table::<(), V>(d.cow_name(), d.ttl()),
         reduce: d.reduce.clone(),

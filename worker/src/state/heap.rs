@@ -35,7 +35,9 @@ impl<K: Key> KeyContext<K> {
             group: Cell::new(0),
             range,
             max_parallelism,
-            mask: max_parallelism.is_power_of_two().then(|| max_parallelism as u64 - 1),
+            mask: max_parallelism
+                .is_power_of_two()
+                .then(|| max_parallelism as u64 - 1),
         }
     }
 
@@ -152,7 +154,11 @@ pub(crate) struct HeapTable<K, N, V> {
 }
 
 impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
-    pub(crate) fn new(key: Rc<KeyContext<K>>, ttl: Option<StateTtlConfig>, clock: Rc<Clock>) -> Self {
+    pub(crate) fn new(
+        key: Rc<KeyContext<K>>,
+        ttl: Option<StateTtlConfig>,
+        clock: Rc<Clock>,
+    ) -> Self {
         let groups = (0..key.range().len()).map(|_| HashTable::new()).collect();
         HeapTable {
             key,
@@ -182,7 +188,7 @@ impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
         }
         let w = self.writes.get().wrapping_add(1);
         self.writes.set(w);
-        if w % SWEEP_EVERY == 0 {
+        if w.is_multiple_of(SWEEP_EVERY) {
             // Incremental cleanup: one key group at a time, so no access pays for all.
             let now = self.clock.now();
             let mut groups = self.groups.borrow_mut();
@@ -199,7 +205,9 @@ impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
     fn with_entry<R>(&self, ns: &N, f: impl FnOnce(Option<&mut Entry<K, N, V>>) -> R) -> R {
         let key_ref = self.key.key();
         let Some(key) = key_ref.as_ref() else {
-            panic!("keyed state was used where no key is set (outside processing of a keyed record or timer)");
+            panic!(
+                "keyed state was used where no key is set (outside processing of a keyed record or timer)"
+            );
         };
         let h = self.hash_of(ns);
         let mut groups = self.groups.borrow_mut();
@@ -209,10 +217,13 @@ impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
                 if let Some(ttl) = &self.ttl {
                     let now = self.clock.now();
                     if occ.get().expires_at <= now {
-                        if ttl.visibility == TtlVisibility::NeverReturnExpired {
-                            occ.remove();
-                            return f(None);
-                        }
+                        // A read cleans an expired entry up; only the read that finds it
+                        // may still see it (Flink's ReturnExpiredIfNotCleanedUp).
+                        let (mut expired, _) = occ.remove();
+                        return match ttl.visibility {
+                            TtlVisibility::NeverReturnExpired => f(None),
+                            TtlVisibility::ReturnExpiredIfNotCleanedUp => f(Some(&mut expired)),
+                        };
                     } else if ttl.update_type == TtlUpdateType::OnReadAndWrite {
                         occ.get_mut().expires_at = now.saturating_add(ttl.ttl_millis());
                     }
@@ -249,7 +260,9 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
     fn modify(&self, ns: &N, f: &mut dyn FnMut(Option<&mut V>) -> Option<V>) {
         let key_ref = self.key.key();
         let Some(key) = key_ref.as_ref() else {
-            panic!("keyed state was used where no key is set (outside processing of a keyed record or timer)");
+            panic!(
+                "keyed state was used where no key is set (outside processing of a keyed record or timer)"
+            );
         };
         let h = self.hash_of(ns);
         let expires_at = self.expiry_on_write();
@@ -317,7 +330,11 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
 
 impl<K: Key, N, V> HeapTable<K, N, V> {
     fn clock_now_if_ttl(&self) -> i64 {
-        if self.ttl.is_some() { self.clock.now() } else { i64::MIN }
+        if self.ttl.is_some() {
+            self.clock.now()
+        } else {
+            i64::MIN
+        }
     }
 }
 
@@ -345,7 +362,13 @@ mod tests {
     use crate::config::ProcessingTimeMode;
     use std::time::Duration;
 
-    fn setup(ttl: Option<StateTtlConfig>) -> (Rc<KeyContext<String>>, Rc<Clock>, HeapTable<String, (), i64>) {
+    type Setup = (
+        Rc<KeyContext<String>>,
+        Rc<Clock>,
+        HeapTable<String, (), i64>,
+    );
+
+    fn setup(ttl: Option<StateTtlConfig>) -> Setup {
         let kc = Rc::new(KeyContext::new(KeyGroupRange::for_subtask(128, 1, 0), 128));
         let clock = Rc::new(Clock::new(ProcessingTimeMode::Simulated));
         let t = HeapTable::new(kc.clone(), ttl, clock.clone());

@@ -17,5 +17,7 @@ pub use descriptors::{
     ValueStateDescriptor,
 };
 pub use handles::{AggregatingState, ListState, MapState, ReducingState, ValueState};
-pub use operator::{OperatorListState, OperatorStateDescriptor, OperatorStateStore, Redistribution, redistribute};
+pub use operator::{
+    OperatorListState, OperatorStateDescriptor, OperatorStateStore, Redistribution, redistribute,
+};
 pub use ttl::{StateTtlConfig, TtlUpdateType, TtlVisibility};

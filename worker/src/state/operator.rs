@@ -30,11 +30,19 @@ pub struct OperatorStateDescriptor<V> {
 impl<V> OperatorStateDescriptor<V> {
     /// List state: split evenly on rescale.
     pub const fn list(name: &'static str) -> Self {
-        OperatorStateDescriptor { name: Cow::Borrowed(name), mode: Redistribution::EvenSplit, _type: PhantomData }
+        OperatorStateDescriptor {
+            name: Cow::Borrowed(name),
+            mode: Redistribution::EvenSplit,
+            _type: PhantomData,
+        }
     }
     /// Union list state: every instance gets everything on rescale.
     pub const fn union_list(name: &'static str) -> Self {
-        OperatorStateDescriptor { name: Cow::Borrowed(name), mode: Redistribution::Union, _type: PhantomData }
+        OperatorStateDescriptor {
+            name: Cow::Borrowed(name),
+            mode: Redistribution::Union,
+            _type: PhantomData,
+        }
     }
     pub fn name(&self) -> &str {
         &self.name
@@ -87,17 +95,28 @@ impl OperatorStateStore {
             );
             match r.list.clone().downcast::<RefCell<Vec<V>>>() {
                 Ok(list) => return OperatorListState { list },
-                Err(_) => panic!("operator state '{}' is used with two different types", d.name),
+                Err(_) => panic!(
+                    "operator state '{}' is used with two different types",
+                    d.name
+                ),
             }
         }
         let list: Rc<RefCell<Vec<V>>> = Rc::new(RefCell::new(Vec::new()));
-        self.lists.borrow_mut().push(Registered { name: d.name.clone(), mode: d.mode, list: list.clone() });
+        self.lists.borrow_mut().push(Registered {
+            name: d.name.clone(),
+            mode: d.mode,
+            list: list.clone(),
+        });
         OperatorListState { list }
     }
 
     /// Names of the registered lists and their redistribution modes.
     pub fn names(&self) -> Vec<(String, Redistribution)> {
-        self.lists.borrow().iter().map(|r| (r.name.to_string(), r.mode)).collect()
+        self.lists
+            .borrow()
+            .iter()
+            .map(|r| (r.name.to_string(), r.mode))
+            .collect()
     }
 }
 
@@ -105,7 +124,11 @@ impl OperatorStateStore {
 ///
 /// Even split keeps every element exactly once, spread round-robin in instance order;
 /// union gives every new instance the concatenation of all lists.
-pub fn redistribute<V: Clone>(mode: Redistribution, old: Vec<Vec<V>>, parallelism: usize) -> Vec<Vec<V>> {
+pub fn redistribute<V: Clone>(
+    mode: Redistribution,
+    old: Vec<Vec<V>>,
+    parallelism: usize,
+) -> Vec<Vec<V>> {
     let all: Vec<V> = old.into_iter().flatten().collect();
     match mode {
         Redistribution::Union => vec![all; parallelism],
@@ -125,7 +148,11 @@ mod tests {
 
     #[test]
     fn even_split_keeps_each_element_once() {
-        let out = redistribute(Redistribution::EvenSplit, vec![vec![1, 2, 3], vec![4, 5]], 3);
+        let out = redistribute(
+            Redistribution::EvenSplit,
+            vec![vec![1, 2, 3], vec![4, 5]],
+            3,
+        );
         assert_eq!(out, vec![vec![1, 4], vec![2, 5], vec![3]]);
     }
 
@@ -142,6 +169,9 @@ mod tests {
         store.list_state(&OFFSETS).add(7);
         store.list_state(&OFFSETS).add(8);
         assert_eq!(store.list_state(&OFFSETS).get(), vec![7, 8]);
-        assert_eq!(store.names(), vec![("offsets".to_string(), Redistribution::EvenSplit)]);
+        assert_eq!(
+            store.names(),
+            vec![("offsets".to_string(), Redistribution::EvenSplit)]
+        );
     }
 }

@@ -40,12 +40,22 @@ where
 
     /// The timestamp the record gets.
     #[inline]
-    pub(crate) fn timestamp_of(&self, value: &T, record_timestamp: i64, now: impl Fn() -> i64) -> i64 {
+    pub(crate) fn timestamp_of(
+        &self,
+        value: &T,
+        record_timestamp: i64,
+        now: impl Fn() -> i64,
+    ) -> i64 {
         match &self.timestamps {
             TimestampSource::Record => record_timestamp,
             TimestampSource::Assigner(f) => f(value),
             TimestampSource::Ingestion => now(),
         }
+    }
+
+    /// Whether records are stamped with the processing time at which they enter.
+    pub(crate) fn is_ingestion_time(&self) -> bool {
+        matches!(self.timestamps, TimestampSource::Ingestion)
     }
 
     /// Whether a record arriving now must be preceded by an `Active` status.

@@ -115,7 +115,10 @@ impl<T> WithIdleness<T> {
             self.active_since_check = false;
             self.last_activity = Some(now);
             self.inner.on_periodic_emit(output);
-        } else if self.last_activity.is_some_and(|t| now - t >= self.timeout_ms) {
+        } else if self
+            .last_activity
+            .is_some_and(|t| now - t >= self.timeout_ms)
+        {
             output.mark_idle();
         } else {
             self.inner.on_periodic_emit(output);
@@ -246,7 +249,9 @@ impl<T: Data> WatermarkStrategy<T> {
     }
 
     pub(crate) fn instantiate(&self) -> WithIdleness<T> {
-        let timeout = self.idleness.unwrap_or(Duration::from_millis(i64::MAX as u64 / 2));
+        let timeout = self
+            .idleness
+            .unwrap_or(Duration::from_millis(i64::MAX as u64 / 2));
         WithIdleness::new((self.generator)(), timeout)
     }
 }
@@ -267,7 +272,10 @@ mod tests {
 
     #[test]
     fn idleness_after_timeout_without_records() {
-        let mut g = WithIdleness::<()>::new(Box::new(BoundedOutOfOrderness::new(Duration::ZERO)), Duration::from_millis(50));
+        let mut g = WithIdleness::<()>::new(
+            Box::new(BoundedOutOfOrderness::new(Duration::ZERO)),
+            Duration::from_millis(50),
+        );
         let mut out = WatermarkOutput::default();
         g.on_event(&(), 10, &mut out);
         g.on_periodic_emit(0, &mut out);

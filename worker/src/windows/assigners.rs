@@ -190,7 +190,10 @@ impl<T: 'static> WindowAssigner<T> for SlidingProcessingTimeWindows {
         false
     }
     fn describe(&self) -> String {
-        format!("SlidingProcessingTimeWindows({}ms, {}ms)", self.size, self.slide)
+        format!(
+            "SlidingProcessingTimeWindows({}ms, {}ms)",
+            self.size, self.slide
+        )
     }
 }
 
@@ -205,7 +208,9 @@ pub struct EventTimeSessionWindows<T> {
 impl<T> EventTimeSessionWindows<T> {
     pub fn with_gap(gap: Duration) -> Self {
         let g = millis(gap).max(1);
-        EventTimeSessionWindows { gap: Arc::new(move |_| g) }
+        EventTimeSessionWindows {
+            gap: Arc::new(move |_| g),
+        }
     }
     /// The gap (ms) after each record, computed from the record.
     pub fn with_dynamic_gap(gap: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
@@ -216,7 +221,10 @@ impl<T> EventTimeSessionWindows<T> {
 impl<T: 'static> WindowAssigner<T> for EventTimeSessionWindows<T> {
     type W = TimeWindow;
     fn assign_windows(&self, element: &T, timestamp: i64, _: i64, out: &mut Vec<TimeWindow>) {
-        out.push(TimeWindow::new(timestamp, timestamp.saturating_add((self.gap)(element).max(1))));
+        out.push(TimeWindow::new(
+            timestamp,
+            timestamp.saturating_add((self.gap)(element).max(1)),
+        ));
     }
     type DefaultTrigger = EventTimeTrigger;
     fn default_trigger(&self) -> EventTimeTrigger {
@@ -244,7 +252,9 @@ pub struct ProcessingTimeSessionWindows<T> {
 impl<T> ProcessingTimeSessionWindows<T> {
     pub fn with_gap(gap: Duration) -> Self {
         let g = millis(gap).max(1);
-        ProcessingTimeSessionWindows { gap: Arc::new(move |_| g) }
+        ProcessingTimeSessionWindows {
+            gap: Arc::new(move |_| g),
+        }
     }
     pub fn with_dynamic_gap(gap: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
         ProcessingTimeSessionWindows { gap: Arc::new(gap) }
@@ -254,7 +264,10 @@ impl<T> ProcessingTimeSessionWindows<T> {
 impl<T: 'static> WindowAssigner<T> for ProcessingTimeSessionWindows<T> {
     type W = TimeWindow;
     fn assign_windows(&self, element: &T, _: i64, now: i64, out: &mut Vec<TimeWindow>) {
-        out.push(TimeWindow::new(now, now.saturating_add((self.gap)(element).max(1))));
+        out.push(TimeWindow::new(
+            now,
+            now.saturating_add((self.gap)(element).max(1)),
+        ));
     }
     type DefaultTrigger = ProcessingTimeTrigger;
     fn default_trigger(&self) -> ProcessingTimeTrigger {
@@ -311,7 +324,13 @@ mod tests {
         let a = SlidingEventTimeWindows::of(Duration::from_secs(10), Duration::from_secs(5));
         let mut out = Vec::new();
         WindowAssigner::<()>::assign_windows(&a, &(), 12_000, 0, &mut out);
-        assert_eq!(out, vec![TimeWindow::new(10_000, 20_000), TimeWindow::new(5_000, 15_000)]);
+        assert_eq!(
+            out,
+            vec![
+                TimeWindow::new(10_000, 20_000),
+                TimeWindow::new(5_000, 15_000)
+            ]
+        );
     }
 
     #[test]
@@ -320,6 +339,9 @@ mod tests {
         let mut out = Vec::new();
         WindowAssigner::<()>::assign_windows(&a, &(), 4_999, 0, &mut out);
         WindowAssigner::<()>::assign_windows(&a, &(), 5_000, 0, &mut out);
-        assert_eq!(out, vec![TimeWindow::new(0, 5_000), TimeWindow::new(5_000, 10_000)]);
+        assert_eq!(
+            out,
+            vec![TimeWindow::new(0, 5_000), TimeWindow::new(5_000, 10_000)]
+        );
     }
 }

@@ -38,7 +38,10 @@ pub struct CountEvictor {
 impl CountEvictor {
     /// Evicts before the window function.
     pub fn of(count: usize) -> Self {
-        CountEvictor { count, after: false }
+        CountEvictor {
+            count,
+            after: false,
+        }
     }
     /// Evicts after the window function.
     pub fn of_after(count: usize) -> Self {
@@ -103,9 +106,12 @@ impl<T, W: Window> Evictor<T, W> for TimeEvictor {
 
 /// Evicts records whose distance (by a delta function) to the newest record is at least
 /// `threshold`.
+/// The distance between two records.
+type DeltaFn<T> = Arc<dyn Fn(&T, &T) -> f64 + Send + Sync>;
+
 pub struct DeltaEvictor<T> {
     threshold: f64,
-    delta: Arc<dyn Fn(&T, &T) -> f64 + Send + Sync>,
+    delta: DeltaFn<T>,
     after: bool,
 }
 
@@ -156,12 +162,20 @@ mod tests {
     fn recs(ts: &[i64]) -> Vec<StreamRecord<i64>> {
         ts.iter().map(|&t| StreamRecord::new(t, t)).collect()
     }
-    const CTX: EvictorContext = EvictorContext { watermark: 0, processing_time: 0 };
+    const CTX: EvictorContext = EvictorContext {
+        watermark: 0,
+        processing_time: 0,
+    };
 
     #[test]
     fn count_evictor_keeps_the_newest() {
         let mut v = recs(&[1, 2, 3, 4]);
-        Evictor::<i64, GlobalWindow>::evict_before(&CountEvictor::of(2), &mut v, &GlobalWindow, &CTX);
+        Evictor::<i64, GlobalWindow>::evict_before(
+            &CountEvictor::of(2),
+            &mut v,
+            &GlobalWindow,
+            &CTX,
+        );
         assert_eq!(v, recs(&[3, 4]));
     }
 

@@ -73,7 +73,13 @@ impl<W, V: Clone> WindowValueState<'_, W, V> {
 /// aggregation (`reduce_with`, `aggregate_with`) it receives the one aggregated value.
 pub trait ProcessWindowFunction<K, IN, OUT, W>: Clone + Send + Sync + 'static {
     fn open(&mut self, _ctx: &RuntimeContext<'_>) {}
-    fn process(&mut self, key: &K, ctx: &mut WindowContext<'_, K, W>, elements: &[IN], out: &mut Collector<'_, OUT>);
+    fn process(
+        &mut self,
+        key: &K,
+        ctx: &mut WindowContext<'_, K, W>,
+        elements: &[IN],
+        out: &mut Collector<'_, OUT>,
+    );
     /// The window is being discarded: clear per-window state here.
     fn clear(&mut self, _ctx: &mut WindowContext<'_, K, W>) {}
     fn close(&mut self) {}
@@ -82,7 +88,12 @@ pub trait ProcessWindowFunction<K, IN, OUT, W>: Clone + Send + Sync + 'static {
 /// A function of a non-keyed window's contents (Flink's `ProcessAllWindowFunction`).
 pub trait ProcessAllWindowFunction<IN, OUT, W>: Clone + Send + Sync + 'static {
     fn open(&mut self, _ctx: &RuntimeContext<'_>) {}
-    fn process(&mut self, ctx: &mut WindowContext<'_, (), W>, elements: &[IN], out: &mut Collector<'_, OUT>);
+    fn process(
+        &mut self,
+        ctx: &mut WindowContext<'_, (), W>,
+        elements: &[IN],
+        out: &mut Collector<'_, OUT>,
+    );
     fn clear(&mut self, _ctx: &mut WindowContext<'_, (), W>) {}
     fn close(&mut self) {}
 }
@@ -91,11 +102,19 @@ pub trait ProcessAllWindowFunction<IN, OUT, W>: Clone + Send + Sync + 'static {
 #[derive(Clone)]
 pub(crate) struct AllWindow<F>(pub F);
 
-impl<IN, OUT, W, F: ProcessAllWindowFunction<IN, OUT, W>> ProcessWindowFunction<(), IN, OUT, W> for AllWindow<F> {
+impl<IN, OUT, W, F: ProcessAllWindowFunction<IN, OUT, W>> ProcessWindowFunction<(), IN, OUT, W>
+    for AllWindow<F>
+{
     fn open(&mut self, ctx: &RuntimeContext<'_>) {
         self.0.open(ctx)
     }
-    fn process(&mut self, _: &(), ctx: &mut WindowContext<'_, (), W>, elements: &[IN], out: &mut Collector<'_, OUT>) {
+    fn process(
+        &mut self,
+        _: &(),
+        ctx: &mut WindowContext<'_, (), W>,
+        elements: &[IN],
+        out: &mut Collector<'_, OUT>,
+    ) {
         self.0.process(ctx, elements, out)
     }
     fn clear(&mut self, ctx: &mut WindowContext<'_, (), W>) {
@@ -114,7 +133,13 @@ impl<K: Key, IN, OUT, W: Window, F> ProcessWindowFunction<K, IN, OUT, W> for App
 where
     F: FnMut(&K, &W, &[IN], &mut Collector<'_, OUT>) + Clone + Send + Sync + 'static,
 {
-    fn process(&mut self, key: &K, ctx: &mut WindowContext<'_, K, W>, elements: &[IN], out: &mut Collector<'_, OUT>) {
+    fn process(
+        &mut self,
+        key: &K,
+        ctx: &mut WindowContext<'_, K, W>,
+        elements: &[IN],
+        out: &mut Collector<'_, OUT>,
+    ) {
         (self.0)(key, ctx.window, elements, out)
     }
 }
@@ -124,7 +149,13 @@ where
 pub(crate) struct PassThrough;
 
 impl<K, T: Clone, W> ProcessWindowFunction<K, T, T, W> for PassThrough {
-    fn process(&mut self, _: &K, _: &mut WindowContext<'_, K, W>, elements: &[T], out: &mut Collector<'_, T>) {
+    fn process(
+        &mut self,
+        _: &K,
+        _: &mut WindowContext<'_, K, W>,
+        elements: &[T],
+        out: &mut Collector<'_, T>,
+    ) {
         for e in elements {
             out.collect(e.clone());
         }
@@ -139,7 +170,13 @@ pub(crate) trait WindowLogic<K, T, W, O>: 'static {
     /// Merges `other` into `into` (session windows).
     fn merge(&self, into: &mut Self::Acc, other: Self::Acc);
     /// Emits the window's result. Returns whether `acc` changed (evictors).
-    fn emit(&mut self, key: &K, acc: &mut Self::Acc, ctx: &mut WindowContext<'_, K, W>, out: &mut Collector<'_, O>) -> bool;
+    fn emit(
+        &mut self,
+        key: &K,
+        acc: &mut Self::Acc,
+        ctx: &mut WindowContext<'_, K, W>,
+        out: &mut Collector<'_, O>,
+    ) -> bool;
     fn is_empty(&self, _acc: &Self::Acc) -> bool {
         false
     }
@@ -176,8 +213,15 @@ where
     fn merge(&self, into: &mut T, other: T) {
         *into = (self.reduce)(into.clone(), other);
     }
-    fn emit(&mut self, key: &K, acc: &mut T, ctx: &mut WindowContext<'_, K, W>, out: &mut Collector<'_, O>) -> bool {
-        self.function.process(key, ctx, std::slice::from_ref(acc), out);
+    fn emit(
+        &mut self,
+        key: &K,
+        acc: &mut T,
+        ctx: &mut WindowContext<'_, K, W>,
+        out: &mut Collector<'_, O>,
+    ) -> bool {
+        self.function
+            .process(key, ctx, std::slice::from_ref(acc), out);
         false
     }
     fn clear(&mut self, ctx: &mut WindowContext<'_, K, W>) {
@@ -226,9 +270,16 @@ where
     fn merge(&self, into: &mut ACC, other: ACC) {
         self.aggregate.merge(into, other)
     }
-    fn emit(&mut self, key: &K, acc: &mut ACC, ctx: &mut WindowContext<'_, K, W>, out: &mut Collector<'_, O>) -> bool {
+    fn emit(
+        &mut self,
+        key: &K,
+        acc: &mut ACC,
+        ctx: &mut WindowContext<'_, K, W>,
+        out: &mut Collector<'_, O>,
+    ) -> bool {
         let result = self.aggregate.get_result(acc);
-        self.function.process(key, ctx, std::slice::from_ref(&result), out);
+        self.function
+            .process(key, ctx, std::slice::from_ref(&result), out);
         false
     }
     fn clear(&mut self, ctx: &mut WindowContext<'_, K, W>) {
@@ -267,7 +318,13 @@ where
     fn merge(&self, into: &mut Vec<T>, mut other: Vec<T>) {
         into.append(&mut other);
     }
-    fn emit(&mut self, key: &K, acc: &mut Vec<T>, ctx: &mut WindowContext<'_, K, W>, out: &mut Collector<'_, O>) -> bool {
+    fn emit(
+        &mut self,
+        key: &K,
+        acc: &mut Vec<T>,
+        ctx: &mut WindowContext<'_, K, W>,
+        out: &mut Collector<'_, O>,
+    ) -> bool {
         self.function.process(key, ctx, acc, out);
         false
     }
@@ -308,7 +365,13 @@ where
     fn merge(&self, into: &mut Self::Acc, mut other: Self::Acc) {
         into.append(&mut other);
     }
-    fn emit(&mut self, key: &K, acc: &mut Self::Acc, ctx: &mut WindowContext<'_, K, W>, out: &mut Collector<'_, O>) -> bool {
+    fn emit(
+        &mut self,
+        key: &K,
+        acc: &mut Self::Acc,
+        ctx: &mut WindowContext<'_, K, W>,
+        out: &mut Collector<'_, O>,
+    ) -> bool {
         let ectx = EvictorContext {
             watermark: ctx.watermark,
             processing_time: ctx.clock.now(),
@@ -350,11 +413,18 @@ where
     fn open(&mut self, ctx: &RuntimeContext<'_>) {
         self.function.open(ctx)
     }
-    fn process(&mut self, key: &K, ctx: &mut WindowContext<'_, K, W>, elements: &[T], out: &mut Collector<'_, O>) {
+    fn process(
+        &mut self,
+        key: &K,
+        ctx: &mut WindowContext<'_, K, W>,
+        elements: &[T],
+        out: &mut Collector<'_, O>,
+    ) {
         let mut it = elements.iter().cloned();
         if let Some(first) = it.next() {
             let result = it.fold(first, |a, b| (self.reduce)(a, b));
-            self.function.process(key, ctx, std::slice::from_ref(&result), out);
+            self.function
+                .process(key, ctx, std::slice::from_ref(&result), out);
         }
     }
     fn clear(&mut self, ctx: &mut WindowContext<'_, K, W>) {
@@ -393,7 +463,13 @@ where
     fn open(&mut self, ctx: &RuntimeContext<'_>) {
         self.function.open(ctx)
     }
-    fn process(&mut self, key: &K, ctx: &mut WindowContext<'_, K, W>, elements: &[T], out: &mut Collector<'_, O>) {
+    fn process(
+        &mut self,
+        key: &K,
+        ctx: &mut WindowContext<'_, K, W>,
+        elements: &[T],
+        out: &mut Collector<'_, O>,
+    ) {
         if elements.is_empty() {
             return;
         }
@@ -402,7 +478,8 @@ where
             self.aggregate.add(&mut acc, e.clone());
         }
         let result = self.aggregate.get_result(&acc);
-        self.function.process(key, ctx, std::slice::from_ref(&result), out);
+        self.function
+            .process(key, ctx, std::slice::from_ref(&result), out);
     }
     fn clear(&mut self, ctx: &mut WindowContext<'_, K, W>) {
         self.function.clear(ctx)

@@ -16,10 +16,19 @@ pub(crate) struct Merge<W> {
     pub merged_state: Vec<W>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MergingWindowSet<W> {
     /// (window, state window)
     pub mapping: Vec<(W, W)>,
+}
+
+// Not derived: that would require `W: Default`, which windows need not be.
+impl<W> Default for MergingWindowSet<W> {
+    fn default() -> Self {
+        MergingWindowSet {
+            mapping: Vec::new(),
+        }
+    }
 }
 
 impl<W: Window> MergingWindowSet<W> {
@@ -28,7 +37,10 @@ impl<W: Window> MergingWindowSet<W> {
     }
 
     fn get(&self, window: &W) -> Option<&W> {
-        self.mapping.iter().find(|(w, _)| w == window).map(|(_, s)| s)
+        self.mapping
+            .iter()
+            .find(|(w, _)| w == window)
+            .map(|(_, s)| s)
     }
 
     fn remove(&mut self, window: &W) -> Option<W> {
@@ -109,8 +121,14 @@ mod tests {
     #[test]
     fn separate_sessions_stay_apart_and_bridging_record_merges_them() {
         let mut set = MergingWindowSet::default();
-        assert_eq!(set.add_window(w(0, 10), merge_time_windows), (w(0, 10), vec![]));
-        assert_eq!(set.add_window(w(20, 30), merge_time_windows), (w(20, 30), vec![]));
+        assert_eq!(
+            set.add_window(w(0, 10), merge_time_windows),
+            (w(0, 10), vec![])
+        );
+        assert_eq!(
+            set.add_window(w(20, 30), merge_time_windows),
+            (w(20, 30), vec![])
+        );
         let (result, merges) = set.add_window(w(8, 22), merge_time_windows);
         assert_eq!(result, w(0, 30));
         assert_eq!(merges.len(), 1);

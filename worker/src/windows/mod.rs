@@ -16,17 +16,22 @@ use std::hash::Hash;
 
 pub use assigners::{
     EventTimeSessionWindows, GlobalWindows, ProcessingTimeSessionWindows, SlidingEventTimeWindows,
-    SlidingProcessingTimeWindows, TumblingEventTimeWindows, TumblingProcessingTimeWindows, WindowAssigner,
+    SlidingProcessingTimeWindows, TumblingEventTimeWindows, TumblingProcessingTimeWindows,
+    WindowAssigner,
 };
 pub use evictors::{CountEvictor, DeltaEvictor, Evictor, TimeEvictor};
-pub use functions::{ProcessAllWindowFunction, ProcessWindowFunction, WindowContext, WindowValueState};
+pub use functions::{
+    ProcessAllWindowFunction, ProcessWindowFunction, WindowContext, WindowValueState,
+};
 pub use triggers::{
-    ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountTrigger, EventTimeTrigger, NeverTrigger,
-    ProcessingTimeTrigger, PurgingTrigger, Trigger, TriggerContext, TriggerResult,
+    ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountTrigger, EventTimeTrigger,
+    NeverTrigger, ProcessingTimeTrigger, PurgingTrigger, Trigger, TriggerContext, TriggerResult,
 };
 
 /// A window: a bucket of records of one key, closed at `max_timestamp`.
-pub trait Window: Clone + Debug + Hash + Eq + Send + Serialize + DeserializeOwned + 'static {
+pub trait Window:
+    Clone + Debug + Hash + Eq + Send + Serialize + DeserializeOwned + 'static
+{
     /// The largest timestamp that belongs to the window.
     fn max_timestamp(&self) -> i64;
 }
@@ -66,7 +71,9 @@ impl Window for TimeWindow {
 }
 
 /// The one window that holds every record of a key (count windows, custom triggers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 pub struct GlobalWindow;
 
 impl Window for GlobalWindow {
@@ -111,7 +118,10 @@ mod tests {
         let merged = merge_time_windows(&[w(0, 10), w(20, 30), w(5, 15), w(30, 40), w(50, 60)]);
         assert_eq!(
             merged,
-            vec![(w(0, 15), vec![w(0, 10), w(5, 15)]), (w(20, 40), vec![w(20, 30), w(30, 40)])]
+            vec![
+                (w(0, 15), vec![w(0, 10), w(5, 15)]),
+                (w(20, 40), vec![w(20, 30), w(30, 40)])
+            ]
         );
     }
 }

@@ -53,6 +53,9 @@ impl<K: Key, W: Window> WindowTimers<W> for KeyTimers<'_, K, W> {
     }
 }
 
+/// Per key: every live merging window and its state window.
+type MergingTable<W> = dyn NsTable<(), Vec<(W, W)>>;
+
 pub(crate) struct WindowSettings<T> {
     pub allowed_lateness: i64,
     pub late_tag: Option<OutputTag<T>>,
@@ -73,7 +76,7 @@ where
     timers: Timers<K, A::W>,
     contents: Rc<dyn NsTable<A::W, L::Acc>>,
     trigger_state: Rc<dyn NsTable<A::W, Tr::State>>,
-    merging: Option<Rc<dyn NsTable<(), Vec<(A::W, A::W)>>>>,
+    merging: Option<Rc<MergingTable<A::W>>>,
     settings: WindowSettings<T>,
     is_event_time: bool,
     windows: Vec<A::W>,
@@ -101,9 +104,9 @@ where
     ) -> Self {
         let contents = backend.table::<A::W, L::Acc>(&Cow::Borrowed("window-contents"), None);
         let trigger_state = backend.table::<A::W, Tr::State>(&Cow::Borrowed("trigger-state"), None);
-        let merging = assigner
-            .is_merging()
-            .then(|| backend.table::<(), Vec<(A::W, A::W)>>(&Cow::Borrowed("merging-window-set"), None));
+        let merging = assigner.is_merging().then(|| {
+            backend.table::<(), Vec<(A::W, A::W)>>(&Cow::Borrowed("merging-window-set"), None)
+        });
         let is_event_time = assigner.is_event_time();
         WindowOperator {
             base,
@@ -129,7 +132,9 @@ where
 
     fn cleanup_time(&self, window: &A::W) -> i64 {
         if self.is_event_time {
-            window.max_timestamp().saturating_add(self.settings.allowed_lateness)
+            window
+                .max_timestamp()
+                .saturating_add(self.settings.allowed_lateness)
         } else {
             window.max_timestamp()
         }
@@ -140,7 +145,11 @@ where
     }
 
     /// Runs `f` with a trigger context for `window`.
-    fn with_trigger<R>(&mut self, window: &A::W, f: impl FnOnce(&Tr, &mut TriggerContext<'_, A::W, Tr::State>) -> R) -> R {
+    fn with_trigger<R>(
+        &mut self,
+        window: &A::W,
+        f: impl FnOnce(&Tr, &mut TriggerContext<'_, A::W, Tr::State>) -> R,
+    ) -> R {
         let mut timers = KeyTimers {
             key: &self.backend.key,
             timers: &mut self.timers,
@@ -188,7 +197,9 @@ where
 
     /// Emits the result of `window`, whose contents are under `state_window`.
     fn emit(&mut self, window: &A::W, state_window: &A::W) {
-        let Some(key) = self.backend.key.current() else { return };
+        let Some(key) = self.backend.key.current() else {
+            return;
+        };
         let contents = self.contents.clone();
         let base = &mut self.base;
         let logic = &mut self.logic;
@@ -231,7 +242,11 @@ where
     }
 
     fn on_record(&mut self, record: StreamRecord<T>) -> TaskResult {
-        set_key(&self.backend, &self.base.info, (self.key_selector)(&record.value))?;
+        set_key(
+            &self.backend,
+            &self.base.info,
+            (self.key_selector)(&record.value),
+        )?;
         if self.is_event_time && record.timestamp == NO_TIMESTAMP {
             return Err(self.base.info.error(
                 "an event-time window got a record without a timestamp; give the stream timestamps \
@@ -239,7 +254,11 @@ where
                  or use processing-time windows",
             ));
         }
-        let now = if self.is_event_time { 0 } else { self.base.services.clock.now() };
+        let now = if self.is_event_time {
+            0
+        } else {
+            self.base.services.clock.now()
+        };
         let mut windows = std::mem::take(&mut self.windows);
         windows.clear();
         self.assigner
@@ -250,10 +269,23 @@ where
             self.on_record_plain(&windows, &record)
         };
         self.windows = windows;
-        if skipped && self.is_event_time && record.timestamp.saturating_add(self.settings.allowed_lateness) <= self.base.watermark {
-            self.base.info.metrics.late_records.fetch_add(1, Ordering::Relaxed);
+        if skipped
+            && self.is_event_time
+            && record
+                .timestamp
+                .saturating_add(self.settings.allowed_lateness)
+                <= self.base.watermark
+        {
+            self.base
+                .info
+                .metrics
+                .late_records
+                .fetch_add(1, Ordering::Relaxed);
             if let Some(tag) = &self.settings.late_tag {
-                self.base.out.sides.emit(tag, record.value, record.timestamp);
+                self.base
+                    .out
+                    .sides
+                    .emit(tag, record.value, record.timestamp);
             }
         }
         Ok(())
@@ -267,7 +299,9 @@ where
                 continue;
             }
             skipped = false;
-            let result = self.with_trigger(w, |t, ctx| t.on_element(&record.value, record.timestamp, w, ctx));
+            let result = self.with_trigger(w, |t, ctx| {
+                t.on_element(&record.value, record.timestamp, w, ctx)
+            });
             let created = self.add(w, record.clone());
             if result.is_fire() {
                 self.emit(w, w);
@@ -304,7 +338,11 @@ where
         }
     }
 
-    fn on_record_merging(&mut self, windows: &[A::W], record: &StreamRecord<T>) -> TaskResult<bool> {
+    fn on_record_merging(
+        &mut self,
+        windows: &[A::W],
+        record: &StreamRecord<T>,
+    ) -> TaskResult<bool> {
         let mut set = self.load_merging_set();
         let mut skipped = true;
         for w in windows {
@@ -319,9 +357,14 @@ where
             }
             skipped = false;
             let Some(state_window) = set.state_window(&actual) else {
-                return Err(self.base.info.error("internal error: merged window without state window"));
+                return Err(self
+                    .base
+                    .info
+                    .error("internal error: merged window without state window"));
             };
-            let result = self.with_trigger(&actual, |t, ctx| t.on_element(&record.value, record.timestamp, &actual, ctx));
+            let result = self.with_trigger(&actual, |t, ctx| {
+                t.on_element(&record.value, record.timestamp, &actual, ctx)
+            });
             self.add(&state_window, record.clone());
             if result.is_fire() {
                 self.emit(&actual, &state_window);
@@ -352,15 +395,16 @@ where
             if let Some(acc) = self.contents.remove(sw) {
                 let mut acc = Some(acc);
                 let logic = &self.logic;
-                self.contents.modify(&m.result_state, &mut |target| match target {
-                    Some(target) => {
-                        if let Some(a) = acc.take() {
-                            logic.merge(target, a);
+                self.contents
+                    .modify(&m.result_state, &mut |target| match target {
+                        Some(target) => {
+                            if let Some(a) = acc.take() {
+                                logic.merge(target, a);
+                            }
+                            None
                         }
-                        None
-                    }
-                    None => acc.take(),
-                });
+                        None => acc.take(),
+                    });
             }
         }
         Ok(())
@@ -387,7 +431,11 @@ where
         if result.is_purge() {
             self.contents.remove(&state_window);
         }
-        let cleanup_domain = if self.is_event_time { TimeDomain::EventTime } else { TimeDomain::ProcessingTime };
+        let cleanup_domain = if self.is_event_time {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        };
         if domain == cleanup_domain && self.cleanup_time(&window) == time {
             self.clear_all_state(&window, &state_window, set.as_mut());
         }
@@ -397,7 +445,12 @@ where
         Ok(())
     }
 
-    fn clear_all_state(&mut self, window: &A::W, state_window: &A::W, set: Option<&mut MergingWindowSet<A::W>>) {
+    fn clear_all_state(
+        &mut self,
+        window: &A::W,
+        state_window: &A::W,
+        set: Option<&mut MergingWindowSet<A::W>>,
+    ) {
         self.contents.remove(state_window);
         self.with_trigger(window, |t, ctx| t.clear(window, ctx));
         let clock = self.base.services.clock.clone();
@@ -422,9 +475,14 @@ where
             };
             let Some((t, key, window)) = due else { break };
             let info = self.base.info.clone();
-            guard!(info, Position::Timer { domain, timestamp: t }, {
-                self.on_timer(domain, t, key, window)
-            })?;
+            guard!(
+                info,
+                Position::Timer {
+                    domain,
+                    timestamp: t
+                },
+                { self.on_timer(domain, t, key, window) }
+            )?;
         }
         if domain == TimeDomain::ProcessingTime {
             self.timers.request_wakeup();

@@ -91,9 +91,25 @@ pub trait Trigger<T, W: Window>: Clone + Send + Sync + 'static {
     /// What the trigger remembers per key and window; `()` for none.
     type State: Clone + Default + Serialize + DeserializeOwned + 'static;
 
-    fn on_element(&self, element: &T, timestamp: i64, window: &W, ctx: &mut TriggerContext<'_, W, Self::State>) -> TriggerResult;
-    fn on_event_time(&self, time: i64, window: &W, ctx: &mut TriggerContext<'_, W, Self::State>) -> TriggerResult;
-    fn on_processing_time(&self, time: i64, window: &W, ctx: &mut TriggerContext<'_, W, Self::State>) -> TriggerResult;
+    fn on_element(
+        &self,
+        element: &T,
+        timestamp: i64,
+        window: &W,
+        ctx: &mut TriggerContext<'_, W, Self::State>,
+    ) -> TriggerResult;
+    fn on_event_time(
+        &self,
+        time: i64,
+        window: &W,
+        ctx: &mut TriggerContext<'_, W, Self::State>,
+    ) -> TriggerResult;
+    fn on_processing_time(
+        &self,
+        time: i64,
+        window: &W,
+        ctx: &mut TriggerContext<'_, W, Self::State>,
+    ) -> TriggerResult;
     /// Whether the trigger supports merging windows (sessions).
     fn can_merge(&self) -> bool {
         false
@@ -113,7 +129,13 @@ pub struct EventTimeTrigger;
 impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
     type State = ();
     #[inline]
-    fn on_element(&self, _: &T, _: i64, window: &W, ctx: &mut TriggerContext<'_, W, ()>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _: &T,
+        _: i64,
+        window: &W,
+        ctx: &mut TriggerContext<'_, W, ()>,
+    ) -> TriggerResult {
         if window.max_timestamp() <= ctx.watermark {
             // Late but within allowed lateness: fire at once with the updated contents.
             TriggerResult::Fire
@@ -122,14 +144,24 @@ impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
             TriggerResult::Continue
         }
     }
-    fn on_event_time(&self, time: i64, window: &W, _: &mut TriggerContext<'_, W, ()>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        time: i64,
+        window: &W,
+        _: &mut TriggerContext<'_, W, ()>,
+    ) -> TriggerResult {
         if time == window.max_timestamp() {
             TriggerResult::Fire
         } else {
             TriggerResult::Continue
         }
     }
-    fn on_processing_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, W, ()>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        _: i64,
+        _: &W,
+        _: &mut TriggerContext<'_, W, ()>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
     fn can_merge(&self) -> bool {
@@ -154,14 +186,25 @@ pub struct ProcessingTimeTrigger;
 
 impl<T, W: Window> Trigger<T, W> for ProcessingTimeTrigger {
     type State = ();
-    fn on_element(&self, _: &T, _: i64, window: &W, ctx: &mut TriggerContext<'_, W, ()>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _: &T,
+        _: i64,
+        window: &W,
+        ctx: &mut TriggerContext<'_, W, ()>,
+    ) -> TriggerResult {
         ctx.register_processing_time_timer(window.max_timestamp());
         TriggerResult::Continue
     }
     fn on_event_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, W, ()>) -> TriggerResult {
         TriggerResult::Continue
     }
-    fn on_processing_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, W, ()>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        _: i64,
+        _: &W,
+        _: &mut TriggerContext<'_, W, ()>,
+    ) -> TriggerResult {
         TriggerResult::Fire
     }
     fn can_merge(&self) -> bool {
@@ -192,7 +235,12 @@ impl<T, W: Window> Trigger<T, W> for NeverTrigger {
     fn on_event_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, W, ()>) -> TriggerResult {
         TriggerResult::Continue
     }
-    fn on_processing_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, W, ()>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        _: i64,
+        _: &W,
+        _: &mut TriggerContext<'_, W, ()>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
     fn can_merge(&self) -> bool {
@@ -212,13 +260,21 @@ pub struct CountTrigger {
 
 impl CountTrigger {
     pub fn of(count: u64) -> Self {
-        CountTrigger { count: count.max(1) }
+        CountTrigger {
+            count: count.max(1),
+        }
     }
 }
 
 impl<T, W: Window> Trigger<T, W> for CountTrigger {
     type State = u64;
-    fn on_element(&self, _: &T, _: i64, _: &W, ctx: &mut TriggerContext<'_, W, u64>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _: &T,
+        _: i64,
+        _: &W,
+        ctx: &mut TriggerContext<'_, W, u64>,
+    ) -> TriggerResult {
         let seen = ctx.state() + 1;
         if seen >= self.count {
             ctx.clear_state();
@@ -231,7 +287,12 @@ impl<T, W: Window> Trigger<T, W> for CountTrigger {
     fn on_event_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, W, u64>) -> TriggerResult {
         TriggerResult::Continue
     }
-    fn on_processing_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, W, u64>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        _: i64,
+        _: &W,
+        _: &mut TriggerContext<'_, W, u64>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
     fn can_merge(&self) -> bool {
@@ -267,18 +328,38 @@ impl<Tr> PurgingTrigger<Tr> {
 }
 
 fn purging(r: TriggerResult) -> TriggerResult {
-    if r.is_fire() { TriggerResult::FireAndPurge } else { r }
+    if r.is_fire() {
+        TriggerResult::FireAndPurge
+    } else {
+        r
+    }
 }
 
 impl<T, W: Window, Tr: Trigger<T, W>> Trigger<T, W> for PurgingTrigger<Tr> {
     type State = Tr::State;
-    fn on_element(&self, e: &T, ts: i64, w: &W, ctx: &mut TriggerContext<'_, W, Tr::State>) -> TriggerResult {
+    fn on_element(
+        &self,
+        e: &T,
+        ts: i64,
+        w: &W,
+        ctx: &mut TriggerContext<'_, W, Tr::State>,
+    ) -> TriggerResult {
         purging(self.inner.on_element(e, ts, w, ctx))
     }
-    fn on_event_time(&self, time: i64, w: &W, ctx: &mut TriggerContext<'_, W, Tr::State>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        time: i64,
+        w: &W,
+        ctx: &mut TriggerContext<'_, W, Tr::State>,
+    ) -> TriggerResult {
         purging(self.inner.on_event_time(time, w, ctx))
     }
-    fn on_processing_time(&self, time: i64, w: &W, ctx: &mut TriggerContext<'_, W, Tr::State>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        time: i64,
+        w: &W,
+        ctx: &mut TriggerContext<'_, W, Tr::State>,
+    ) -> TriggerResult {
         purging(self.inner.on_processing_time(time, w, ctx))
     }
     fn can_merge(&self) -> bool {
@@ -313,7 +394,13 @@ impl ContinuousEventTimeTrigger {
 impl<T, W: Window> Trigger<T, W> for ContinuousEventTimeTrigger {
     /// The next early firing time.
     type State = Option<i64>;
-    fn on_element(&self, _: &T, timestamp: i64, window: &W, ctx: &mut TriggerContext<'_, W, Option<i64>>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _: &T,
+        timestamp: i64,
+        window: &W,
+        ctx: &mut TriggerContext<'_, W, Option<i64>>,
+    ) -> TriggerResult {
         if window.max_timestamp() <= ctx.watermark {
             return TriggerResult::Fire;
         }
@@ -326,7 +413,12 @@ impl<T, W: Window> Trigger<T, W> for ContinuousEventTimeTrigger {
         }
         TriggerResult::Continue
     }
-    fn on_event_time(&self, time: i64, window: &W, ctx: &mut TriggerContext<'_, W, Option<i64>>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        time: i64,
+        window: &W,
+        ctx: &mut TriggerContext<'_, W, Option<i64>>,
+    ) -> TriggerResult {
         if time == window.max_timestamp() {
             return TriggerResult::Fire;
         }
@@ -338,7 +430,12 @@ impl<T, W: Window> Trigger<T, W> for ContinuousEventTimeTrigger {
         }
         TriggerResult::Continue
     }
-    fn on_processing_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, W, Option<i64>>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        _: i64,
+        _: &W,
+        _: &mut TriggerContext<'_, W, Option<i64>>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
     fn can_merge(&self) -> bool {
@@ -387,7 +484,13 @@ impl ContinuousProcessingTimeTrigger {
 
 impl<T, W: Window> Trigger<T, W> for ContinuousProcessingTimeTrigger {
     type State = Option<i64>;
-    fn on_element(&self, _: &T, _: i64, window: &W, ctx: &mut TriggerContext<'_, W, Option<i64>>) -> TriggerResult {
+    fn on_element(
+        &self,
+        _: &T,
+        _: i64,
+        window: &W,
+        ctx: &mut TriggerContext<'_, W, Option<i64>>,
+    ) -> TriggerResult {
         if ctx.state().is_none() {
             let now = ctx.current_processing_time();
             let start = now - now.rem_euclid(self.interval);
@@ -397,10 +500,20 @@ impl<T, W: Window> Trigger<T, W> for ContinuousProcessingTimeTrigger {
         }
         TriggerResult::Continue
     }
-    fn on_event_time(&self, _: i64, _: &W, _: &mut TriggerContext<'_, W, Option<i64>>) -> TriggerResult {
+    fn on_event_time(
+        &self,
+        _: i64,
+        _: &W,
+        _: &mut TriggerContext<'_, W, Option<i64>>,
+    ) -> TriggerResult {
         TriggerResult::Continue
     }
-    fn on_processing_time(&self, time: i64, window: &W, ctx: &mut TriggerContext<'_, W, Option<i64>>) -> TriggerResult {
+    fn on_processing_time(
+        &self,
+        time: i64,
+        window: &W,
+        ctx: &mut TriggerContext<'_, W, Option<i64>>,
+    ) -> TriggerResult {
         if ctx.state() == Some(time) {
             if time < window.max_timestamp() {
                 let next = (time + self.interval).min(window.max_timestamp());

@@ -1,8 +1,0 @@
-//! (being written)
-
-use crate::jobs::JobSpec;
-
-/// The jobs of this module.
-pub fn jobs() -> Vec<JobSpec> {
-    Vec::new()
-}
