@@ -81,6 +81,12 @@ fn run_case(
         "strom" => {
             let env = StreamEnv::new();
             env.set_parallelism(parallelism);
+            if let Ok(b) = std::env::var("STROM_BENCH_BATCH") {
+                env.configure(|c| c.batch_size = b.parse().unwrap_or(1024));
+            }
+            if let Ok(c) = std::env::var("STROM_BENCH_CAPACITY") {
+                env.configure(|cfg| cfg.channel_capacity = c.parse().unwrap_or(8));
+            }
             build_job(&env, case, events);
             env.execute(case.name())?;
         }

@@ -170,23 +170,23 @@ impl<K: Key> TimerService<'_, K> {
     /// Calls `on_timer` when the watermark reaches `time`.
     pub fn register_event_time_timer(&mut self, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.event.register(k, &(), time);
+            self.timers.event.register(self.key.hash(), k, &(), time);
         }
     }
     /// Calls `on_timer` when processing time reaches `time`.
     pub fn register_processing_time_timer(&mut self, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.register_processing(k, &(), time);
+            self.timers.register_processing(self.key.hash(), k, &(), time);
         }
     }
     pub fn delete_event_time_timer(&mut self, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.event.delete(k, &(), time);
+            self.timers.event.delete(self.key.hash(), k, &(), time);
         }
     }
     pub fn delete_processing_time_timer(&mut self, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.processing.delete(k, &(), time);
+            self.timers.processing.delete(self.key.hash(), k, &(), time);
         }
     }
 }

@@ -103,6 +103,8 @@ pub(crate) struct SourceState<T> {
     pub(crate) error: Option<TaskError>,
     /// No strategy, wall clock, no error: records go straight into the buffer.
     plain: bool,
+    /// The clock is replayed (ProcessingTimeMode::Simulated).
+    simulated: bool,
     pub(crate) info: OperatorInfo,
     pub(crate) dead_letters_logged: u64,
     dead_letter_tag: OutputTag<DeadLetter>,
@@ -116,7 +118,8 @@ impl<T: Data> SourceState<T> {
         batch_size: usize,
         info: OperatorInfo,
     ) -> Self {
-        let plain = emitter.is_none() && !clock.is_simulated();
+        let simulated = clock.is_simulated();
+        let plain = emitter.is_none() && !simulated;
         SourceState {
             out,
             emitter,
@@ -126,6 +129,7 @@ impl<T: Data> SourceState<T> {
             emitted_this_poll: 0,
             error: None,
             plain,
+            simulated,
             info,
             dead_letters_logged: 0,
             dead_letter_tag: dead_letter_tag(),
@@ -165,7 +169,7 @@ impl<T: Data> SourceState<T> {
         self.record_error(r);
     }
 
-    #[inline]
+    #[inline(always)]
     fn emit(&mut self, value: T, timestamp: i64) {
         if self.plain {
             // The common case (no watermark strategy, wall clock) stays a push.
@@ -181,6 +185,7 @@ impl<T: Data> SourceState<T> {
         self.emit_slow(value, timestamp);
     }
 
+    #[inline(never)]
     fn emit_slow(&mut self, value: T, timestamp: i64) {
         if self.error.is_some() {
             return;
@@ -215,14 +220,20 @@ impl<T: Data> SourceState<T> {
 impl<T: Data> SourceState<T> {
     /// Replay: processing time at a source follows the records' timestamps (simulated
     /// clock only).
+    #[inline(always)]
     fn replay_to(&mut self, ts: i64) {
-        if self.clock.is_simulated() && ts != NO_TIMESTAMP && ts > self.clock.now() {
-            let r = self.out.flush();
-            self.record_error(r);
-            self.clock.advance_to(ts);
-            let r = self.out.on_processing_time(ts);
-            self.record_error(r);
+        if self.simulated && ts != NO_TIMESTAMP && ts > self.clock.now() {
+            self.replay_slow(ts);
         }
+    }
+
+    #[inline(never)]
+    fn replay_slow(&mut self, ts: i64) {
+        let r = self.out.flush();
+        self.record_error(r);
+        self.clock.advance_to(ts);
+        let r = self.out.on_processing_time(ts);
+        self.record_error(r);
     }
 }
 
@@ -233,13 +244,44 @@ pub struct SourceOutput<'a, T: Data> {
 
 impl<T: Data> SourceOutput<'_, T> {
     /// Emits a record (its timestamp comes from the watermark strategy, if any).
+    #[inline]
     pub fn collect(&mut self, value: T) {
         self.state.emit(value, NO_TIMESTAMP);
     }
 
     /// Emits a record with an event timestamp in milliseconds.
+    #[inline]
     pub fn collect_with_timestamp(&mut self, value: T, timestamp: i64) {
         self.state.emit(value, timestamp);
+    }
+
+    /// Emits every record of `values` (a batch's worth, ideally).
+    #[inline]
+    pub fn collect_all(&mut self, values: impl IntoIterator<Item = T>) {
+        let s = &mut *self.state;
+        if s.plain {
+            // One reservation and no per-record checks: the fast path of generators.
+            let before = s.out.buf.len();
+            s.out
+                .buf
+                .extend(values.into_iter().map(|v| crate::record::StreamRecord::new(v, NO_TIMESTAMP)));
+            s.emitted_this_poll += s.out.buf.len() - before;
+            if s.out.buf.len() >= s.batch_size {
+                s.flush();
+            }
+        } else {
+            for v in values {
+                s.emit(v, NO_TIMESTAMP);
+            }
+        }
+    }
+
+    /// Emits every `(record, timestamp)` of `values`.
+    #[inline]
+    pub fn collect_all_timed(&mut self, values: impl IntoIterator<Item = (T, i64)>) {
+        for (v, ts) in values {
+            self.state.emit(v, ts);
+        }
     }
 
     /// Emits a watermark decided by the source itself.

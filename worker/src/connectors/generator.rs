@@ -112,17 +112,16 @@ impl<T: Data, F: Fn(u64) -> T> SourceReader<T> for GeneratorReader<F> {
             }
             budget = budget.min(allowed);
         }
-        while budget > 0 && self.next < self.end {
-            let i = self.next;
-            let v = (self.f)(i);
-            match &self.timestamp {
-                Some(ts) => out.collect_with_timestamp(v, ts(i)),
-                None => out.collect(v),
-            }
-            self.next = self.next.saturating_add(self.step);
-            self.emitted += 1;
-            budget -= 1;
+        // Indices of this poll: `next, next+step, …` below `end`, at most `budget` of them.
+        let n = budget.min((self.end - self.next).div_ceil(self.step));
+        let (first, step, f) = (self.next, self.step, &self.f);
+        let indices = (0..n).map(move |k| first + k * step);
+        match &self.timestamp {
+            Some(ts) => out.collect_all_timed(indices.map(|i| (f(i), ts(i)))),
+            None => out.collect_all(indices.map(f.as_ref())),
         }
+        self.next = self.next.saturating_add(n.saturating_mul(self.step));
+        self.emitted += n;
         if self.next >= self.end {
             return Ok(SourcePoll::Finished);
         }

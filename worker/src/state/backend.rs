@@ -6,7 +6,7 @@
 
 use crate::record::Key;
 use crate::runtime::context::Clock;
-use crate::state::heap::{HeapTable, KeyContext, NsTable, TableKeys};
+use crate::state::heap::{At, Expiry, HeapTable, KeyContext, Never, NsTable, TableKeys};
 use crate::state::ttl::StateTtlConfig;
 use std::any::Any;
 use std::borrow::Cow;
@@ -45,19 +45,32 @@ impl<K: Key> KeyedBackend<K> {
         N: Hash + Eq + Clone + 'static,
         V: Clone + 'static,
     {
+        // Entries of state without TTL carry no expiry at all.
+        match ttl {
+            None => self.typed_table::<N, V, Never>(name, None),
+            Some(_) => self.typed_table::<N, V, At>(name, ttl),
+        }
+    }
+
+    fn typed_table<N, V, X>(&self, name: &str, ttl: Option<StateTtlConfig>) -> Rc<dyn NsTable<N, V>>
+    where
+        N: Hash + Eq + Clone + 'static,
+        V: Clone + 'static,
+        X: Expiry,
+    {
         {
             let tables = self.tables.borrow();
             if let Some(r) = tables.iter().find(|r| r.name == name) {
-                return match r.table.clone().downcast::<HeapTable<K, N, V>>() {
+                return match r.table.clone().downcast::<HeapTable<K, N, V, X>>() {
                     Ok(t) => t,
                     Err(_) => panic!(
-                        "state '{name}' is used with two different types in one operator; \
-                         give each its own name"
+                        "state '{name}' is used with two different types (or with and without a \
+                         time-to-live) in one operator; give each its own name"
                     ),
                 };
             }
         }
-        let table = Rc::new(HeapTable::<K, N, V>::new(
+        let table = Rc::new(HeapTable::<K, N, V, X>::new(
             self.key.clone(),
             ttl,
             self.clock.clone(),

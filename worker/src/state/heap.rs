@@ -112,12 +112,52 @@ pub(crate) trait TableKeys<K> {
     fn keys(&self) -> Vec<K>;
 }
 
-struct Entry<K, N, V> {
+/// When an entry expires: never (state without TTL, no space taken), or at a time.
+pub(crate) trait Expiry: Copy + 'static {
+    /// Whether entries remember an expiry at all.
+    const TRACKED: bool;
+    /// Processing time after which the entry is expired (`i64::MAX`: never).
+    fn at(self) -> i64;
+    fn new(at: i64) -> Self;
+}
+
+/// The expiry of state without TTL: a zero-sized "never".
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Never;
+
+impl Expiry for Never {
+    const TRACKED: bool = false;
+    #[inline]
+    fn at(self) -> i64 {
+        i64::MAX
+    }
+    #[inline]
+    fn new(_: i64) -> Self {
+        Never
+    }
+}
+
+/// The expiry of state with TTL.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct At(i64);
+
+impl Expiry for At {
+    const TRACKED: bool = true;
+    #[inline]
+    fn at(self) -> i64 {
+        self.0
+    }
+    #[inline]
+    fn new(at: i64) -> Self {
+        At(at)
+    }
+}
+
+struct Entry<K, N, V, X> {
     key: K,
     ns: N,
     value: V,
-    /// Processing time after which the entry is expired (`i64::MAX` without TTL).
-    expires_at: i64,
+    expiry: X,
 }
 
 /// The hash an entry is stored under. All keys of one key group share
@@ -136,29 +176,33 @@ fn table_hash<N: Hash>(key_hash: u64, ns: &N) -> u64 {
 
 /// Rehashing an entry when its table grows (rare: the hash is not stored, to keep entries
 /// small).
-fn entry_hash<K: Hash, N: Hash, V>(e: &Entry<K, N, V>) -> u64 {
+fn entry_hash<K: Hash, N: Hash, V, X>(e: &Entry<K, N, V, X>) -> u64 {
     table_hash(stable_hash(&e.key), &e.ns)
 }
 
 /// How often (in writes) one key group is swept for expired entries.
 const SWEEP_EVERY: u32 = 1024;
 
-/// A heap table of one piece of state.
-pub(crate) struct HeapTable<K, N, V> {
+/// A heap table of one piece of state; `X` is [`Never`] without TTL and [`At`] with.
+pub(crate) struct HeapTable<K, N, V, X = Never> {
     key: Rc<KeyContext<K>>,
-    groups: RefCell<Vec<HashTable<Entry<K, N, V>>>>,
+    groups: RefCell<Vec<HashTable<Entry<K, N, V, X>>>>,
     ttl: Option<StateTtlConfig>,
     clock: Rc<Clock>,
     writes: Cell<u32>,
     sweep_next: Cell<usize>,
 }
 
-impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
+impl<K: Key, N: Hash + Eq + Clone, V, X: Expiry> HeapTable<K, N, V, X> {
     pub(crate) fn new(
         key: Rc<KeyContext<K>>,
         ttl: Option<StateTtlConfig>,
         clock: Rc<Clock>,
     ) -> Self {
+        assert!(
+            ttl.is_none() || X::TRACKED,
+            "internal error: a table with a time-to-live must store expiries"
+        );
         let groups = (0..key.range().len()).map(|_| HashTable::new()).collect();
         HeapTable {
             key,
@@ -196,13 +240,13 @@ impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
                 return;
             }
             let g = self.sweep_next.get() % groups.len();
-            groups[g].retain(|e| e.expires_at > now);
+            groups[g].retain(|e| e.expiry.at() > now);
             self.sweep_next.set(g + 1);
         }
     }
 
     /// Runs `f` on the current key's entry, applying TTL rules first.
-    fn with_entry<R>(&self, ns: &N, f: impl FnOnce(Option<&mut Entry<K, N, V>>) -> R) -> R {
+    fn with_entry<R>(&self, ns: &N, f: impl FnOnce(Option<&mut Entry<K, N, V, X>>) -> R) -> R {
         let key_ref = self.key.key();
         let Some(key) = key_ref.as_ref() else {
             panic!(
@@ -216,7 +260,7 @@ impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
             Ok(mut occ) => {
                 if let Some(ttl) = &self.ttl {
                     let now = self.clock.now();
-                    if occ.get().expires_at <= now {
+                    if occ.get().expiry.at() <= now {
                         // A read cleans an expired entry up; only the read that finds it
                         // may still see it (Flink's ReturnExpiredIfNotCleanedUp).
                         let (mut expired, _) = occ.remove();
@@ -225,7 +269,7 @@ impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
                             TtlVisibility::ReturnExpiredIfNotCleanedUp => f(Some(&mut expired)),
                         };
                     } else if ttl.update_type == TtlUpdateType::OnReadAndWrite {
-                        occ.get_mut().expires_at = now.saturating_add(ttl.ttl_millis());
+                        occ.get_mut().expiry = X::new(now.saturating_add(ttl.ttl_millis()));
                     }
                 }
                 f(Some(occ.get_mut()))
@@ -235,7 +279,7 @@ impl<K: Key, N: Hash + Eq + Clone, V> HeapTable<K, N, V> {
     }
 }
 
-impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V> {
+impl<K: Key, N: Hash + Eq + Clone, V: Clone, X: Expiry> NsTable<N, V> for HeapTable<K, N, V, X> {
     fn get(&self, ns: &N) -> Option<V> {
         self.with_entry(ns, |e| e.map(|e| e.value.clone()))
     }
@@ -273,7 +317,7 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
             match entry {
                 TableEntry::Occupied(mut occ) => {
                     let e = occ.get_mut();
-                    let expired = e.expires_at <= self.clock_now_if_ttl();
+                    let expired = e.expiry.at() <= self.clock_now_if_ttl();
                     let hide = expired
                         && self
                             .ttl
@@ -285,7 +329,7 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
                         if let Some(new) = replacement {
                             e.value = new;
                         }
-                        e.expires_at = expires_at;
+                        e.expiry = X::new(expires_at);
                     }
                 }
                 TableEntry::Vacant(vacant) => {
@@ -294,7 +338,7 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
                             key: key.clone(),
                             ns: ns.clone(),
                             value,
-                            expires_at,
+                            expiry: X::new(expires_at),
                         });
                     }
                 }
@@ -312,7 +356,7 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
         match group.find_entry(h, |e| e.key == *key && e.ns == *ns) {
             Ok(occ) => {
                 let (e, _) = occ.remove();
-                let expired = e.expires_at <= self.clock_now_if_ttl();
+                let expired = e.expiry.at() <= self.clock_now_if_ttl();
                 let hide = expired
                     && self
                         .ttl
@@ -328,7 +372,7 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone> NsTable<N, V> for HeapTable<K, N, V
     }
 }
 
-impl<K: Key, N, V> HeapTable<K, N, V> {
+impl<K: Key, N, V, X: Expiry> HeapTable<K, N, V, X> {
     fn clock_now_if_ttl(&self) -> i64 {
         if self.ttl.is_some() {
             self.clock.now()
@@ -338,7 +382,7 @@ impl<K: Key, N, V> HeapTable<K, N, V> {
     }
 }
 
-impl<K: Key, N, V> TableKeys<K> for HeapTable<K, N, V> {
+impl<K: Key, N, V, X: Expiry> TableKeys<K> for HeapTable<K, N, V, X> {
     fn keys(&self) -> Vec<K> {
         let now = self.clock_now_if_ttl();
         let groups = self.groups.borrow();
@@ -346,7 +390,7 @@ impl<K: Key, N, V> TableKeys<K> for HeapTable<K, N, V> {
         for g in groups.iter() {
             let mut seen: Vec<&K> = Vec::new();
             for e in g.iter() {
-                if e.expires_at > now && !seen.contains(&&e.key) {
+                if e.expiry.at() > now && !seen.contains(&&e.key) {
                     seen.push(&e.key);
                 }
             }
@@ -362,11 +406,7 @@ mod tests {
     use crate::config::ProcessingTimeMode;
     use std::time::Duration;
 
-    type Setup = (
-        Rc<KeyContext<String>>,
-        Rc<Clock>,
-        HeapTable<String, (), i64>,
-    );
+    type Setup = (Rc<KeyContext<String>>, Rc<Clock>, HeapTable<String, (), i64, At>);
 
     fn setup(ttl: Option<StateTtlConfig>) -> Setup {
         let kc = Rc::new(KeyContext::new(KeyGroupRange::for_subtask(128, 1, 0), 128));

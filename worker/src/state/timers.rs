@@ -3,6 +3,10 @@
 //! A timer is (key, namespace, timestamp); registering the same one twice keeps one.
 //! Timers fire in timestamp order, and in registration order for equal timestamps, so
 //! results do not depend on hashing. Timers are keyed state: they belong to key groups.
+//!
+//! Triggers register the same timer for every record of a window (as in Flink). Each
+//! queue keeps a small cache, indexed by key hash, of timers registered more than once, so
+//! those repeats are answered by one comparison instead of a hash lookup.
 
 use crate::hash::StableHashMap;
 use crate::runtime::context::TimerWakeup;
@@ -30,10 +34,21 @@ impl<K: Eq, N: Eq> Equivalent<(K, N, i64)> for TimerRef<'_, K, N> {
 }
 
 /// The timers of one time domain.
+/// Slots of the repeat cache (a power of two).
+const RECENT_SLOTS: usize = 1024;
+
+#[inline]
+fn slot_of(key_hash: u64) -> usize {
+    (key_hash >> 40) as usize & (RECENT_SLOTS - 1)
+}
+
 pub(crate) struct TimerQueue<K, N> {
-    by_time: BTreeMap<(i64, u64), (K, N)>,
+    /// (time, registration order) → (key, namespace, key hash)
+    by_time: BTreeMap<(i64, u64), (K, N, u64)>,
     index: StableHashMap<(K, N, i64), u64>,
     seq: u64,
+    /// Timers known to be registered, by key hash (see the module docs).
+    recent: Vec<Option<(K, N, i64)>>,
 }
 
 impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
@@ -42,23 +57,36 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
             by_time: BTreeMap::new(),
             index: StableHashMap::default(),
             seq: 0,
+            recent: (0..RECENT_SLOTS).map(|_| None).collect(),
         }
     }
 
-    /// Registers a timer; returns whether it is new.
+    /// Registers a timer of a key whose stable hash is `key_hash`; returns whether it is
+    /// new.
     #[inline]
-    pub(crate) fn register(&mut self, key: &K, ns: &N, time: i64) -> bool {
+    pub(crate) fn register(&mut self, key_hash: u64, key: &K, ns: &N, time: i64) -> bool {
+        let slot = slot_of(key_hash);
+        if let Some((k, n, t)) = &self.recent[slot]
+            && *t == time
+            && k == key
+            && n == ns
+        {
+            return false;
+        }
         if self.index.contains_key(&TimerRef(key, ns, time)) {
+            // A repeat: remember it (only repeats, so keys are cloned for repeats only).
+            self.recent[slot] = Some((key.clone(), ns.clone(), time));
             return false;
         }
         let seq = self.seq;
         self.seq += 1;
         self.index.insert((key.clone(), ns.clone(), time), seq);
-        self.by_time.insert((time, seq), (key.clone(), ns.clone()));
+        self.by_time.insert((time, seq), (key.clone(), ns.clone(), key_hash));
         true
     }
 
-    pub(crate) fn delete(&mut self, key: &K, ns: &N, time: i64) {
+    pub(crate) fn delete(&mut self, key_hash: u64, key: &K, ns: &N, time: i64) {
+        self.recent[slot_of(key_hash)] = None;
         if let Some(seq) = self.index.remove(&TimerRef(key, ns, time)) {
             self.by_time.remove(&(time, seq));
         }
@@ -75,8 +103,12 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         if t > time {
             return None;
         }
-        let ((t, _), (k, n)) = self.by_time.pop_first()?;
+        let ((t, _), (k, n, key_hash)) = self.by_time.pop_first()?;
         self.index.remove(&TimerRef(&k, &n, t));
+        let slot = &mut self.recent[slot_of(key_hash)];
+        if slot.as_ref().is_some_and(|(rk, rn, rt)| *rt == t && *rk == k && *rn == n) {
+            *slot = None;
+        }
         Some((t, k, n))
     }
 
@@ -102,8 +134,8 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Timers<K, N> {
         }
     }
 
-    pub(crate) fn register_processing(&mut self, key: &K, ns: &N, time: i64) {
-        if self.processing.register(key, ns, time) {
+    pub(crate) fn register_processing(&mut self, key_hash: u64, key: &K, ns: &N, time: i64) {
+        if self.processing.register(key_hash, key, ns, time) {
             self.wakeup.request(time);
         }
     }
@@ -123,17 +155,21 @@ mod tests {
     #[test]
     fn timers_fire_in_time_then_registration_order_and_deduplicate() {
         let mut q: TimerQueue<String, ()> = TimerQueue::new();
-        assert!(q.register(&"b".into(), &(), 20));
-        assert!(q.register(&"a".into(), &(), 10));
-        assert!(q.register(&"c".into(), &(), 20));
-        assert!(!q.register(&"b".into(), &(), 20));
-        q.delete(&"a".into(), &(), 10);
+        assert!(q.register(7, &"b".into(), &(), 20));
+        assert!(q.register(7, &"a".into(), &(), 10));
+        assert!(q.register(7, &"c".into(), &(), 20));
+        assert!(!q.register(7, &"b".into(), &(), 20));
+        assert!(!q.register(7, &"b".into(), &(), 20));
+        q.delete(7, &"a".into(), &(), 10);
         assert_eq!(q.len(), 2);
         assert_eq!(q.pop_due(15), None);
         assert_eq!(q.pop_due(20), Some((20, "b".into(), ())));
         assert_eq!(q.pop_due(20), Some((20, "c".into(), ())));
         assert_eq!(q.pop_due(i64::MAX), None);
-        // Re-registering a fired timer works.
-        assert!(q.register(&"b".into(), &(), 20));
+        // Re-registering a fired timer works, also right after a remembered repeat.
+        assert!(q.register(7, &"b".into(), &(), 20));
+        assert!(!q.register(7, &"b".into(), &(), 20));
+        q.delete(7, &"b".into(), &(), 20);
+        assert!(q.register(7, &"b".into(), &(), 20));
     }
 }

@@ -33,22 +33,22 @@ struct KeyTimers<'a, K, W> {
 impl<K: Key, W: Window> WindowTimers<W> for KeyTimers<'_, K, W> {
     fn register_event_time(&mut self, window: &W, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.event.register(k, window, time);
+            self.timers.event.register(self.key.hash(), k, window, time);
         }
     }
     fn register_processing_time(&mut self, window: &W, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.register_processing(k, window, time);
+            self.timers.register_processing(self.key.hash(), k, window, time);
         }
     }
     fn delete_event_time(&mut self, window: &W, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.event.delete(k, window, time);
+            self.timers.event.delete(self.key.hash(), k, window, time);
         }
     }
     fn delete_processing_time(&mut self, window: &W, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.processing.delete(k, window, time);
+            self.timers.processing.delete(self.key.hash(), k, window, time);
         }
     }
 }
@@ -154,13 +154,12 @@ where
             key: &self.backend.key,
             timers: &mut self.timers,
         };
-        let clock = self.base.services.clock.clone();
         let mut ctx = TriggerContext {
             window,
             timers: &mut timers,
             state: &*self.trigger_state,
             watermark: self.base.watermark,
-            clock: &clock,
+            clock: &self.base.services.clock,
         };
         f(&self.trigger, &mut ctx)
     }
@@ -173,9 +172,9 @@ where
         let key = self.backend.key.key();
         if let Some(k) = key.as_ref() {
             if self.is_event_time {
-                self.timers.event.register(k, window, t);
+                self.timers.event.register(self.backend.key.hash(), k, window, t);
             } else {
-                self.timers.register_processing(k, window, t);
+                self.timers.register_processing(self.backend.key.hash(), k, window, t);
             }
         }
     }
@@ -188,9 +187,9 @@ where
         let key = self.backend.key.key();
         if let Some(k) = key.as_ref() {
             if self.is_event_time {
-                self.timers.event.delete(k, window, t);
+                self.timers.event.delete(self.backend.key.hash(), k, window, t);
             } else {
-                self.timers.processing.delete(k, window, t);
+                self.timers.processing.delete(self.backend.key.hash(), k, window, t);
             }
         }
     }
