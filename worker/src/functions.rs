@@ -176,7 +176,8 @@ impl<K: Key> TimerService<'_, K> {
     /// Calls `on_timer` when processing time reaches `time`.
     pub fn register_processing_time_timer(&mut self, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.register_processing(self.key.hash(), k, &(), time);
+            self.timers
+                .register_processing(self.key.hash(), k, &(), time);
         }
     }
     pub fn delete_event_time_timer(&mut self, time: i64) {

@@ -262,9 +262,11 @@ impl<T: Data> SourceOutput<'_, T> {
         if s.plain {
             // One reservation and no per-record checks: the fast path of generators.
             let before = s.out.buf.len();
-            s.out
-                .buf
-                .extend(values.into_iter().map(|v| crate::record::StreamRecord::new(v, NO_TIMESTAMP)));
+            s.out.buf.extend(
+                values
+                    .into_iter()
+                    .map(|v| crate::record::StreamRecord::new(v, NO_TIMESTAMP)),
+            );
             s.emitted_this_poll += s.out.buf.len() - before;
             if s.out.buf.len() >= s.batch_size {
                 s.flush();

@@ -108,8 +108,8 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
     /// Keys both streams (by the same key type) for a keyed co-process function.
     pub fn key_by<K: Key, FA, FB>(&self, key_a: FA, key_b: FB) -> ConnectedKeyedStreams<K, A, B>
     where
-        FA: Fn(&A) -> K + Send + Sync + 'static,
-        FB: Fn(&B) -> K + Send + Sync + 'static,
+        FA: Fn(&A) -> K + Clone + Send + Sync + 'static,
+        FB: Fn(&B) -> K + Clone + Send + Sync + 'static,
     {
         ConnectedKeyedStreams {
             first: self.first.key_by(key_a),

@@ -253,10 +253,12 @@ impl<T: Data> DataStream<T> {
     /// groups), and keyed state and timers become available.
     pub fn key_by<K: Key, F>(&self, key: F) -> KeyedStream<K, T>
     where
-        F: Fn(&T) -> K + Send + Sync + 'static,
+        F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
-        let key: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key);
+        // The partitioner gets its own copy of the concrete function, so that hashing a
+        // record's key is one indirect call, not two.
         let hash_key = key.clone();
+        let key: Arc<dyn Fn(&T) -> K + Send + Sync> = Arc::new(key);
         let ops = Arc::new(TypedEdge {
             key_hash: Some(Arc::new(move |v: &T| stable_hash(&hash_key(v)))),
             custom: None,

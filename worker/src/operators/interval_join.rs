@@ -141,7 +141,9 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>>
             ts
         };
         if let Some(k) = self.backend.key.key().as_ref() {
-            self.timers.event.register(self.backend.key.hash(), k, &side, cleanup);
+            self.timers
+                .event
+                .register(self.backend.key.hash(), k, &side, cleanup);
         }
     }
 

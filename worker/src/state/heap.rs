@@ -183,10 +183,13 @@ fn entry_hash<K: Hash, N: Hash, V, X>(e: &Entry<K, N, V, X>) -> u64 {
 /// How often (in writes) one key group is swept for expired entries.
 const SWEEP_EVERY: u32 = 1024;
 
+/// The entries of one key group.
+type Group<K, N, V, X> = HashTable<Entry<K, N, V, X>>;
+
 /// A heap table of one piece of state; `X` is [`Never`] without TTL and [`At`] with.
 pub(crate) struct HeapTable<K, N, V, X = Never> {
     key: Rc<KeyContext<K>>,
-    groups: RefCell<Vec<HashTable<Entry<K, N, V, X>>>>,
+    groups: RefCell<Vec<Group<K, N, V, X>>>,
     ttl: Option<StateTtlConfig>,
     clock: Rc<Clock>,
     writes: Cell<u32>,
@@ -406,7 +409,11 @@ mod tests {
     use crate::config::ProcessingTimeMode;
     use std::time::Duration;
 
-    type Setup = (Rc<KeyContext<String>>, Rc<Clock>, HeapTable<String, (), i64, At>);
+    type Setup = (
+        Rc<KeyContext<String>>,
+        Rc<Clock>,
+        HeapTable<String, (), i64, At>,
+    );
 
     fn setup(ttl: Option<StateTtlConfig>) -> Setup {
         let kc = Rc::new(KeyContext::new(KeyGroupRange::for_subtask(128, 1, 0), 128));

@@ -81,7 +81,8 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         let seq = self.seq;
         self.seq += 1;
         self.index.insert((key.clone(), ns.clone(), time), seq);
-        self.by_time.insert((time, seq), (key.clone(), ns.clone(), key_hash));
+        self.by_time
+            .insert((time, seq), (key.clone(), ns.clone(), key_hash));
         true
     }
 
@@ -106,7 +107,10 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         let ((t, _), (k, n, key_hash)) = self.by_time.pop_first()?;
         self.index.remove(&TimerRef(&k, &n, t));
         let slot = &mut self.recent[slot_of(key_hash)];
-        if slot.as_ref().is_some_and(|(rk, rn, rt)| *rt == t && *rk == k && *rn == n) {
+        if slot
+            .as_ref()
+            .is_some_and(|(rk, rn, rt)| *rt == t && *rk == k && *rn == n)
+        {
             *slot = None;
         }
         Some((t, k, n))

@@ -87,15 +87,39 @@ impl<T> WatermarkGenerator<T> for NoWatermarks {
 
 /// Wraps a generator: after `timeout` of processing time without records, the input is
 /// idle (Flink's `WatermarksWithIdleness`).
+/// A generator instance: the built-in bounded one is called without dynamic dispatch,
+/// since it runs for every record.
+pub(crate) enum Generator<T> {
+    Bounded(BoundedOutOfOrderness),
+    Custom(Box<dyn WatermarkGenerator<T>>),
+}
+
+impl<T> Generator<T> {
+    #[inline]
+    fn on_event(&mut self, event: &T, timestamp: i64, output: &mut WatermarkOutput) {
+        match self {
+            Generator::Bounded(b) => b.max_timestamp = b.max_timestamp.max(timestamp),
+            Generator::Custom(g) => g.on_event(event, timestamp, output),
+        }
+    }
+
+    fn on_periodic_emit(&mut self, output: &mut WatermarkOutput) {
+        match self {
+            Generator::Bounded(b) => WatermarkGenerator::<T>::on_periodic_emit(b, output),
+            Generator::Custom(g) => g.on_periodic_emit(output),
+        }
+    }
+}
+
 pub(crate) struct WithIdleness<T> {
-    inner: Box<dyn WatermarkGenerator<T>>,
+    inner: Generator<T>,
     timeout_ms: i64,
     last_activity: Option<i64>,
     active_since_check: bool,
 }
 
 impl<T> WithIdleness<T> {
-    pub(crate) fn new(inner: Box<dyn WatermarkGenerator<T>>, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: Generator<T>, timeout: Duration) -> Self {
         WithIdleness {
             inner,
             timeout_ms: timeout.as_millis() as i64,
@@ -104,6 +128,7 @@ impl<T> WithIdleness<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn on_event(&mut self, event: &T, timestamp: i64, output: &mut WatermarkOutput) {
         self.active_since_check = true;
         self.inner.on_event(event, timestamp, output);
@@ -146,7 +171,20 @@ impl<T> Clone for TimestampSource<T> {
     }
 }
 
-type GeneratorFactory<T> = Arc<dyn Fn() -> Box<dyn WatermarkGenerator<T>> + Send + Sync>;
+/// How each parallel instance gets its generator.
+pub(crate) enum GeneratorFactory<T> {
+    Bounded(Duration),
+    Custom(Arc<dyn Fn() -> Box<dyn WatermarkGenerator<T>> + Send + Sync>),
+}
+
+impl<T> Clone for GeneratorFactory<T> {
+    fn clone(&self) -> Self {
+        match self {
+            GeneratorFactory::Bounded(d) => GeneratorFactory::Bounded(*d),
+            GeneratorFactory::Custom(f) => GeneratorFactory::Custom(f.clone()),
+        }
+    }
+}
 
 /// How a stream gets event timestamps and watermarks (Flink's `WatermarkStrategy`).
 ///
@@ -184,7 +222,7 @@ impl<T: Data> WatermarkStrategy<T> {
     /// Records may arrive up to `bound` late: watermark = highest timestamp − bound − 1.
     pub fn for_bounded_out_of_orderness(bound: Duration) -> Self {
         WatermarkStrategy {
-            generator: Arc::new(move || Box::new(BoundedOutOfOrderness::new(bound))),
+            generator: GeneratorFactory::Bounded(bound),
             timestamps: TimestampSource::Record,
             idleness: None,
         }
@@ -193,7 +231,7 @@ impl<T: Data> WatermarkStrategy<T> {
     /// No watermarks (event-time windows and timers will only fire at end of input).
     pub fn no_watermarks() -> Self {
         WatermarkStrategy {
-            generator: Arc::new(|| Box::new(NoWatermarks)),
+            generator: GeneratorFactory::Custom(Arc::new(|| Box::new(NoWatermarks))),
             timestamps: TimestampSource::Record,
             idleness: None,
         }
@@ -205,7 +243,9 @@ impl<T: Data> WatermarkStrategy<T> {
         F: FnMut(&T, i64) -> Option<i64> + Clone + Send + Sync + 'static,
     {
         WatermarkStrategy {
-            generator: Arc::new(move || Box::new(Punctuated { f: f.clone() })),
+            generator: GeneratorFactory::Custom(Arc::new(move || {
+                Box::new(Punctuated { f: f.clone() })
+            })),
             timestamps: TimestampSource::Record,
             idleness: None,
         }
@@ -218,7 +258,7 @@ impl<T: Data> WatermarkStrategy<T> {
         F: Fn() -> G + Send + Sync + 'static,
     {
         WatermarkStrategy {
-            generator: Arc::new(move || Box::new(make())),
+            generator: GeneratorFactory::Custom(Arc::new(move || Box::new(make()))),
             timestamps: TimestampSource::Record,
             idleness: None,
         }
@@ -252,7 +292,13 @@ impl<T: Data> WatermarkStrategy<T> {
         let timeout = self
             .idleness
             .unwrap_or(Duration::from_millis(i64::MAX as u64 / 2));
-        WithIdleness::new((self.generator)(), timeout)
+        let generator = match &self.generator {
+            GeneratorFactory::Bounded(bound) => {
+                Generator::Bounded(BoundedOutOfOrderness::new(*bound))
+            }
+            GeneratorFactory::Custom(make) => Generator::Custom(make()),
+        };
+        WithIdleness::new(generator, timeout)
     }
 }
 
@@ -273,7 +319,7 @@ mod tests {
     #[test]
     fn idleness_after_timeout_without_records() {
         let mut g = WithIdleness::<()>::new(
-            Box::new(BoundedOutOfOrderness::new(Duration::ZERO)),
+            Generator::Bounded(BoundedOutOfOrderness::new(Duration::ZERO)),
             Duration::from_millis(50),
         );
         let mut out = WatermarkOutput::default();

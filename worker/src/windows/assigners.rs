@@ -1,7 +1,7 @@
 //! Window assigners: which windows a record belongs to (Flink's `WindowAssigner`s).
 
 use crate::windows::triggers::{EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, Trigger};
-use crate::windows::{GlobalWindow, TimeWindow, Window, merge_time_windows};
+use crate::windows::{FastModulus, GlobalWindow, TimeWindow, Window, merge_time_windows};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,13 +37,16 @@ fn millis(d: Duration) -> i64 {
 pub struct TumblingEventTimeWindows {
     size: i64,
     offset: i64,
+    modulus: FastModulus,
 }
 
 impl TumblingEventTimeWindows {
     pub fn of(size: Duration) -> Self {
+        let size = millis(size).max(1);
         TumblingEventTimeWindows {
-            size: millis(size).max(1),
+            size,
             offset: 0,
+            modulus: FastModulus::new(size),
         }
     }
     /// Shifts window starts (e.g. to align daily windows with a time zone).
@@ -57,7 +60,7 @@ impl<T: 'static> WindowAssigner<T> for TumblingEventTimeWindows {
     type W = TimeWindow;
     #[inline]
     fn assign_windows(&self, _: &T, timestamp: i64, _: i64, out: &mut Vec<TimeWindow>) {
-        let start = TimeWindow::window_start(timestamp, self.offset, self.size);
+        let start = timestamp - self.modulus.rem_euclid(timestamp.wrapping_sub(self.offset));
         out.push(TimeWindow::new(start, start + self.size));
     }
     type DefaultTrigger = EventTimeTrigger;
@@ -77,13 +80,16 @@ impl<T: 'static> WindowAssigner<T> for TumblingEventTimeWindows {
 pub struct TumblingProcessingTimeWindows {
     size: i64,
     offset: i64,
+    modulus: FastModulus,
 }
 
 impl TumblingProcessingTimeWindows {
     pub fn of(size: Duration) -> Self {
+        let size = millis(size).max(1);
         TumblingProcessingTimeWindows {
-            size: millis(size).max(1),
+            size,
             offset: 0,
+            modulus: FastModulus::new(size),
         }
     }
     pub fn with_offset(mut self, offset: Duration) -> Self {
@@ -95,7 +101,7 @@ impl TumblingProcessingTimeWindows {
 impl<T: 'static> WindowAssigner<T> for TumblingProcessingTimeWindows {
     type W = TimeWindow;
     fn assign_windows(&self, _: &T, _: i64, now: i64, out: &mut Vec<TimeWindow>) {
-        let start = TimeWindow::window_start(now, self.offset, self.size);
+        let start = now - self.modulus.rem_euclid(now.wrapping_sub(self.offset));
         out.push(TimeWindow::new(start, start + self.size));
     }
     type DefaultTrigger = ProcessingTimeTrigger;
@@ -110,8 +116,9 @@ impl<T: 'static> WindowAssigner<T> for TumblingProcessingTimeWindows {
     }
 }
 
-fn sliding(timestamp: i64, size: i64, slide: i64, offset: i64, out: &mut Vec<TimeWindow>) {
-    let last_start = TimeWindow::window_start(timestamp, offset, slide);
+fn sliding(timestamp: i64, size: i64, slide: &FastModulus, offset: i64, out: &mut Vec<TimeWindow>) {
+    let last_start = timestamp - slide.rem_euclid(timestamp.wrapping_sub(offset));
+    let slide = slide.divisor();
     let mut start = last_start;
     // Flink emits the newest window first.
     while start > timestamp - size {
@@ -126,14 +133,17 @@ pub struct SlidingEventTimeWindows {
     size: i64,
     slide: i64,
     offset: i64,
+    modulus: FastModulus,
 }
 
 impl SlidingEventTimeWindows {
     pub fn of(size: Duration, slide: Duration) -> Self {
+        let slide = millis(slide).max(1);
         SlidingEventTimeWindows {
             size: millis(size).max(1),
-            slide: millis(slide).max(1),
+            slide,
             offset: 0,
+            modulus: FastModulus::new(slide),
         }
     }
     pub fn with_offset(mut self, offset: Duration) -> Self {
@@ -145,7 +155,7 @@ impl SlidingEventTimeWindows {
 impl<T: 'static> WindowAssigner<T> for SlidingEventTimeWindows {
     type W = TimeWindow;
     fn assign_windows(&self, _: &T, timestamp: i64, _: i64, out: &mut Vec<TimeWindow>) {
-        sliding(timestamp, self.size, self.slide, self.offset, out);
+        sliding(timestamp, self.size, &self.modulus, self.offset, out);
     }
     type DefaultTrigger = EventTimeTrigger;
     fn default_trigger(&self) -> EventTimeTrigger {
@@ -165,14 +175,17 @@ pub struct SlidingProcessingTimeWindows {
     size: i64,
     slide: i64,
     offset: i64,
+    modulus: FastModulus,
 }
 
 impl SlidingProcessingTimeWindows {
     pub fn of(size: Duration, slide: Duration) -> Self {
+        let slide = millis(slide).max(1);
         SlidingProcessingTimeWindows {
             size: millis(size).max(1),
-            slide: millis(slide).max(1),
+            slide,
             offset: 0,
+            modulus: FastModulus::new(slide),
         }
     }
 }
@@ -180,7 +193,7 @@ impl SlidingProcessingTimeWindows {
 impl<T: 'static> WindowAssigner<T> for SlidingProcessingTimeWindows {
     type W = TimeWindow;
     fn assign_windows(&self, _: &T, _: i64, now: i64, out: &mut Vec<TimeWindow>) {
-        sliding(now, self.size, self.slide, self.offset, out);
+        sliding(now, self.size, &self.modulus, self.offset, out);
     }
     type DefaultTrigger = ProcessingTimeTrigger;
     fn default_trigger(&self) -> ProcessingTimeTrigger {

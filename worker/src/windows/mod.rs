@@ -70,6 +70,43 @@ impl Window for TimeWindow {
     }
 }
 
+/// `n mod d` for a fixed positive `d` without a division instruction (a 64-bit division
+/// costs tens of cycles, paid for every record a time window assigner sees).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FastModulus {
+    d: u64,
+    /// `floor(2^64 / d)`, capped at `u64::MAX` for `d = 1`.
+    m: u64,
+}
+
+impl FastModulus {
+    pub(crate) fn new(d: i64) -> Self {
+        let d = d.max(1) as u64;
+        let m = ((1u128 << 64) / d as u128).min(u64::MAX as u128) as u64;
+        FastModulus { d, m }
+    }
+
+    pub(crate) fn divisor(&self) -> i64 {
+        self.d as i64
+    }
+
+    /// `n.rem_euclid(d)`.
+    #[inline]
+    pub(crate) fn rem_euclid(&self, n: i64) -> i64 {
+        if n < 0 {
+            return n.rem_euclid(self.d as i64);
+        }
+        let n = n as u64;
+        // The estimate is the quotient or one less; one correction makes it exact.
+        let q = ((n as u128 * self.m as u128) >> 64) as u64;
+        let mut r = n - q * self.d;
+        if r >= self.d {
+            r -= self.d;
+        }
+        r as i64
+    }
+}
+
 /// The one window that holds every record of a key (count windows, custom triggers).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
@@ -110,6 +147,30 @@ mod tests {
         assert_eq!(TimeWindow::window_start(-1, 0, 1_000), -1_000);
         assert_eq!(TimeWindow::window_start(1_234, 300, 1_000), 300);
         assert_eq!(TimeWindow::window_start(1_400, 300, 1_000), 1_300);
+    }
+
+    #[test]
+    fn fast_modulus_equals_rem_euclid() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for d in [1i64, 2, 3, 7, 1_000, 60_000, 86_400_000, 1 << 40, i64::MAX] {
+            let f = FastModulus::new(d);
+            for _ in 0..10_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                for n in [
+                    x as i64,
+                    (x >> 1) as i64,
+                    (x >> 20) as i64,
+                    -((x >> 30) as i64),
+                ] {
+                    assert_eq!(f.rem_euclid(n), n.rem_euclid(d), "{n} mod {d}");
+                }
+            }
+            for n in [0, 1, d - 1, d, d.saturating_add(1), i64::MAX, i64::MIN, -1] {
+                assert_eq!(f.rem_euclid(n), n.rem_euclid(d), "{n} mod {d}");
+            }
+        }
     }
 
     #[test]

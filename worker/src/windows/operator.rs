@@ -38,7 +38,8 @@ impl<K: Key, W: Window> WindowTimers<W> for KeyTimers<'_, K, W> {
     }
     fn register_processing_time(&mut self, window: &W, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.register_processing(self.key.hash(), k, window, time);
+            self.timers
+                .register_processing(self.key.hash(), k, window, time);
         }
     }
     fn delete_event_time(&mut self, window: &W, time: i64) {
@@ -48,7 +49,9 @@ impl<K: Key, W: Window> WindowTimers<W> for KeyTimers<'_, K, W> {
     }
     fn delete_processing_time(&mut self, window: &W, time: i64) {
         if let Some(k) = self.key.key().as_ref() {
-            self.timers.processing.delete(self.key.hash(), k, window, time);
+            self.timers
+                .processing
+                .delete(self.key.hash(), k, window, time);
         }
     }
 }
@@ -172,9 +175,12 @@ where
         let key = self.backend.key.key();
         if let Some(k) = key.as_ref() {
             if self.is_event_time {
-                self.timers.event.register(self.backend.key.hash(), k, window, t);
+                self.timers
+                    .event
+                    .register(self.backend.key.hash(), k, window, t);
             } else {
-                self.timers.register_processing(self.backend.key.hash(), k, window, t);
+                self.timers
+                    .register_processing(self.backend.key.hash(), k, window, t);
             }
         }
     }
@@ -187,9 +193,13 @@ where
         let key = self.backend.key.key();
         if let Some(k) = key.as_ref() {
             if self.is_event_time {
-                self.timers.event.delete(self.backend.key.hash(), k, window, t);
+                self.timers
+                    .event
+                    .delete(self.backend.key.hash(), k, window, t);
             } else {
-                self.timers.processing.delete(self.backend.key.hash(), k, window, t);
+                self.timers
+                    .processing
+                    .delete(self.backend.key.hash(), k, window, t);
             }
         }
     }
@@ -262,13 +272,14 @@ where
         windows.clear();
         self.assigner
             .assign_windows(&record.value, record.timestamp, now, &mut windows);
-        let skipped = if self.merging.is_some() {
-            self.on_record_merging(&windows, &record)?
+        let unused = if self.merging.is_some() {
+            let skipped = self.on_record_merging(&windows, &record)?;
+            skipped.then_some(record)
         } else {
-            self.on_record_plain(&windows, &record)
+            self.on_record_plain(&windows, record)
         };
         self.windows = windows;
-        if skipped
+        if let Some(record) = unused
             && self.is_event_time
             && record
                 .timestamp
@@ -291,17 +302,30 @@ where
     }
 
     /// Returns whether every window was late.
-    fn on_record_plain(&mut self, windows: &[A::W], record: &StreamRecord<T>) -> bool {
-        let mut skipped = true;
-        for w in windows {
+    /// Adds the record to its windows; gives it back if every window was late.
+    fn on_record_plain(
+        &mut self,
+        windows: &[A::W],
+        record: StreamRecord<T>,
+    ) -> Option<StreamRecord<T>> {
+        // The last window that takes the record gets it moved, the others a copy.
+        let Some(last) = windows.iter().rposition(|w| !self.is_window_late(w)) else {
+            return Some(record);
+        };
+        let mut record = Some(record);
+        for (i, w) in windows.iter().enumerate().take(last + 1) {
             if self.is_window_late(w) {
                 continue;
             }
-            skipped = false;
-            let result = self.with_trigger(w, |t, ctx| {
-                t.on_element(&record.value, record.timestamp, w, ctx)
-            });
-            let created = self.add(w, record.clone());
+            let Some(r) = record.as_ref() else { break };
+            let result = self.with_trigger(w, |t, ctx| t.on_element(&r.value, r.timestamp, w, ctx));
+            let r = if i == last {
+                record.take()
+            } else {
+                record.clone()
+            };
+            let Some(r) = r else { break };
+            let created = self.add(w, r);
             if result.is_fire() {
                 self.emit(w, w);
             }
@@ -315,7 +339,7 @@ where
                 self.register_cleanup_timer(w);
             }
         }
-        skipped
+        None
     }
 
     fn load_merging_set(&self) -> MergingWindowSet<A::W> {
