@@ -108,6 +108,19 @@ pub fn detect_fraud(
     rules: &DataStream<Rule>,
     initial: &InitialRules,
 ) -> FraudDetection {
+    detect_fraud_with(transactions, rules, initial, None)
+}
+
+/// [`detect_fraud`] with the parallelism of the dynamic key function set. As in the demo,
+/// an alert is decided when its transaction arrives, so the alerts depend on the order in
+/// which each key's transactions arrive; a key function at the parallelism of its source
+/// keeps that order (the edge stays one-to-one), whatever the parallelism of the rest.
+pub fn detect_fraud_with(
+    transactions: &DataStream<Transaction>,
+    rules: &DataStream<Rule>,
+    initial: &InitialRules,
+    key_parallelism: Option<usize>,
+) -> FraudDetection {
     let rules = rules
         .assign_timestamps_and_watermarks(rule_watermarks())
         .name("Rules Hold No Event Time")
@@ -121,6 +134,10 @@ pub fn detect_fraud(
         })
         .name("Dynamic Key Function")
         .uid("dynamic-key-function");
+    let keyed = match key_parallelism {
+        Some(p) => keyed.set_parallelism(p),
+        None => keyed,
+    };
     let alerts = keyed
         .key_by(|k: &Keyed| k.key.clone())
         .connect_broadcast(&rules)
@@ -202,11 +219,13 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
     let output = args.path("output");
     let transactions = match args.path("transactions") {
         Some(path) => {
-            let txs = env.from_source(
-                FileSource::<Transaction>::json_lines(path),
-                transaction_watermarks(),
-                "Transactions",
-            );
+            let txs = env
+                .from_source(
+                    FileSource::<Transaction>::json_lines(path),
+                    transaction_watermarks(),
+                    "Transactions",
+                )
+                .set_parallelism(1);
             write_dead_letters(&txs, output.as_deref());
             txs
         }
@@ -224,6 +243,7 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
                 transaction_watermarks(),
                 "Generated Transactions",
             )
+            .set_parallelism(1)
         }
     };
     let rule_lines = match args.opt_str("rules-port") {
@@ -242,7 +262,9 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
             .name("No Rule Changes"),
     };
     let rules = parse_rules(&rule_lines);
-    let result = detect_fraud(&transactions, &rules, &InitialRules::new(&initial));
+    // One reader and one key function keep transactions in order, so the alerts are the
+    // same at every parallelism of the alert function (see `detect_fraud_with`).
+    let result = detect_fraud_with(&transactions, &rules, &InitialRules::new(&initial), Some(1));
     let rejected = rules.side_output(&rejected_rules_tag()).union(
         &env.from_collection(rejected_at_start)
             .name("Rejected Initial Rules"),
