@@ -173,16 +173,31 @@ impl<T: Data> SourceState<T> {
     fn emit(&mut self, value: T, timestamp: i64) {
         if self.plain {
             // The common case (no watermark strategy, wall clock) stays a push.
-            self.out
-                .buf
-                .push(crate::record::StreamRecord::new(value, timestamp));
-            self.emitted_this_poll += 1;
-            if self.out.buf.len() >= self.batch_size {
-                self.flush();
-            }
+            self.push(value, timestamp);
+            return;
+        }
+        if !self.simulated
+            && self.error.is_none()
+            && let Some(em) = &mut self.emitter
+            && em.can_stamp()
+        {
+            // A periodic strategy on the wall clock: stamp, note, push.
+            let ts = em.stamp(&value, timestamp);
+            self.push(value, ts);
             return;
         }
         self.emit_slow(value, timestamp);
+    }
+
+    #[inline(always)]
+    fn push(&mut self, value: T, timestamp: i64) {
+        self.out
+            .buf
+            .push(crate::record::StreamRecord::new(value, timestamp));
+        self.emitted_this_poll += 1;
+        if self.out.buf.len() >= self.batch_size {
+            self.flush();
+        }
     }
 
     #[inline(never)]

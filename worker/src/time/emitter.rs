@@ -53,6 +53,32 @@ where
         }
     }
 
+    /// Whether records can take [`stamp`](Self::stamp): the built-in periodic generator,
+    /// timestamps from the record or an assigner, and not idle (no status to emit first).
+    #[inline]
+    pub(crate) fn can_stamp(&self) -> bool {
+        !self.idle
+            && matches!(
+                self.generator.inner,
+                crate::time::watermark::Generator::Bounded(_)
+            )
+            && !matches!(self.timestamps, TimestampSource::Ingestion)
+    }
+
+    /// The record path when [`can_stamp`](Self::can_stamp): assigns the timestamp and
+    /// notes it; a periodic generator has nothing to emit per record.
+    #[inline]
+    pub(crate) fn stamp(&mut self, value: &T, record_timestamp: i64) -> i64 {
+        let ts = match &self.timestamps {
+            TimestampSource::Assigner(f) => f(value),
+            _ => record_timestamp,
+        };
+        if ts != NO_TIMESTAMP {
+            self.generator.note_bounded(ts);
+        }
+        ts
+    }
+
     /// Whether records are stamped with the processing time at which they enter.
     pub(crate) fn is_ingestion_time(&self) -> bool {
         matches!(self.timestamps, TimestampSource::Ingestion)

@@ -39,7 +39,7 @@ pub trait WatermarkGenerator<T>: Send {
 /// Watermark = highest timestamp seen − bound − 1 (Flink's `BoundedOutOfOrdernessWatermarks`).
 #[derive(Debug, Clone)]
 pub struct BoundedOutOfOrderness {
-    max_timestamp: i64,
+    pub(crate) max_timestamp: i64,
     bound: i64,
 }
 
@@ -112,7 +112,7 @@ impl<T> Generator<T> {
 }
 
 pub(crate) struct WithIdleness<T> {
-    inner: Generator<T>,
+    pub(crate) inner: Generator<T>,
     timeout_ms: i64,
     last_activity: Option<i64>,
     active_since_check: bool,
@@ -125,6 +125,15 @@ impl<T> WithIdleness<T> {
             timeout_ms: timeout.as_millis() as i64,
             last_activity: None,
             active_since_check: false,
+        }
+    }
+
+    /// The record path of the built-in bounded generator (see `WatermarkEmitter::stamp`).
+    #[inline]
+    pub(crate) fn note_bounded(&mut self, timestamp: i64) {
+        self.active_since_check = true;
+        if let Generator::Bounded(b) = &mut self.inner {
+            b.max_timestamp = b.max_timestamp.max(timestamp);
         }
     }
 
