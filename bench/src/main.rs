@@ -36,6 +36,19 @@ struct Cli {
     /// Also write the table to this file.
     #[arg(long)]
     output: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+/// Engine settings of the Strom runs (defaults: the engine's own).
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct Tuning {
+    /// Records per batch between tasks.
+    #[arg(long, global = true, default_value_t = ExecutionConfig::default().batch_size)]
+    batch_size: usize,
+    /// Batches a channel holds before its producer waits.
+    #[arg(long, global = true, default_value_t = ExecutionConfig::default().channel_capacity)]
+    channel_capacity: usize,
 }
 
 #[derive(Subcommand)]
@@ -75,18 +88,17 @@ fn run_case(
     engine: &str,
     parallelism: usize,
     events: u64,
+    tuning: Tuning,
 ) -> anyhow::Result<Measurement> {
     let started = Instant::now();
     match engine {
         "strom" => {
             let env = StreamEnv::new();
             env.set_parallelism(parallelism);
-            if let Ok(b) = std::env::var("STROM_BENCH_BATCH") {
-                env.configure(|c| c.batch_size = b.parse().unwrap_or(1024));
-            }
-            if let Ok(c) = std::env::var("STROM_BENCH_CAPACITY") {
-                env.configure(|cfg| cfg.channel_capacity = c.parse().unwrap_or(8));
-            }
+            env.configure(|c| {
+                c.batch_size = tuning.batch_size;
+                c.channel_capacity = tuning.channel_capacity;
+            });
             build_job(&env, case, events);
             env.execute(case.name())?;
         }
@@ -120,6 +132,7 @@ fn measure_in_child(
     engine: &str,
     parallelism: usize,
     events: u64,
+    tuning: Tuning,
 ) -> anyhow::Result<Measurement> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
@@ -129,6 +142,10 @@ fn measure_in_child(
             &parallelism.to_string(),
             "--events",
             &events.to_string(),
+            "--batch-size",
+            &tuning.batch_size.to_string(),
+            "--channel-capacity",
+            &tuning.channel_capacity.to_string(),
         ])
         .output()
         .context("could not start the benchmark child process")?;
@@ -167,7 +184,7 @@ fn main() -> anyhow::Result<()> {
     }) = cli.command
     {
         let case = Case::parse(&case).with_context(|| format!("unknown case '{case}'"))?;
-        let m = run_case(case, &engine, parallelism, events)?;
+        let m = run_case(case, &engine, parallelism, events, cli.tuning)?;
         println!("{}", serde_json::to_string(&m)?);
         return Ok(());
     }
@@ -203,10 +220,10 @@ fn main() -> anyhow::Result<()> {
                 (vec![], vec![], vec![], vec![]);
             // Alternate the engines so drift in machine load hits both alike.
             for _ in 0..cli.runs {
-                let s = measure_in_child(case, "strom", p, cli.events)?;
+                let s = measure_in_child(case, "strom", p, cli.events, cli.tuning)?;
                 strom_rates.push(s.events as f64 / s.seconds);
                 strom_rss.push(s.peak_rss_kib as f64);
-                let l = measure_in_child(case, "loop", p, cli.events)?;
+                let l = measure_in_child(case, "loop", p, cli.events, cli.tuning)?;
                 loop_rates.push(l.events as f64 / l.seconds);
                 loop_rss.push(l.peak_rss_kib as f64);
             }

@@ -363,9 +363,11 @@ impl<T: Data> SourceOutput<'_, T> {
         self.state.batch_size
     }
 
-    /// Whether this poll has emitted a batch's worth: return `SourcePoll::More`.
+    /// Whether to stop emitting and return from `poll`: a batch's worth was emitted (return
+    /// `SourcePoll::More`), or the job is failing downstream. Readers that loop until this
+    /// holds must check it, or a failed job would spin in their loop.
     pub fn is_full(&self) -> bool {
-        self.state.emitted_this_poll >= self.state.batch_size
+        self.state.emitted_this_poll >= self.state.batch_size || self.state.error.is_some()
     }
 
     /// Whether the job is failing downstream; stop emitting and return.

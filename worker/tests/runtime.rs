@@ -93,6 +93,65 @@ fn cancelling_an_unbounded_job() {
     }
 }
 
+/// A reader that emits until the output says it is full, as readers should.
+struct UntilFull;
+
+impl Source<u64> for UntilFull {
+    fn is_bounded(&self) -> bool {
+        false
+    }
+    fn create_reader(&self, _: &SourceContext) -> Result<Box<dyn SourceReader<u64>>, BoxError> {
+        struct Reader(u64);
+        impl SourceReader<u64> for Reader {
+            fn poll(&mut self, out: &mut SourceOutput<'_, u64>) -> Result<SourcePoll, BoxError> {
+                while !out.is_full() {
+                    self.0 += 1;
+                    out.collect_with_timestamp(self.0, self.0 as i64);
+                }
+                Ok(SourcePoll::More)
+            }
+        }
+        Ok(Box::new(Reader(0)))
+    }
+}
+
+/// Regression: once the tasks downstream of a source were gone, a reader looping until
+/// `is_full()` never saw it become true and spun for ever, so cancelling hung.
+#[test]
+fn cancelling_stops_a_reader_that_emits_until_full() {
+    for simulated in [false, true] {
+        for p in PARALLELISMS {
+            let env = env(p);
+            if simulated {
+                env.set_processing_time(ProcessingTimeMode::Simulated);
+            }
+            let seen = env
+                .from_source(
+                    UntilFull,
+                    WatermarkStrategy::for_monotonous_timestamps(),
+                    "until full",
+                )
+                .key_by(|i: &u64| i % 16)
+                .reduce(|a: u64, b: u64| a.max(b))
+                .collect();
+            let job = env.execute_async("until full").unwrap();
+            assert!(
+                eventually(Duration::from_secs(5), || seen.len() > 1_000),
+                "p={p}"
+            );
+            let asked = Instant::now();
+            job.cancel();
+            let result = job.join().unwrap();
+            assert!(result.cancelled, "p={p}");
+            assert!(
+                asked.elapsed() < Duration::from_secs(2),
+                "cancel took {:?}, p={p}, simulated={simulated}",
+                asked.elapsed()
+            );
+        }
+    }
+}
+
 #[test]
 fn a_panic_in_one_subtask_fails_the_job_naming_operator_subtask_and_record() {
     for p in PARALLELISMS {
