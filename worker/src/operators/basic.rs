@@ -73,10 +73,7 @@ impl<I: Data, O: Data, F: RichMapFunction<I, O>> Consumer<I> for MapOp<I, O, F> 
         })?;
         self.base.out.flush()
     }
-    forward_control!(|s: &mut Self| {
-        let f = &mut s.f;
-        s.base.close_with(|| f.close())
-    });
+    forward_control!(end: end_input, timers: no, close: f);
 }
 
 pub(crate) struct FilterOp<T, F> {
@@ -99,10 +96,7 @@ impl<T: Data, F: RichFilterFunction<T>> Consumer<T> for FilterOp<T, F> {
         })?;
         self.base.out.forward(batch)
     }
-    forward_control!(|s: &mut Self| {
-        let f = &mut s.f;
-        s.base.close_with(|| f.close())
-    });
+    forward_control!(end: end_input, timers: no, close: f);
 }
 
 pub(crate) struct FlatMapOp<I, O, F> {
@@ -126,10 +120,7 @@ impl<I: Data, O: Data, F: RichFlatMapFunction<I, O>> Consumer<I> for FlatMapOp<I
         })?;
         self.base.out.flush()
     }
-    forward_control!(|s: &mut Self| {
-        let f = &mut s.f;
-        s.base.close_with(|| f.close())
-    });
+    forward_control!(end: end_input, timers: no, close: f);
 }
 
 pub(crate) struct ProcessOp<I, O, F> {
@@ -164,8 +155,5 @@ impl<I: Data, O: Data, F: ProcessFunction<I, O>> Consumer<I> for ProcessOp<I, O,
         })?;
         self.base.out.flush()
     }
-    forward_control!(|s: &mut Self| {
-        let f = &mut s.f;
-        s.base.close_with(|| f.close())
-    });
+    forward_control!(end: end_input, timers: no, close: f);
 }

@@ -7,10 +7,10 @@ use crate::functions::{
     BroadcastContext, BroadcastProcessFunction, Collector, KeyedBroadcastContext,
     KeyedBroadcastProcessFunction,
 };
-use crate::operators::OpBase;
 use crate::operators::co_process::process_plain;
 use crate::operators::keyed_process::{KeySelector, KeyedParts, fire_timers, process_keyed};
-use crate::record::{Batch, Data, Key, TimeDomain, WatermarkStatus};
+use crate::operators::{OpBase, forward_control};
+use crate::record::{Batch, Data, Key, TimeDomain};
 use crate::runtime::context::guard;
 use crate::runtime::task::TwoInputOperator;
 use crate::state::backend::KeyedBackend;
@@ -73,26 +73,7 @@ impl<I: Data, B: Data, O: Data, F: BroadcastProcessFunction<I, B, O>> TwoInputOp
         self.base.out.flush()
     }
 
-    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
-        self.base.watermark = watermark;
-        self.base.out.emit_watermark(watermark)
-    }
-    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
-        self.base.out.emit_status(status)
-    }
-    fn on_processing_time(&mut self, now: i64) -> TaskResult {
-        self.base.out.on_processing_time(now)
-    }
-    fn finish(&mut self) -> TaskResult {
-        self.base.out.end_input()
-    }
-    fn flush(&mut self) -> TaskResult {
-        self.base.out.flush_downstream()
-    }
-    fn close(&mut self) {
-        let f = &mut self.f;
-        self.base.close_with(|| f.close());
-    }
+    forward_control!(end: finish, timers: no, close: f);
 }
 
 pub(crate) struct KeyedBroadcastProcessOp<K, I, B, O, F> {
@@ -170,26 +151,5 @@ impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B
         self.base.out.flush()
     }
 
-    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
-        self.base.watermark = watermark;
-        self.fire(TimeDomain::EventTime, watermark)?;
-        self.base.out.emit_watermark(watermark)
-    }
-    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
-        self.base.out.emit_status(status)
-    }
-    fn on_processing_time(&mut self, now: i64) -> TaskResult {
-        self.fire(TimeDomain::ProcessingTime, now)?;
-        self.base.out.on_processing_time(now)
-    }
-    fn finish(&mut self) -> TaskResult {
-        self.base.out.end_input()
-    }
-    fn flush(&mut self) -> TaskResult {
-        self.base.out.flush_downstream()
-    }
-    fn close(&mut self) {
-        let f = &mut self.f;
-        self.base.close_with(|| f.close());
-    }
+    forward_control!(end: finish, timers: yes, close: f);
 }

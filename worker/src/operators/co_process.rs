@@ -3,9 +3,9 @@
 
 use crate::error::{Position, TaskResult};
 use crate::functions::{CoProcessFunction, Collector, Context, KeyedCoProcessFunction};
-use crate::operators::OpBase;
 use crate::operators::keyed_process::{KeySelector, KeyedParts, fire_timers, process_keyed};
-use crate::record::{Batch, Data, Key, TimeDomain, WatermarkStatus};
+use crate::operators::{OpBase, forward_control};
+use crate::record::{Batch, Data, Key, TimeDomain};
 use crate::runtime::context::guard;
 use crate::runtime::task::TwoInputOperator;
 use crate::state::backend::KeyedBackend;
@@ -111,26 +111,7 @@ impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> TwoInputOpera
             |v, c, o| f.process_element2(v, c, o),
         )
     }
-    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
-        self.base.watermark = watermark;
-        self.base.out.emit_watermark(watermark)
-    }
-    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
-        self.base.out.emit_status(status)
-    }
-    fn on_processing_time(&mut self, now: i64) -> TaskResult {
-        self.base.out.on_processing_time(now)
-    }
-    fn finish(&mut self) -> TaskResult {
-        self.base.out.end_input()
-    }
-    fn flush(&mut self) -> TaskResult {
-        self.base.out.flush_downstream()
-    }
-    fn close(&mut self) {
-        let f = &mut self.f;
-        self.base.close_with(|| f.close());
-    }
+    forward_control!(end: finish, timers: no, close: f);
 }
 
 pub(crate) struct KeyedCoProcessOp<K, I1, I2, O, F> {
@@ -180,26 +161,5 @@ impl<K: Key, I1: Data, I2: Data, O: Data, F: KeyedCoProcessFunction<K, I1, I2, O
             f.process_element2(v, c, o)
         })
     }
-    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
-        self.base.watermark = watermark;
-        self.fire(TimeDomain::EventTime, watermark)?;
-        self.base.out.emit_watermark(watermark)
-    }
-    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
-        self.base.out.emit_status(status)
-    }
-    fn on_processing_time(&mut self, now: i64) -> TaskResult {
-        self.fire(TimeDomain::ProcessingTime, now)?;
-        self.base.out.on_processing_time(now)
-    }
-    fn finish(&mut self) -> TaskResult {
-        self.base.out.end_input()
-    }
-    fn flush(&mut self) -> TaskResult {
-        self.base.out.flush_downstream()
-    }
-    fn close(&mut self) {
-        let f = &mut self.f;
-        self.base.close_with(|| f.close());
-    }
+    forward_control!(end: finish, timers: yes, close: f);
 }

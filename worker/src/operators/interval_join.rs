@@ -8,9 +8,9 @@
 
 use crate::error::{Position, TaskResult};
 use crate::functions::Collector;
-use crate::operators::OpBase;
 use crate::operators::keyed_process::{KeySelector, set_key};
-use crate::record::{Batch, Data, Key, NO_TIMESTAMP, StreamRecord, WatermarkStatus};
+use crate::operators::{OpBase, forward_control};
+use crate::record::{Batch, Data, Key, NO_TIMESTAMP, StreamRecord, TimeDomain};
 use crate::runtime::context::guard;
 use crate::runtime::output::{OutputTag, SideOutputs};
 use crate::runtime::task::TwoInputOperator;
@@ -147,38 +147,40 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>>
         }
     }
 
-    fn on_left(&mut self, r: StreamRecord<A>) -> TaskResult {
-        set_key(&self.backend, &self.base.info, (self.key_a)(&r.value))?;
-        let ts = r.timestamp;
-        if ts == NO_TIMESTAMP {
+    /// Checks a record's timestamp; `Ok(None)` when it is late (dropped, counted).
+    fn timestamp_of<X>(&self, r: &StreamRecord<X>) -> TaskResult<Option<i64>> {
+        if r.timestamp == NO_TIMESTAMP {
             return Err(self.missing_timestamp());
         }
-        if self.late(ts) {
+        if self.late(r.timestamp) {
             self.base
                 .info
                 .metrics
                 .late_records
                 .fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            return Ok(None);
         }
-        let (lo, hi) = (ts.saturating_add(self.lower), ts.saturating_add(self.upper));
-        let b = &mut self.base;
+        Ok(Some(r.timestamp))
+    }
+
+    fn on_left(&mut self, r: StreamRecord<A>) -> TaskResult {
+        set_key(&self.backend, &self.base.info, (self.key_a)(&r.value))?;
+        let Some(ts) = self.timestamp_of(&r)? else {
+            return Ok(());
+        };
+        let range = ts.saturating_add(self.lower)..=ts.saturating_add(self.upper);
         let f = &mut self.f;
-        self.right.with_ref(&(), &mut |buf| {
-            if let Some(buf) = buf {
-                for (&rts, items) in buf.range(lo..=hi) {
-                    for right in items {
-                        let mut ctx = JoinContext {
-                            left_timestamp: ts,
-                            right_timestamp: rts,
-                            sides: &mut b.out.sides,
-                        };
-                        let mut out = Collector::new(&mut b.out.buf, ts.max(rts));
-                        f.process_element(&r.value, right, &mut ctx, &mut out);
-                    }
-                }
-            }
-        });
+        join_with(
+            &mut self.base,
+            ts,
+            &*self.right,
+            range,
+            |right, rts, ctx, out| {
+                ctx.left_timestamp = ts;
+                ctx.right_timestamp = rts;
+                f.process_element(&r.value, right, ctx, out)
+            },
+        );
         let mut value = Some(r.value);
         self.left
             .modify(&(), &mut |buf| insert(buf, ts, &mut value));
@@ -188,41 +190,37 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>>
 
     fn on_right(&mut self, r: StreamRecord<B>) -> TaskResult {
         set_key(&self.backend, &self.base.info, (self.key_b)(&r.value))?;
-        let ts = r.timestamp;
-        if ts == NO_TIMESTAMP {
-            return Err(self.missing_timestamp());
-        }
-        if self.late(ts) {
-            self.base
-                .info
-                .metrics
-                .late_records
-                .fetch_add(1, Ordering::Relaxed);
+        let Some(ts) = self.timestamp_of(&r)? else {
             return Ok(());
-        }
+        };
         // left.ts in [ts - upper, ts - lower]
-        let (lo, hi) = (ts.saturating_sub(self.upper), ts.saturating_sub(self.lower));
-        let b = &mut self.base;
+        let range = ts.saturating_sub(self.upper)..=ts.saturating_sub(self.lower);
         let f = &mut self.f;
-        self.left.with_ref(&(), &mut |buf| {
-            if let Some(buf) = buf {
-                for (&lts, items) in buf.range(lo..=hi) {
-                    for left in items {
-                        let mut ctx = JoinContext {
-                            left_timestamp: lts,
-                            right_timestamp: ts,
-                            sides: &mut b.out.sides,
-                        };
-                        let mut out = Collector::new(&mut b.out.buf, ts.max(lts));
-                        f.process_element(left, &r.value, &mut ctx, &mut out);
-                    }
-                }
-            }
-        });
+        join_with(
+            &mut self.base,
+            ts,
+            &*self.left,
+            range,
+            |left, lts, ctx, out| {
+                ctx.left_timestamp = lts;
+                ctx.right_timestamp = ts;
+                f.process_element(left, &r.value, ctx, out)
+            },
+        );
         let mut value = Some(r.value);
         self.right
             .modify(&(), &mut |buf| insert(buf, ts, &mut value));
         self.register_cleanup(RIGHT, ts, -self.lower);
+        Ok(())
+    }
+
+    /// Buffer cleanup is in event time only.
+    fn fire(&mut self, domain: TimeDomain, time: i64) -> TaskResult {
+        if domain == TimeDomain::EventTime {
+            while let Some((t, key, side)) = self.timers.event.pop_due(time) {
+                self.on_timer(t, key, side)?;
+            }
+        }
         Ok(())
     }
 
@@ -245,6 +243,31 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>>
         }
         Ok(())
     }
+}
+
+/// Calls `join(other, other_ts, ctx, out)` for every buffered record of the other side
+/// with a timestamp in `range`; results carry the later of the two timestamps.
+fn join_with<O, Y>(
+    base: &mut OpBase<O>,
+    own_ts: i64,
+    other: &dyn NsTable<(), Buffer<Y>>,
+    range: std::ops::RangeInclusive<i64>,
+    mut join: impl FnMut(&Y, i64, &mut JoinContext<'_>, &mut Collector<'_, O>),
+) {
+    other.with_ref(&(), &mut |buf| {
+        let Some(buf) = buf else { return };
+        for (&other_ts, items) in buf.range(range.clone()) {
+            for item in items {
+                let mut ctx = JoinContext {
+                    left_timestamp: 0,
+                    right_timestamp: 0,
+                    sides: &mut base.out.sides,
+                };
+                let mut out = Collector::new(&mut base.out.buf, own_ts.max(other_ts));
+                join(item, other_ts, &mut ctx, &mut out);
+            }
+        }
+    });
 }
 
 fn insert<T>(buf: Option<&mut Buffer<T>>, ts: i64, value: &mut Option<T>) -> Option<Buffer<T>> {
@@ -312,26 +335,5 @@ impl<K: Key, A: Data, B: Data, O: Data, F: ProcessJoinFunction<A, B, O>> TwoInpu
         )?;
         self.base.out.flush()
     }
-    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
-        self.base.watermark = watermark;
-        while let Some((t, key, side)) = self.timers.event.pop_due(watermark) {
-            self.on_timer(t, key, side)?;
-        }
-        self.base.out.emit_watermark(watermark)
-    }
-    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
-        self.base.out.emit_status(status)
-    }
-    fn on_processing_time(&mut self, now: i64) -> TaskResult {
-        self.base.out.on_processing_time(now)
-    }
-    fn finish(&mut self) -> TaskResult {
-        self.base.out.end_input()
-    }
-    fn flush(&mut self) -> TaskResult {
-        self.base.out.flush_downstream()
-    }
-    fn close(&mut self) {
-        self.base.out.close();
-    }
+    forward_control!(end: finish, timers: yes, close: none);
 }

@@ -4,8 +4,8 @@
 use crate::error::{Position, TaskResult};
 use crate::functions::{Collector, KeyedContext, KeyedProcessFunction};
 use crate::graph::BuildContext;
-use crate::operators::OpBase;
-use crate::record::{Batch, Data, Key, NO_TIMESTAMP, TimeDomain, WatermarkStatus};
+use crate::operators::{OpBase, forward_control};
+use crate::record::{Batch, Data, Key, NO_TIMESTAMP, TimeDomain};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::context::{OperatorInfo, guard};
 use crate::state::backend::KeyedBackend;
@@ -165,6 +165,11 @@ pub(crate) struct KeyedProcessOp<K, I, O, F> {
 }
 
 impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> KeyedProcessOp<K, I, O, F> {
+    fn fire(&mut self, domain: TimeDomain, time: i64) -> TaskResult {
+        let (base, f, parts) = self.parts();
+        fire_timers(base, domain, time, parts, |t, c, o| f.on_timer(t, c, o))
+    }
+
     fn parts(&mut self) -> (&mut OpBase<O>, &mut F, KeyedParts<'_, K>) {
         (
             &mut self.base,
@@ -189,37 +194,5 @@ impl<K: Key, I: Data, O: Data, F: KeyedProcessFunction<K, I, O>> Consumer<I>
         })
     }
 
-    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
-        self.base.watermark = watermark;
-        let (base, f, parts) = self.parts();
-        fire_timers(base, TimeDomain::EventTime, watermark, parts, |t, c, o| {
-            f.on_timer(t, c, o)
-        })?;
-        self.base.out.emit_watermark(watermark)
-    }
-
-    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
-        self.base.out.emit_status(status)
-    }
-
-    fn on_processing_time(&mut self, now: i64) -> TaskResult {
-        let (base, f, parts) = self.parts();
-        fire_timers(base, TimeDomain::ProcessingTime, now, parts, |t, c, o| {
-            f.on_timer(t, c, o)
-        })?;
-        self.base.out.on_processing_time(now)
-    }
-
-    fn end_input(&mut self) -> TaskResult {
-        self.base.out.end_input()
-    }
-
-    fn flush(&mut self) -> TaskResult {
-        self.base.out.flush_downstream()
-    }
-
-    fn close(&mut self) {
-        let f = &mut self.f;
-        self.base.close_with(|| f.close());
-    }
+    forward_control!(end: end_input, timers: yes, close: f);
 }

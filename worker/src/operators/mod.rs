@@ -63,13 +63,16 @@ impl<O> OpBase<O> {
     }
 }
 
-/// Implements the control methods of `Consumer` for an operator with a `base: OpBase<_>`
-/// field and no timers: they update the watermark and forward to the output. The
-/// operator provides `process_batch` and, through `$close`, its teardown.
+/// Implements the control methods of `Consumer` (`end: end_input`) or of
+/// `TwoInputOperator` (`end: finish`) for an operator with a `base: OpBase<_>` field: the
+/// watermark and processing time move its timers (`timers: yes`, through its
+/// `fn fire(&mut self, TimeDomain, i64) -> TaskResult`) and are forwarded; `close` closes
+/// the user function in the named field (or `none`).
 macro_rules! forward_control {
-    ($close:expr) => {
+    (end: $end:ident, timers: $timers:ident, close: $close:ident) => {
         fn process_watermark(&mut self, watermark: i64) -> $crate::error::TaskResult {
             self.base.watermark = watermark;
+            $crate::operators::forward_control!(@fire $timers, self, EventTime, watermark);
             self.base.out.emit_watermark(watermark)
         }
         fn process_status(
@@ -79,18 +82,29 @@ macro_rules! forward_control {
             self.base.out.emit_status(status)
         }
         fn on_processing_time(&mut self, now: i64) -> $crate::error::TaskResult {
+            $crate::operators::forward_control!(@fire $timers, self, ProcessingTime, now);
             self.base.out.on_processing_time(now)
         }
-        fn end_input(&mut self) -> $crate::error::TaskResult {
+        fn $end(&mut self) -> $crate::error::TaskResult {
             self.base.out.end_input()
         }
         fn flush(&mut self) -> $crate::error::TaskResult {
             self.base.out.flush_downstream()
         }
         fn close(&mut self) {
-            #[allow(clippy::redundant_closure_call)]
-            ($close)(self)
+            $crate::operators::forward_control!(@close $close, self);
         }
+    };
+    (@fire yes, $self:ident, $domain:ident, $time:expr) => {
+        $self.fire($crate::record::TimeDomain::$domain, $time)?;
+    };
+    (@fire no, $self:ident, $domain:ident, $time:expr) => {};
+    (@close none, $self:ident) => {
+        $self.base.out.close();
+    };
+    (@close $field:ident, $self:ident) => {
+        let f = &mut $self.$field;
+        $self.base.close_with(|| f.close());
     };
 }
 pub(crate) use forward_control;

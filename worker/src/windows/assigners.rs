@@ -2,6 +2,7 @@
 
 use crate::windows::triggers::{EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, Trigger};
 use crate::windows::{FastModulus, GlobalWindow, TimeWindow, Window, merge_time_windows};
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,21 +33,68 @@ fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
-/// Fixed-size, non-overlapping windows in event time.
+/// Which clock a time window assigner reads.
+pub trait WindowTime: Copy + std::fmt::Debug + Send + Sync + 'static {
+    /// Whether windows are in event time (late data, cleanup by watermark).
+    const EVENT_TIME: bool;
+    /// "EventTime" or "ProcessingTime", for operator names.
+    const NAME: &'static str;
+    /// The trigger that fires at the end of a window on this clock.
+    type EndTrigger: Default;
+    /// The time a record is assigned by: its event timestamp, or processing time.
+    fn time_of(timestamp: i64, now: i64) -> i64;
+}
+
+/// Windows by event time (the record's timestamp).
 #[derive(Clone, Copy, Debug)]
-pub struct TumblingEventTimeWindows {
+pub struct EventTime;
+
+impl WindowTime for EventTime {
+    const EVENT_TIME: bool = true;
+    const NAME: &'static str = "EventTime";
+    type EndTrigger = EventTimeTrigger;
+    #[inline]
+    fn time_of(timestamp: i64, _: i64) -> i64 {
+        timestamp
+    }
+}
+
+/// Windows by processing time (when the record is processed).
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessingTime;
+
+impl WindowTime for ProcessingTime {
+    const EVENT_TIME: bool = false;
+    const NAME: &'static str = "ProcessingTime";
+    type EndTrigger = ProcessingTimeTrigger;
+    #[inline]
+    fn time_of(_: i64, now: i64) -> i64 {
+        now
+    }
+}
+
+/// Fixed-size, non-overlapping windows.
+#[derive(Clone, Copy, Debug)]
+pub struct TumblingWindows<D> {
     size: i64,
     offset: i64,
     modulus: FastModulus,
+    _time: PhantomData<D>,
 }
 
-impl TumblingEventTimeWindows {
+/// Tumbling windows in event time (Flink's `TumblingEventTimeWindows`).
+pub type TumblingEventTimeWindows = TumblingWindows<EventTime>;
+/// Tumbling windows in processing time (Flink's `TumblingProcessingTimeWindows`).
+pub type TumblingProcessingTimeWindows = TumblingWindows<ProcessingTime>;
+
+impl<D: WindowTime> TumblingWindows<D> {
     pub fn of(size: Duration) -> Self {
         let size = millis(size).max(1);
-        TumblingEventTimeWindows {
+        TumblingWindows {
             size,
             offset: 0,
             modulus: FastModulus::new(size),
+            _time: PhantomData,
         }
     }
     /// Shifts window starts (e.g. to align daily windows with a time zone).
@@ -56,94 +104,53 @@ impl TumblingEventTimeWindows {
     }
 }
 
-impl<T: 'static> WindowAssigner<T> for TumblingEventTimeWindows {
+impl<T: 'static, D: WindowTime> WindowAssigner<T> for TumblingWindows<D>
+where
+    D::EndTrigger: Trigger<T, TimeWindow>,
+{
     type W = TimeWindow;
+    type DefaultTrigger = D::EndTrigger;
     #[inline]
-    fn assign_windows(&self, _: &T, timestamp: i64, _: i64, out: &mut Vec<TimeWindow>) {
-        let start = timestamp - self.modulus.rem_euclid(timestamp.wrapping_sub(self.offset));
+    fn assign_windows(&self, _: &T, timestamp: i64, now: i64, out: &mut Vec<TimeWindow>) {
+        let t = D::time_of(timestamp, now);
+        let start = t - self.modulus.rem_euclid(t.wrapping_sub(self.offset));
         out.push(TimeWindow::new(start, start + self.size));
     }
-    type DefaultTrigger = EventTimeTrigger;
-    fn default_trigger(&self) -> EventTimeTrigger {
-        EventTimeTrigger
+    fn default_trigger(&self) -> D::EndTrigger {
+        D::EndTrigger::default()
     }
     fn is_event_time(&self) -> bool {
-        true
+        D::EVENT_TIME
     }
     fn describe(&self) -> String {
-        format!("TumblingEventTimeWindows({}ms)", self.size)
+        format!("Tumbling{}Windows({}ms)", D::NAME, self.size)
     }
 }
 
-/// Fixed-size, non-overlapping windows in processing time.
+/// Windows of `size` starting every `slide`.
 #[derive(Clone, Copy, Debug)]
-pub struct TumblingProcessingTimeWindows {
-    size: i64,
-    offset: i64,
-    modulus: FastModulus,
-}
-
-impl TumblingProcessingTimeWindows {
-    pub fn of(size: Duration) -> Self {
-        let size = millis(size).max(1);
-        TumblingProcessingTimeWindows {
-            size,
-            offset: 0,
-            modulus: FastModulus::new(size),
-        }
-    }
-    pub fn with_offset(mut self, offset: Duration) -> Self {
-        self.offset = millis(offset) % self.size;
-        self
-    }
-}
-
-impl<T: 'static> WindowAssigner<T> for TumblingProcessingTimeWindows {
-    type W = TimeWindow;
-    fn assign_windows(&self, _: &T, _: i64, now: i64, out: &mut Vec<TimeWindow>) {
-        let start = now - self.modulus.rem_euclid(now.wrapping_sub(self.offset));
-        out.push(TimeWindow::new(start, start + self.size));
-    }
-    type DefaultTrigger = ProcessingTimeTrigger;
-    fn default_trigger(&self) -> ProcessingTimeTrigger {
-        ProcessingTimeTrigger
-    }
-    fn is_event_time(&self) -> bool {
-        false
-    }
-    fn describe(&self) -> String {
-        format!("TumblingProcessingTimeWindows({}ms)", self.size)
-    }
-}
-
-fn sliding(timestamp: i64, size: i64, slide: &FastModulus, offset: i64, out: &mut Vec<TimeWindow>) {
-    let last_start = timestamp - slide.rem_euclid(timestamp.wrapping_sub(offset));
-    let slide = slide.divisor();
-    let mut start = last_start;
-    // Flink emits the newest window first.
-    while start > timestamp - size {
-        out.push(TimeWindow::new(start, start + size));
-        start -= slide;
-    }
-}
-
-/// Windows of `size` starting every `slide`, in event time.
-#[derive(Clone, Copy, Debug)]
-pub struct SlidingEventTimeWindows {
+pub struct SlidingWindows<D> {
     size: i64,
     slide: i64,
     offset: i64,
     modulus: FastModulus,
+    _time: PhantomData<D>,
 }
 
-impl SlidingEventTimeWindows {
+/// Sliding windows in event time (Flink's `SlidingEventTimeWindows`).
+pub type SlidingEventTimeWindows = SlidingWindows<EventTime>;
+/// Sliding windows in processing time (Flink's `SlidingProcessingTimeWindows`).
+pub type SlidingProcessingTimeWindows = SlidingWindows<ProcessingTime>;
+
+impl<D: WindowTime> SlidingWindows<D> {
     pub fn of(size: Duration, slide: Duration) -> Self {
         let slide = millis(slide).max(1);
-        SlidingEventTimeWindows {
+        SlidingWindows {
             size: millis(size).max(1),
             slide,
             offset: 0,
             modulus: FastModulus::new(slide),
+            _time: PhantomData,
         }
     }
     pub fn with_offset(mut self, offset: Duration) -> Self {
@@ -152,142 +159,87 @@ impl SlidingEventTimeWindows {
     }
 }
 
-impl<T: 'static> WindowAssigner<T> for SlidingEventTimeWindows {
+impl<T: 'static, D: WindowTime> WindowAssigner<T> for SlidingWindows<D>
+where
+    D::EndTrigger: Trigger<T, TimeWindow>,
+{
     type W = TimeWindow;
-    fn assign_windows(&self, _: &T, timestamp: i64, _: i64, out: &mut Vec<TimeWindow>) {
-        sliding(timestamp, self.size, &self.modulus, self.offset, out);
-    }
-    type DefaultTrigger = EventTimeTrigger;
-    fn default_trigger(&self) -> EventTimeTrigger {
-        EventTimeTrigger
-    }
-    fn is_event_time(&self) -> bool {
-        true
-    }
-    fn describe(&self) -> String {
-        format!("SlidingEventTimeWindows({}ms, {}ms)", self.size, self.slide)
-    }
-}
-
-/// Windows of `size` starting every `slide`, in processing time.
-#[derive(Clone, Copy, Debug)]
-pub struct SlidingProcessingTimeWindows {
-    size: i64,
-    slide: i64,
-    offset: i64,
-    modulus: FastModulus,
-}
-
-impl SlidingProcessingTimeWindows {
-    pub fn of(size: Duration, slide: Duration) -> Self {
-        let slide = millis(slide).max(1);
-        SlidingProcessingTimeWindows {
-            size: millis(size).max(1),
-            slide,
-            offset: 0,
-            modulus: FastModulus::new(slide),
+    type DefaultTrigger = D::EndTrigger;
+    fn assign_windows(&self, _: &T, timestamp: i64, now: i64, out: &mut Vec<TimeWindow>) {
+        let t = D::time_of(timestamp, now);
+        let last_start = t - self.modulus.rem_euclid(t.wrapping_sub(self.offset));
+        let mut start = last_start;
+        // Flink emits the newest window first.
+        while start > t - self.size {
+            out.push(TimeWindow::new(start, start + self.size));
+            start -= self.slide;
         }
     }
-}
-
-impl<T: 'static> WindowAssigner<T> for SlidingProcessingTimeWindows {
-    type W = TimeWindow;
-    fn assign_windows(&self, _: &T, _: i64, now: i64, out: &mut Vec<TimeWindow>) {
-        sliding(now, self.size, &self.modulus, self.offset, out);
-    }
-    type DefaultTrigger = ProcessingTimeTrigger;
-    fn default_trigger(&self) -> ProcessingTimeTrigger {
-        ProcessingTimeTrigger
+    fn default_trigger(&self) -> D::EndTrigger {
+        D::EndTrigger::default()
     }
     fn is_event_time(&self) -> bool {
-        false
+        D::EVENT_TIME
     }
     fn describe(&self) -> String {
         format!(
-            "SlidingProcessingTimeWindows({}ms, {}ms)",
-            self.size, self.slide
+            "Sliding{}Windows({}ms, {}ms)",
+            D::NAME,
+            self.size,
+            self.slide
         )
     }
 }
 
 type GapFn<T> = Arc<dyn Fn(&T) -> i64 + Send + Sync>;
 
-/// Session windows in event time: a session ends after a gap without records. The gap
-/// may depend on the record.
-pub struct EventTimeSessionWindows<T> {
+/// Session windows: a session ends after a gap without records. The gap may depend on the
+/// record.
+pub struct SessionWindows<T, D> {
     gap: GapFn<T>,
+    _time: PhantomData<D>,
 }
 
-impl<T> EventTimeSessionWindows<T> {
+/// Session windows in event time (Flink's `EventTimeSessionWindows`).
+pub type EventTimeSessionWindows<T> = SessionWindows<T, EventTime>;
+/// Session windows in processing time (Flink's `ProcessingTimeSessionWindows`).
+pub type ProcessingTimeSessionWindows<T> = SessionWindows<T, ProcessingTime>;
+
+impl<T, D: WindowTime> SessionWindows<T, D> {
     pub fn with_gap(gap: Duration) -> Self {
         let g = millis(gap).max(1);
-        EventTimeSessionWindows {
+        SessionWindows {
             gap: Arc::new(move |_| g),
+            _time: PhantomData,
         }
     }
     /// The gap (ms) after each record, computed from the record.
     pub fn with_dynamic_gap(gap: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
-        EventTimeSessionWindows { gap: Arc::new(gap) }
-    }
-}
-
-impl<T: 'static> WindowAssigner<T> for EventTimeSessionWindows<T> {
-    type W = TimeWindow;
-    fn assign_windows(&self, element: &T, timestamp: i64, _: i64, out: &mut Vec<TimeWindow>) {
-        out.push(TimeWindow::new(
-            timestamp,
-            timestamp.saturating_add((self.gap)(element).max(1)),
-        ));
-    }
-    type DefaultTrigger = EventTimeTrigger;
-    fn default_trigger(&self) -> EventTimeTrigger {
-        EventTimeTrigger
-    }
-    fn is_event_time(&self) -> bool {
-        true
-    }
-    fn is_merging(&self) -> bool {
-        true
-    }
-    fn merge_windows(&self, windows: &[TimeWindow]) -> Vec<(TimeWindow, Vec<TimeWindow>)> {
-        merge_time_windows(windows)
-    }
-    fn describe(&self) -> String {
-        "EventTimeSessionWindows".into()
-    }
-}
-
-/// Session windows in processing time.
-pub struct ProcessingTimeSessionWindows<T> {
-    gap: GapFn<T>,
-}
-
-impl<T> ProcessingTimeSessionWindows<T> {
-    pub fn with_gap(gap: Duration) -> Self {
-        let g = millis(gap).max(1);
-        ProcessingTimeSessionWindows {
-            gap: Arc::new(move |_| g),
+        SessionWindows {
+            gap: Arc::new(gap),
+            _time: PhantomData,
         }
     }
-    pub fn with_dynamic_gap(gap: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
-        ProcessingTimeSessionWindows { gap: Arc::new(gap) }
-    }
 }
 
-impl<T: 'static> WindowAssigner<T> for ProcessingTimeSessionWindows<T> {
+impl<T: 'static, D: WindowTime> WindowAssigner<T> for SessionWindows<T, D>
+where
+    D::EndTrigger: Trigger<T, TimeWindow>,
+{
     type W = TimeWindow;
-    fn assign_windows(&self, element: &T, _: i64, now: i64, out: &mut Vec<TimeWindow>) {
+    type DefaultTrigger = D::EndTrigger;
+    fn assign_windows(&self, element: &T, timestamp: i64, now: i64, out: &mut Vec<TimeWindow>) {
+        let t = D::time_of(timestamp, now);
         out.push(TimeWindow::new(
-            now,
-            now.saturating_add((self.gap)(element).max(1)),
+            t,
+            t.saturating_add((self.gap)(element).max(1)),
         ));
     }
-    type DefaultTrigger = ProcessingTimeTrigger;
-    fn default_trigger(&self) -> ProcessingTimeTrigger {
-        ProcessingTimeTrigger
+    fn default_trigger(&self) -> D::EndTrigger {
+        D::EndTrigger::default()
     }
     fn is_event_time(&self) -> bool {
-        false
+        D::EVENT_TIME
     }
     fn is_merging(&self) -> bool {
         true
@@ -296,7 +248,7 @@ impl<T: 'static> WindowAssigner<T> for ProcessingTimeSessionWindows<T> {
         merge_time_windows(windows)
     }
     fn describe(&self) -> String {
-        "ProcessingTimeSessionWindows".into()
+        format!("{}SessionWindows", D::NAME)
     }
 }
 

@@ -15,9 +15,10 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 pub use assigners::{
-    EventTimeSessionWindows, GlobalWindows, ProcessingTimeSessionWindows, SlidingEventTimeWindows,
-    SlidingProcessingTimeWindows, TumblingEventTimeWindows, TumblingProcessingTimeWindows,
-    WindowAssigner,
+    EventTime, EventTimeSessionWindows, GlobalWindows, ProcessingTime,
+    ProcessingTimeSessionWindows, SessionWindows, SlidingEventTimeWindows,
+    SlidingProcessingTimeWindows, SlidingWindows, TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows, TumblingWindows, WindowAssigner, WindowTime,
 };
 pub use evictors::{CountEvictor, DeltaEvictor, Evictor, TimeEvictor};
 pub use functions::{
@@ -84,10 +85,6 @@ impl FastModulus {
         let d = d.max(1) as u64;
         let m = ((1u128 << 64) / d as u128).min(u64::MAX as u128) as u64;
         FastModulus { d, m }
-    }
-
-    pub(crate) fn divisor(&self) -> i64 {
-        self.d as i64
     }
 
     /// `n.rem_euclid(d)`.

@@ -5,9 +5,9 @@
 
 use crate::error::{Position, TaskResult};
 use crate::functions::Collector;
-use crate::operators::OpBase;
 use crate::operators::keyed_process::{KeySelector, set_key};
-use crate::record::{Batch, Data, Key, NO_TIMESTAMP, StreamRecord, TimeDomain, WatermarkStatus};
+use crate::operators::{OpBase, forward_control};
+use crate::record::{Batch, Data, Key, NO_TIMESTAMP, StreamRecord, TimeDomain};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::context::guard;
 use crate::runtime::output::OutputTag;
@@ -536,31 +536,5 @@ where
         self.base.out.flush()
     }
 
-    fn process_watermark(&mut self, watermark: i64) -> TaskResult {
-        self.base.watermark = watermark;
-        self.fire(TimeDomain::EventTime, watermark)?;
-        self.base.out.emit_watermark(watermark)
-    }
-
-    fn process_status(&mut self, status: WatermarkStatus) -> TaskResult {
-        self.base.out.emit_status(status)
-    }
-
-    fn on_processing_time(&mut self, now: i64) -> TaskResult {
-        self.fire(TimeDomain::ProcessingTime, now)?;
-        self.base.out.on_processing_time(now)
-    }
-
-    fn end_input(&mut self) -> TaskResult {
-        self.base.out.end_input()
-    }
-
-    fn flush(&mut self) -> TaskResult {
-        self.base.out.flush_downstream()
-    }
-
-    fn close(&mut self) {
-        let logic = &mut self.logic;
-        self.base.close_with(|| logic.close());
-    }
+    forward_control!(end: end_input, timers: yes, close: logic);
 }
