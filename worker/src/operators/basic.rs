@@ -2,8 +2,9 @@
 
 use crate::error::{Position, TaskResult};
 use crate::functions::{
-    Collector, Context, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
+    Collector, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
 };
+use crate::operators::co_process::process_plain;
 use crate::operators::{OpBase, forward_control};
 use crate::record::{Batch, Data, StreamRecord};
 use crate::runtime::consumer::Consumer;
@@ -132,28 +133,16 @@ pub(crate) struct ProcessOp<I, O, F> {
 
 impl<I: Data, O: Data, F: ProcessFunction<I, O>> Consumer<I> for ProcessOp<I, O, F> {
     fn process_batch(&mut self, batch: &mut Batch<I>) -> TaskResult {
-        self.base.info.metrics.add_in(0, batch.len());
-        let b = &mut self.base;
         let f = &mut self.f;
-        let operator_state = &self.operator_state;
-        guard!(b.info, Position::Record(b.seen[0]), {
-            let clock = b.services.clock.clone();
-            for r in batch.drain(..) {
-                b.seen[0] += 1;
-                let mut ctx = Context {
-                    timestamp: r.timestamp,
-                    watermark: b.watermark,
-                    clock: &clock,
-                    sides: &mut b.out.sides,
-                    operator_state,
-                    broadcast: None,
-                };
-                let mut out = Collector::new(&mut b.out.buf, r.timestamp);
-                f.process_element(r.value, &mut ctx, &mut out);
-            }
-            Ok(())
-        })?;
-        self.base.out.flush()
+        process_plain(
+            &mut self.base,
+            0,
+            1,
+            batch,
+            &self.operator_state,
+            None,
+            |v, c, o| f.process_element(v, c, o),
+        )
     }
     forward_control!(end: end_input, timers: no, close: f);
 }

@@ -35,6 +35,7 @@ impl<I: Data, B: Data, O: Data, F: BroadcastProcessFunction<I, B, O>> TwoInputOp
         process_plain(
             &mut self.base,
             0,
+            2,
             batch,
             &self.operator_state,
             Some(&mut self.states),

@@ -44,6 +44,7 @@ where
 pub(crate) fn process_plain<I, O>(
     base: &mut OpBase<O>,
     input: u8,
+    inputs: u8,
     batch: &mut Batch<I>,
     operator_state: &OperatorStateStore,
     mut broadcast: Option<&mut BroadcastStates>,
@@ -52,30 +53,33 @@ pub(crate) fn process_plain<I, O>(
     let idx = usize::from(input);
     base.info.metrics.add_in(idx, batch.len());
     let b = &mut *base;
-    guard!(
-        b.info,
-        Position::InputRecord {
-            input: input + 1,
-            record: b.seen[idx]
-        },
-        {
-            let clock = b.services.clock.clone();
-            for r in batch.drain(..) {
-                b.seen[idx] += 1;
-                let mut ctx = Context {
-                    timestamp: r.timestamp,
-                    watermark: b.watermark,
-                    clock: &clock,
-                    sides: &mut b.out.sides,
-                    operator_state,
-                    broadcast: broadcast.as_deref_mut(),
-                };
-                let mut out = Collector::new(&mut b.out.buf, r.timestamp);
-                call(r.value, &mut ctx, &mut out);
+    let position = |n| {
+        if inputs == 1 {
+            Position::Record(n)
+        } else {
+            Position::InputRecord {
+                input: input + 1,
+                record: n,
             }
-            Ok(())
         }
-    )?;
+    };
+    guard!(b.info, position(b.seen[idx]), {
+        let clock = b.services.clock.clone();
+        for r in batch.drain(..) {
+            b.seen[idx] += 1;
+            let mut ctx = Context {
+                timestamp: r.timestamp,
+                watermark: b.watermark,
+                clock: &clock,
+                sides: &mut b.out.sides,
+                operator_state,
+                broadcast: broadcast.as_deref_mut(),
+            };
+            let mut out = Collector::new(&mut b.out.buf, r.timestamp);
+            call(r.value, &mut ctx, &mut out);
+        }
+        Ok(())
+    })?;
     base.out.flush()
 }
 
@@ -94,6 +98,7 @@ impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> TwoInputOpera
         process_plain(
             &mut self.base,
             0,
+            2,
             batch,
             &self.operator_state,
             None,
@@ -105,6 +110,7 @@ impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> TwoInputOpera
         process_plain(
             &mut self.base,
             1,
+            2,
             batch,
             &self.operator_state,
             None,
