@@ -54,7 +54,10 @@ pub trait Source<T: Data>: Send + Sync + 'static {
 
 /// Reads one parallel share of a source.
 pub trait SourceReader<T: Data> {
-    /// Emits what is available (about `batch_size` records) and says whether to come back.
+    /// Emits what is available (about `batch_size` records, stopping when
+    /// [`SourceOutput::is_full`]) and says whether to come back. Must return promptly: the
+    /// task cancels, fires timers and (later) injects checkpoint barriers between polls, so a
+    /// poll that blocks or loops for ever makes the job impossible to stop.
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourcePoll, BoxError>;
     /// Releases resources; called once at the end or on failure.
     fn close(&mut self) {}
