@@ -33,6 +33,11 @@ pub mod windows;
 
 pub use cli::main;
 pub use jobs::{ArgSpec, JobArgs, JobRegistry, JobSpec};
+/// The allocator Strom's binaries use (and a job's own binary should): records are
+/// allocated by one task thread and dropped by another, which mimalloc's thread-local free
+/// lists handle several times faster than glibc's malloc. Install it with
+/// `#[global_allocator] static ALLOCATOR: strom::MiMalloc = strom::MiMalloc;`.
+pub use mimalloc::MiMalloc;
 
 /// Everything a job needs, in one import.
 pub mod prelude {

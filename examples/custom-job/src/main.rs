@@ -9,6 +9,10 @@ use std::time::Duration;
 use strom::prelude::*;
 use strom::{ArgSpec, JobArgs, JobRegistry, JobSpec};
 
+// The allocator of Strom's own binaries (see `strom::MiMalloc`).
+#[global_allocator]
+static ALLOCATOR: strom::MiMalloc = strom::MiMalloc;
+
 /// One page view.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct PageView {

@@ -5,8 +5,10 @@
 //! results do not depend on hashing. Timers are keyed state: they belong to key groups.
 //!
 //! Triggers register the same timer for every record of a window (as in Flink). Each
-//! queue keeps a small cache, indexed by key hash, of timers registered more than once, so
-//! those repeats are answered by one comparison instead of a hash lookup.
+//! queue keeps a small cache, indexed by key hash and time, of timers registered more than
+//! once, so those repeats are answered by one comparison instead of a hash lookup. The
+//! time is part of the index because one key has a timer per window: with sliding windows
+//! every record registers several, which would evict each other from a per-key slot.
 
 use crate::hash::StableHashMap;
 use crate::runtime::context::TimerWakeup;
@@ -38,8 +40,9 @@ impl<K: Eq, N: Eq> Equivalent<(K, N, i64)> for TimerRef<'_, K, N> {
 const RECENT_SLOTS: usize = 1024;
 
 #[inline]
-fn slot_of(key_hash: u64) -> usize {
-    (key_hash >> 40) as usize & (RECENT_SLOTS - 1)
+fn slot_of(key_hash: u64, time: i64) -> usize {
+    let mixed = key_hash ^ (time as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> 40) as usize & (RECENT_SLOTS - 1)
 }
 
 pub(crate) struct TimerQueue<K, N> {
@@ -47,7 +50,7 @@ pub(crate) struct TimerQueue<K, N> {
     by_time: BTreeMap<(i64, u64), (K, N, u64)>,
     index: StableHashMap<(K, N, i64), u64>,
     seq: u64,
-    /// Timers known to be registered, by key hash (see the module docs).
+    /// Timers known to be registered, by key hash and time (see the module docs).
     recent: Vec<Option<(K, N, i64)>>,
 }
 
@@ -65,7 +68,7 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
     /// new.
     #[inline]
     pub(crate) fn register(&mut self, key_hash: u64, key: &K, ns: &N, time: i64) -> bool {
-        let slot = slot_of(key_hash);
+        let slot = slot_of(key_hash, time);
         if let Some((k, n, t)) = &self.recent[slot]
             && *t == time
             && k == key
@@ -87,7 +90,7 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
     }
 
     pub(crate) fn delete(&mut self, key_hash: u64, key: &K, ns: &N, time: i64) {
-        self.recent[slot_of(key_hash)] = None;
+        self.recent[slot_of(key_hash, time)] = None;
         if let Some(seq) = self.index.remove(&TimerRef(key, ns, time)) {
             self.by_time.remove(&(time, seq));
         }
@@ -106,7 +109,7 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         }
         let ((t, _), (k, n, key_hash)) = self.by_time.pop_first()?;
         self.index.remove(&TimerRef(&k, &n, t));
-        let slot = &mut self.recent[slot_of(key_hash)];
+        let slot = &mut self.recent[slot_of(key_hash, t)];
         if slot
             .as_ref()
             .is_some_and(|(rk, rn, rt)| *rt == t && *rk == k && *rn == n)
