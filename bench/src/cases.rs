@@ -158,3 +158,27 @@ pub fn hand_written(case: Case, range: std::ops::Range<u64>) -> u64 {
         }
     }
 }
+
+/// The latency pipeline: `rate` events per second (shared by the sources), each stamped
+/// with its creation time in `timestamp` (µs), `key_by` → reduce that sums values and keeps
+/// the newest creation time → a sink that records `now - created`.
+pub fn build_latency_job(env: &StreamEnv, events: u64, rate: f64) {
+    env.add_source(
+        GeneratorSource::new(|i| BenchEvent {
+            timestamp: crate::latency::now_micros(),
+            ..event(i, SUM_KEYS)
+        })
+        .count(events)
+        .rate(rate),
+        None,
+        "Events",
+    )
+    .key_by(|e: &BenchEvent| e.key)
+    .reduce(|acc: BenchEvent, e: BenchEvent| BenchEvent {
+        key: e.key,
+        value: acc.value + e.value,
+        timestamp: e.timestamp,
+    })
+    .uid("sum")
+    .add_sink(|e: BenchEvent| crate::latency::record(crate::latency::now_micros() - e.timestamp));
+}

@@ -1,22 +1,27 @@
-//! `strom-bench`: runs each benchmark case in a fresh child process (so peak memory is
-//! the case's own), several times, and prints a table of medians.
+//! `strom-bench`: Strom's benchmarks, each run in a fresh child process (so peak memory is
+//! the run's own), several times, printing a Markdown table of medians.
 //!
-//! `strom-bench` runs everything; `strom-bench --help` lists the options.
+//! - `strom-bench` (no command): each pipeline on Strom against a hand-written loop;
+//! - `strom-bench compare`: Strom against Apache Flink 2.3 (pipelines, Nexmark, latency);
+//! - `strom-bench --help` lists the rest.
 
-mod cases;
-mod event;
+mod child;
+mod compare;
+mod versus_loop;
 
-use anyhow::{Context, bail};
-use cases::{Case, build_job, hand_written};
+use anyhow::Context;
+
+// The allocator of Strom's own binaries (see `strom::MiMalloc`).
+#[global_allocator]
+static ALLOCATOR: strom::MiMalloc = strom::MiMalloc;
+use child::{Tuning, Work};
 use clap::{Parser, Subcommand};
-use serde::{Deserialize, Serialize};
-use std::process::Command;
-use std::time::Instant;
-use strom::prelude::*;
+use strom_bench::cases::Case;
+use strom_bench::nexmark;
 
 #[derive(Parser)]
 #[command(
-    about = "Strom benchmarks: events/s and peak memory per pipeline, against a hand-written loop"
+    about = "Strom benchmarks: events/s and peak memory per pipeline, against a hand-written loop or Apache Flink"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,215 +45,163 @@ struct Cli {
     tuning: Tuning,
 }
 
-/// Engine settings of the Strom runs (defaults: the engine's own).
-#[derive(clap::Args, Clone, Copy, Debug)]
-struct Tuning {
-    /// Records per batch between tasks.
-    #[arg(long, global = true, default_value_t = ExecutionConfig::default().batch_size)]
-    batch_size: usize,
-    /// Batches a channel holds before its producer waits.
-    #[arg(long, global = true, default_value_t = ExecutionConfig::default().channel_capacity)]
-    channel_capacity: usize,
-}
-
 #[derive(Subcommand)]
 enum Cmd {
+    /// Strom against Apache Flink 2.3 on this machine (prepares Flink first, once).
+    Compare {
+        /// Runs of each case on each system.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Parallelisms to run, comma-separated.
+        #[arg(long, default_value = "1,2", value_delimiter = ',')]
+        parallelism: Vec<usize>,
+        /// Events per run of the heap pipelines.
+        #[arg(long, default_value_t = 20_000_000)]
+        events: u64,
+        /// Events per run of the RocksDB cases.
+        #[arg(long, default_value_t = 1_000_000)]
+        rocksdb_events: u64,
+        /// Events per run of the Nexmark queries.
+        #[arg(long, default_value_t = 4_000_000)]
+        nexmark_events: u64,
+        /// Seconds per latency run.
+        #[arg(long, default_value_t = 10)]
+        latency_seconds: u64,
+        /// Events per second of the latency runs (default: half of Flink's keyed-sum rate).
+        #[arg(long)]
+        latency_rate: Option<f64>,
+        /// Only these groups, comma-separated: pipelines, state, nexmark, latency.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Also write the report to this file (bench/RESULTS.md by convention).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Runs one case once in this process and prints a JSON line (used by the harness).
     Case {
+        /// A pipeline, keyed-latency, or a Nexmark query (q0-q5, q7, q8).
         case: String,
-        #[arg(long)]
+        #[arg(long, default_value = "strom")]
         engine: String,
-        #[arg(long)]
+        #[arg(long, default_value_t = 1)]
         parallelism: usize,
-        #[arg(long)]
+        #[arg(long, default_value_t = 20_000_000)]
         events: u64,
+        /// Events per second (keyed-latency).
+        #[arg(long)]
+        rate: Option<f64>,
     },
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-struct Measurement {
-    events: u64,
-    seconds: f64,
-    peak_rss_kib: u64,
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn run_case(
-    case: Case,
-    engine: &str,
-    parallelism: usize,
-    events: u64,
-    tuning: Tuning,
-) -> anyhow::Result<Measurement> {
-    let started = Instant::now();
-    match engine {
-        "strom" => {
-            let env = StreamEnv::new();
-            env.set_parallelism(parallelism);
-            env.configure(|c| {
-                c.batch_size = tuning.batch_size;
-                c.channel_capacity = tuning.channel_capacity;
-            });
-            build_job(&env, case, events);
-            env.execute(case.name())?;
-        }
-        "loop" => {
-            let threads: Vec<_> = (0..parallelism as u64)
-                .map(|t| {
-                    let p = parallelism as u64;
-                    std::thread::spawn(move || {
-                        hand_written(case, t * events / p..(t + 1) * events / p)
-                    })
-                })
-                .collect();
-            for t in threads {
-                std::hint::black_box(
-                    t.join()
-                        .map_err(|_| anyhow::anyhow!("loop thread panicked"))?,
-                );
-            }
-        }
-        other => bail!("unknown engine '{other}'; use strom or loop"),
-    }
-    Ok(Measurement {
-        events,
-        seconds: started.elapsed().as_secs_f64(),
-        peak_rss_kib: peak_rss_kib(),
-    })
-}
-
-fn measure_in_child(
-    case: Case,
-    engine: &str,
-    parallelism: usize,
-    events: u64,
-    tuning: Tuning,
-) -> anyhow::Result<Measurement> {
-    let exe = std::env::current_exe()?;
-    let out = Command::new(exe)
-        .args(["case", case.name(), "--engine", engine])
-        .args([
-            "--parallelism",
-            &parallelism.to_string(),
-            "--events",
-            &events.to_string(),
-            "--batch-size",
-            &tuning.batch_size.to_string(),
-            "--channel-capacity",
-            &tuning.channel_capacity.to_string(),
-        ])
-        .output()
-        .context("could not start the benchmark child process")?;
-    if !out.status.success() {
-        bail!(
-            "{} on {engine} failed: {}",
-            case.name(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(line.trim()).with_context(|| format!("bad output from child: {line}"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return 0.0;
-    }
-    v[v.len() / 2]
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
+    /// Prints the checksum of the first Nexmark events (Flink's port prints the same).
+    NexmarkChecksum {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = nexmark::DEFAULT_EVENTS_PER_SECOND)]
+        events_per_second: u64,
+    },
+    /// Prints a Nexmark query's result rows on Strom, canonical text, one per line, sorted.
+    NexmarkRows {
+        query: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = nexmark::DEFAULT_EVENTS_PER_SECOND)]
+        events_per_second: u64,
+        #[arg(long, default_value_t = 1)]
+        parallelism: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Cmd::Case {
-        case,
-        engine,
-        parallelism,
-        events,
-    }) = cli.command
-    {
-        let case = Case::parse(&case).with_context(|| format!("unknown case '{case}'"))?;
-        let m = run_case(case, &engine, parallelism, events, cli.tuning)?;
-        println!("{}", serde_json::to_string(&m)?);
-        return Ok(());
-    }
-
-    let cases: Vec<Case> = if cli.cases.is_empty() {
-        Case::ALL.to_vec()
-    } else {
-        cli.cases
-            .iter()
-            .map(|c| {
-                Case::parse(c).with_context(|| {
-                    format!(
-                        "unknown case '{c}'; cases are {}",
-                        Case::ALL.map(Case::name).join(", ")
-                    )
-                })
+    match cli.command {
+        None => {
+            let cases = if cli.cases.is_empty() {
+                Case::ALL.to_vec()
+            } else {
+                cli.cases
+                    .iter()
+                    .map(|c| match Work::parse(c)? {
+                        Work::Pipeline(case) => Ok(case),
+                        _ => anyhow::bail!(
+                            "'{c}' has no hand-written loop; cases are {}",
+                            Case::ALL.map(Case::name).join(", ")
+                        ),
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            };
+            versus_loop::run(versus_loop::Options {
+                events: cli.events,
+                runs: cli.runs,
+                parallelism: cli.parallelism,
+                cases,
+                output: cli.output,
+                tuning: cli.tuning,
             })
-            .collect::<anyhow::Result<_>>()?
-    };
-
-    let mut table = String::new();
-    table.push_str(&format!(
-        "{} events per run, median of {} runs, load average before: {}\n\n",
-        cli.events,
-        cli.runs,
-        load_average()
-    ));
-    table.push_str("| case | p | Strom events/s | loop events/s | Strom / loop | Strom peak RSS | loop peak RSS |\n");
-    table.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-    for case in cases {
-        for &p in &cli.parallelism {
-            let (mut strom_rates, mut loop_rates, mut strom_rss, mut loop_rss) =
-                (vec![], vec![], vec![], vec![]);
-            // Alternate the engines so drift in machine load hits both alike.
-            for _ in 0..cli.runs {
-                let s = measure_in_child(case, "strom", p, cli.events, cli.tuning)?;
-                strom_rates.push(s.events as f64 / s.seconds);
-                strom_rss.push(s.peak_rss_kib as f64);
-                let l = measure_in_child(case, "loop", p, cli.events, cli.tuning)?;
-                loop_rates.push(l.events as f64 / l.seconds);
-                loop_rss.push(l.peak_rss_kib as f64);
+        }
+        Some(Cmd::Compare {
+            runs,
+            parallelism,
+            events,
+            rocksdb_events,
+            nexmark_events,
+            latency_seconds,
+            latency_rate,
+            only,
+            output,
+        }) => compare::run(compare::Options {
+            runs,
+            parallelism,
+            events,
+            rocksdb_events,
+            nexmark_events,
+            latency_seconds,
+            latency_rate,
+            only,
+            output,
+            tuning: cli.tuning,
+        }),
+        Some(Cmd::Case {
+            case,
+            engine,
+            parallelism,
+            events,
+            rate,
+        }) => {
+            let m = child::run(
+                Work::parse(&case)?,
+                &engine,
+                parallelism,
+                events,
+                rate,
+                cli.tuning,
+            )?;
+            println!("{}", serde_json::to_string(&m)?);
+            Ok(())
+        }
+        Some(Cmd::NexmarkChecksum {
+            events,
+            events_per_second,
+        }) => {
+            let checksum = nexmark::events_checksum(events, events_per_second);
+            println!("{{\"events\":{events},\"checksum\":\"{checksum:016x}\"}}");
+            Ok(())
+        }
+        Some(Cmd::NexmarkRows {
+            query,
+            events,
+            events_per_second,
+            parallelism,
+        }) => {
+            let q = nexmark::queries::Query::parse(&query)
+                .with_context(|| format!("unknown query '{query}'; queries are q0-q5, q7, q8"))?;
+            let mut rows = nexmark::strom_rows(q, events, events_per_second, parallelism)?;
+            rows.sort_unstable();
+            let mut out = String::new();
+            for r in rows {
+                out.push_str(&r);
+                out.push('\n');
             }
-            let (s, l) = (median(strom_rates), median(loop_rates));
-            let row = format!(
-                "| {} | {p} | {:.1}M | {:.1}M | {:.0}% | {:.1} MB | {:.1} MB |\n",
-                case.name(),
-                s / 1e6,
-                l / 1e6,
-                100.0 * s / l,
-                median(strom_rss) / 1024.0,
-                median(loop_rss) / 1024.0
-            );
-            eprint!("{row}");
-            table.push_str(&row);
+            print!("{out}");
+            Ok(())
         }
     }
-    table.push('\n');
-    for case in Case::ALL {
-        table.push_str(&format!("- `{}`: {}\n", case.name(), case.describe()));
-    }
-    println!("\n{table}");
-    if let Some(path) = cli.output {
-        std::fs::write(&path, &table)
-            .with_context(|| format!("could not write {}", path.display()))?;
-    }
-    Ok(())
 }
