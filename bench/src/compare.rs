@@ -462,7 +462,7 @@ fn report(
         String::new()
     } else {
         format!(
-            " The {} rows without Strom figures wait for it: {}.",
+            " The {} rows without Strom figures wait: {}.",
             not_run.len(),
             not_run[0]
         )
