@@ -22,6 +22,7 @@ pub(crate) mod graph;
 pub mod hash;
 pub mod jobs;
 pub mod keygroup;
+pub(crate) mod net;
 pub mod operators;
 pub mod record;
 pub mod runtime;

@@ -7,10 +7,11 @@ pub(crate) mod plan;
 
 use crate::config::ExecutionConfig;
 use crate::error::TaskResult;
+use crate::net::codec::{CodecError, RecordCodec};
 use crate::record::Data;
 use crate::runtime::consumer::{Consumer, combine};
 use crate::runtime::context::{OperatorInfo, TaskServices};
-use crate::runtime::envelope::Envelope;
+use crate::runtime::envelope::{Envelope, ErasedBatch};
 use crate::runtime::output::{ErasedSideOutput, Output, SideOutput, SideOutputs};
 use crate::runtime::task::{OneInputHead, SourceDriver, TaskHead};
 use crate::runtime::writer::{CustomPartitionFn, KeyHashFn, NetworkWriter, Partitioning, Router};
@@ -187,6 +188,14 @@ pub(crate) trait EdgeOps: Send + Sync {
         name: Arc<str>,
         consumers: Vec<Box<dyn Any>>,
     ) -> TaskResult<Box<dyn ErasedSideOutput>>;
+    /// Appends a batch of this edge's records to `out`, for a consumer in another process.
+    fn encode_batch(
+        &self,
+        batch: Box<dyn ErasedBatch>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError>;
+    /// Reads a batch that [`EdgeOps::encode_batch`] wrote in another process.
+    fn decode_batch(&self, bytes: &[u8]) -> Result<Box<dyn ErasedBatch>, CodecError>;
 }
 
 /// [`EdgeOps`] for records of type `X`.
@@ -271,5 +280,19 @@ impl<X: Data> EdgeOps for TypedEdge<X> {
             }
         }
         Ok(Box::new(SideOutput::<X>::new(name, combine(targets))))
+    }
+
+    fn encode_batch(
+        &self,
+        batch: Box<dyn ErasedBatch>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        let batch =
+            crate::runtime::envelope::downcast_batch::<X>(batch).map_err(CodecError::WrongType)?;
+        RecordCodec::<X>::encode(&batch, out)
+    }
+
+    fn decode_batch(&self, bytes: &[u8]) -> Result<Box<dyn ErasedBatch>, CodecError> {
+        Ok(Box::new(RecordCodec::<X>::decode(bytes)?))
     }
 }

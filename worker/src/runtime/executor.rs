@@ -177,6 +177,7 @@ pub(crate) fn launch(
                     rx,
                     input: e.input,
                     finished: false,
+                    credit: None,
                 });
             }
         }

@@ -4,8 +4,10 @@
 //! reading one channel while it reads others (needed for aligned checkpoint barriers), and
 //! a full queue blocks exactly the producer that filled it.
 
+use crate::net::exchange::CreditReturn;
 use crate::runtime::envelope::Envelope;
 use crossbeam_channel::{Receiver, Select, TryRecvError};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) struct InputChannel {
@@ -13,6 +15,9 @@ pub(crate) struct InputChannel {
     /// 0 for a one-input task; 0 or 1 for the two inputs of a two-input task.
     pub input: u8,
     pub finished: bool,
+    /// For a channel from another process: told of every element taken, so the producer
+    /// may send another (credit-based flow control, `net::exchange`).
+    pub credit: Option<Arc<CreditReturn>>,
 }
 
 /// What reading the gate gave.
@@ -77,6 +82,9 @@ impl InputGate {
             }
             match ch.rx.try_recv() {
                 Ok(env) => {
+                    if let Some(credit) = &ch.credit {
+                        credit.returned();
+                    }
                     self.next = i + 1;
                     return Polled::Element(i, env);
                 }

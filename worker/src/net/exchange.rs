@@ -1,0 +1,630 @@
+//! Channels between subtasks in different processes, over the `DataExchange` gRPC
+//! service: one HTTP/2 stream per channel, with credit-based flow control.
+//!
+//! The consumer's worker expects each inbound channel before the producer may use it
+//! ([`Exchange::expect`]), which gives the consuming task an ordinary [`InputChannel`]: a
+//! bounded queue of `capacity` elements. The producer's worker opens the stream
+//! ([`RemoteSender::open`]) and sends one frame per credit. The consumer grants `capacity`
+//! credits at the start and one more for every element its task takes, so its queue never
+//! holds more than `capacity` elements, a consumer that stops reading stops its producer,
+//! and nothing in between holds more than a frame.
+//!
+//! Records are encoded on the producer's task thread and decoded on the consumer's network
+//! threads (tokio), so task threads only ever see typed batches.
+
+use crate::graph::EdgeOps;
+use crate::net::frame::{from_frame, to_frame};
+use crate::runtime::envelope::Envelope;
+use crate::runtime::input::InputChannel;
+use crossbeam_channel::{Sender, TrySendError};
+use futures::{Stream, StreamExt};
+use std::collections::HashMap;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use strom_proto::data::data_exchange_client::DataExchangeClient;
+use strom_proto::data::data_exchange_server::{DataExchange, DataExchangeServer};
+use strom_proto::data::{ChannelId, Credit, DataFrame, data_frame::Kind};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// One channel: what one producer subtask sends one consumer subtask over one edge.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ChannelKey {
+    pub job_id: String,
+    pub attempt: u32,
+    pub edge: u32,
+    pub producer: u32,
+    pub consumer: u32,
+}
+
+impl ChannelKey {
+    fn to_wire(&self) -> ChannelId {
+        ChannelId {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+            edge: self.edge,
+            producer_subtask: self.producer,
+            consumer_subtask: self.consumer,
+        }
+    }
+}
+
+impl From<ChannelId> for ChannelKey {
+    fn from(id: ChannelId) -> Self {
+        ChannelKey {
+            job_id: id.job_id,
+            attempt: id.attempt,
+            edge: id.edge,
+            producer: id.producer_subtask,
+            consumer: id.consumer_subtask,
+        }
+    }
+}
+
+impl fmt::Display for ChannelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the channel of edge {} from subtask {} to subtask {} of job {} (attempt {})",
+            self.edge, self.producer, self.consumer, self.job_id, self.attempt
+        )
+    }
+}
+
+/// Counts the elements a task took from a remote channel, and wakes the stream that
+/// returns them to the producer as credits.
+#[derive(Default)]
+pub(crate) struct CreditReturn {
+    taken: AtomicU32,
+    wake: Notify,
+}
+
+impl CreditReturn {
+    /// One element was taken (called on the consuming task's thread).
+    pub(crate) fn returned(&self) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> u32 {
+        self.taken.swap(0, Ordering::AcqRel)
+    }
+}
+
+/// A channel whose consumer is ready and whose producer has not connected yet.
+struct Inbound {
+    tx: Sender<Envelope>,
+    edge: Arc<dyn EdgeOps>,
+    credit: Arc<CreditReturn>,
+    capacity: u32,
+}
+
+/// The consumer side of every remote channel into this process, and the gRPC service
+/// through which producers reach them.
+#[derive(Clone)]
+pub(crate) struct Exchange {
+    inner: Arc<Registry>,
+}
+
+struct Registry {
+    expected: Mutex<HashMap<ChannelKey, Inbound>>,
+    arrived: Notify,
+    wait: Duration,
+}
+
+impl Exchange {
+    /// `wait` bounds how long a producer's stream waits for its consumer to be expected
+    /// (the producer's task may start before the consumer's is deployed).
+    pub(crate) fn new(wait: Duration) -> Self {
+        Exchange {
+            inner: Arc::new(Registry {
+                expected: Mutex::new(HashMap::new()),
+                arrived: Notify::new(),
+                wait,
+            }),
+        }
+    }
+
+    /// Makes the channel `key` ready for its producer, and returns the consuming task's
+    /// end of it: a queue of at most `capacity` elements of `edge`'s type, on input
+    /// `input` (0, or 1 for the second input of a two-input task).
+    pub(crate) fn expect(
+        &self,
+        key: ChannelKey,
+        edge: Arc<dyn EdgeOps>,
+        input: u8,
+        capacity: usize,
+    ) -> InputChannel {
+        let capacity = capacity.clamp(1, u32::MAX as usize);
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let credit = Arc::new(CreditReturn::default());
+        self.expected().insert(
+            key,
+            Inbound {
+                tx,
+                edge,
+                credit: credit.clone(),
+                capacity: capacity as u32,
+            },
+        );
+        self.inner.arrived.notify_waiters();
+        InputChannel {
+            rx,
+            input,
+            finished: false,
+            credit: Some(credit),
+        }
+    }
+
+    /// The gRPC service to serve on this process's data address.
+    pub(crate) fn service(&self) -> DataExchangeServer<Exchange> {
+        DataExchangeServer::new(self.clone())
+    }
+
+    fn expected(&self) -> MutexGuard<'_, HashMap<ChannelKey, Inbound>> {
+        // The map stays consistent even if a holder panicked: every change is one call.
+        self.inner
+            .expected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the expected channel `key`, waiting for it up to the configured time.
+    async fn claim(&self, key: &ChannelKey) -> Result<Inbound, Status> {
+        let deadline = tokio::time::Instant::now() + self.inner.wait;
+        loop {
+            // Registered before looking, so an `expect` in between is not missed.
+            let arrived = self.inner.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(inbound) = self.expected().remove(key) {
+                return Ok(inbound);
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return Err(Status::not_found(format!(
+                    "no subtask in this worker expects {key} (waited {:?}); the job may \
+                     have been cancelled or redeployed elsewhere",
+                    self.inner.wait
+                )));
+            }
+        }
+    }
+}
+
+type CreditStream = Pin<Box<dyn Stream<Item = Result<Credit, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DataExchange for Exchange {
+    type ChannelStream = CreditStream;
+
+    async fn channel(
+        &self,
+        request: Request<Streaming<DataFrame>>,
+    ) -> Result<Response<CreditStream>, Status> {
+        let mut frames = request.into_inner();
+        let key = match frames.message().await? {
+            Some(DataFrame {
+                kind: Some(Kind::Open(id)),
+            }) => ChannelKey::from(id),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first frame of a channel must be 'open' with the channel's id",
+                ));
+            }
+        };
+        let inbound = self.claim(&key).await?;
+        let (credits, credit_stream) = mpsc::channel(2);
+        // Room for the first grant is certain: the queue is new.
+        let _ = credits.try_send(Ok(Credit {
+            frames: inbound.capacity,
+        }));
+        tokio::spawn(receive(key, frames, inbound, credits));
+        Ok(Response::new(Box::pin(ReceiverStream::new(credit_stream))))
+    }
+}
+
+/// Moves one channel's frames into its queue, and credits back to the producer.
+async fn receive(
+    key: ChannelKey,
+    mut frames: Streaming<DataFrame>,
+    inbound: Inbound,
+    credits: mpsc::Sender<Result<Credit, Status>>,
+) {
+    loop {
+        tokio::select! {
+            frame = frames.message() => {
+                let frame = match frame {
+                    Ok(Some(frame)) => frame,
+                    // Ended or broken without `end_of_input`: dropping the queue's sender
+                    // tells the consuming task that its producer failed.
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::warn!(channel = %key, error = %status, "data channel broke");
+                        return;
+                    }
+                };
+                let envelope = match from_frame(frame, inbound.edge.as_ref()) {
+                    Ok(envelope) => envelope,
+                    Err(e) => {
+                        tracing::error!(channel = %key, error = %e, "unreadable data frame; closing the channel");
+                        let _ = credits.send(Err(Status::invalid_argument(format!("{key}: {e}")))).await;
+                        return;
+                    }
+                };
+                let end = matches!(envelope, Envelope::EndOfInput);
+                match inbound.tx.try_send(envelope) {
+                    Ok(()) if end => return,
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        tracing::error!(channel = %key, "producer sent beyond its credit; closing the channel");
+                        let _ = credits.send(Err(Status::resource_exhausted(format!("{key}: frame sent without credit")))).await;
+                        return;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        let _ = credits.send(Err(Status::cancelled(format!("the consumer of {key} has stopped")))).await;
+                        return;
+                    }
+                }
+            }
+            () = inbound.credit.wake.notified() => {
+                let frames = inbound.credit.take();
+                if frames > 0 && credits.send(Ok(Credit { frames })).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Why a remote channel cannot take more.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ChannelError(pub String);
+
+/// The producer side of one remote channel.
+pub(crate) struct RemoteSender {
+    key: ChannelKey,
+    edge: Arc<dyn EdgeOps>,
+    frames: mpsc::Sender<DataFrame>,
+    /// How the stream ended: `Some(why)` if it failed. Sent once, when it ends.
+    outcome: crossbeam_channel::Receiver<Option<String>>,
+    closed: std::sync::OnceLock<ChannelError>,
+}
+
+impl RemoteSender {
+    /// Opens the stream of `key` on `connection` (one HTTP/2 connection per consumer
+    /// worker, shared by all its channels), driven by `runtime`.
+    pub(crate) fn open(
+        runtime: &tokio::runtime::Handle,
+        connection: tonic::transport::Channel,
+        key: ChannelKey,
+        edge: Arc<dyn EdgeOps>,
+    ) -> Self {
+        // One frame may wait here for a credit; the producer blocks on the next.
+        let (frames, queued) = mpsc::channel(1);
+        let (ended, outcome) = crossbeam_channel::bounded(1);
+        let stream_key = key.clone();
+        runtime.spawn(async move {
+            let result = send_stream(connection, stream_key, queued).await;
+            let _ = ended.send(result.err());
+        });
+        RemoteSender {
+            key,
+            edge,
+            frames,
+            outcome,
+            closed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Sends one element, blocking while the consumer has no room (backpressure). For
+    /// task threads only: it must not be called on the runtime's threads.
+    pub(crate) fn send(&self, envelope: Envelope) -> Result<(), ChannelError> {
+        let frame = to_frame(envelope, self.edge.as_ref())
+            .map_err(|e| ChannelError(format!("{}: {e}", self.key)))?;
+        self.frames.blocking_send(frame).map_err(|_| self.closed())
+    }
+
+    /// Why the channel took no more: the stream's failure, which it reports as it ends
+    /// (the queue may close a moment before).
+    fn closed(&self) -> ChannelError {
+        self.closed
+            .get_or_init(|| {
+                ChannelError(match self.outcome.recv_timeout(Duration::from_secs(5)) {
+                    Ok(Some(why)) => format!("{} failed: {why}", self.key),
+                    _ => format!("{} was closed by its consumer", self.key),
+                })
+            })
+            .clone()
+    }
+}
+
+/// Runs one channel's stream: the `open` frame, then one queued frame per credit.
+/// Returns why it failed, if it did.
+async fn send_stream(
+    connection: tonic::transport::Channel,
+    key: ChannelKey,
+    queued: mpsc::Receiver<DataFrame>,
+) -> Result<(), String> {
+    let credits = Arc::new(Semaphore::new(0));
+    let open = DataFrame {
+        kind: Some(Kind::Open(key.to_wire())),
+    };
+    let frames = futures::stream::unfold(
+        (queued, credits.clone(), false),
+        |(mut queued, credits, ended)| async move {
+            if ended {
+                return None;
+            }
+            // A credit first, then a frame: frames wait in the bounded queue, where they
+            // block the producer, rather than in this stream.
+            credits.acquire().await.ok()?.forget();
+            let frame = queued.recv().await?;
+            let end = matches!(frame.kind, Some(Kind::EndOfInput(_)));
+            Some((frame, (queued, credits, end)))
+        },
+    );
+    let outgoing = futures::stream::once(async move { open }).chain(frames);
+    let result = async {
+        let mut granted = DataExchangeClient::new(connection)
+            .channel(outgoing)
+            .await
+            .map_err(|status| status.message().to_string())?
+            .into_inner();
+        while let Some(credit) = granted
+            .message()
+            .await
+            .map_err(|status| status.message().to_string())?
+        {
+            credits.add_permits(credit.frames as usize);
+        }
+        Ok(())
+    }
+    .await;
+    // Ends the outgoing stream if it still waits for a credit.
+    credits.close();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::TypedEdge;
+    use crate::record::{Batch, StreamRecord};
+    use crate::runtime::envelope::downcast_batch;
+    use crate::runtime::input::{InputGate, Polled};
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+    use tokio::runtime::Runtime;
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    fn runtime() -> Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    }
+
+    /// Serves `exchange` on a free loopback port.
+    fn serve(rt: &Runtime, exchange: &Exchange) -> SocketAddr {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("a loopback port");
+        let address = listener.local_addr().expect("bound");
+        rt.spawn(
+            tonic::transport::Server::builder()
+                .add_service(exchange.service())
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        address
+    }
+
+    fn connect(rt: &Runtime, address: SocketAddr) -> tonic::transport::Channel {
+        let _in_runtime = rt.enter();
+        tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("a valid URI")
+            .connect_lazy()
+    }
+
+    fn key(edge: u32) -> ChannelKey {
+        ChannelKey {
+            job_id: "job-1".into(),
+            attempt: 0,
+            edge,
+            producer: 0,
+            consumer: 1,
+        }
+    }
+
+    fn batch(from: u64, n: u64) -> Envelope {
+        Envelope::Records(Box::new(
+            (from..from + n)
+                .map(|v| StreamRecord::new(v, v as i64 * 10))
+                .collect::<Batch<u64>>(),
+        ))
+    }
+
+    /// What a consuming task reads, until its channel ends or `timeout`.
+    #[derive(Debug, PartialEq)]
+    enum Read {
+        Records(Vec<(u64, i64)>),
+        Watermark(i64),
+        End,
+        ProducerFailed,
+    }
+
+    fn read_all(gate: &mut InputGate, timeout: Duration) -> Vec<Read> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            match gate.poll() {
+                Polled::Element(channel, envelope) => got.push(match envelope {
+                    Envelope::Records(b) => Read::Records(
+                        downcast_batch::<u64>(b)
+                            .expect("u64 records")
+                            .into_iter()
+                            .map(|r| (r.value, r.timestamp))
+                            .collect(),
+                    ),
+                    Envelope::Watermark(w) => Read::Watermark(w),
+                    Envelope::EndOfInput => {
+                        gate.finish(channel);
+                        Read::End
+                    }
+                    other => panic!("unexpected element {:?}", std::mem::discriminant(&other)),
+                }),
+                Polled::Empty => gate.wait(Duration::from_millis(50)),
+                Polled::Finished => return got,
+                Polled::Disconnected => {
+                    got.push(Read::ProducerFailed);
+                    return got;
+                }
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn elements_cross_in_order_and_the_channel_ends() {
+        let rt = runtime();
+        let exchange = Exchange::new(Duration::from_secs(5));
+        let address = serve(&rt, &exchange);
+        let edge = TypedEdge::<u64>::plain();
+        let mut gate = InputGate::new(vec![exchange.expect(key(3), edge.clone(), 0, 4)]);
+        let sender = RemoteSender::open(rt.handle(), connect(&rt, address), key(3), edge);
+        let producer = std::thread::spawn(move || {
+            for i in 0..50 {
+                sender.send(batch(i * 100, 100)).expect("sent");
+                sender.send(Envelope::Watermark(i as i64)).expect("sent");
+            }
+            sender.send(Envelope::EndOfInput).expect("sent");
+        });
+        let got = read_all(&mut gate, Duration::from_secs(20));
+        producer.join().expect("the producer ends");
+        let mut expected = Vec::new();
+        for i in 0..50u64 {
+            expected.push(Read::Records(
+                (i * 100..i * 100 + 100)
+                    .map(|v| (v, v as i64 * 10))
+                    .collect(),
+            ));
+            expected.push(Read::Watermark(i as i64));
+        }
+        expected.push(Read::End);
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_consumer_that_stops_reading_stops_its_producer() {
+        let rt = runtime();
+        let exchange = Exchange::new(Duration::from_secs(5));
+        let address = serve(&rt, &exchange);
+        let edge = TypedEdge::<u64>::plain();
+        let capacity = 4;
+        let mut gate = InputGate::new(vec![exchange.expect(key(0), edge.clone(), 0, capacity)]);
+        let sender = RemoteSender::open(rt.handle(), connect(&rt, address), key(0), edge);
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = sent.clone();
+        let total: u64 = 200;
+        let producer = std::thread::spawn(move || {
+            for i in 0..total {
+                sender.send(batch(i, 1_000)).expect("sent");
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            sender.send(Envelope::EndOfInput).expect("sent");
+        });
+        // Nobody reads: the producer gets `capacity` frames into the consumer's queue,
+        // one into the stream waiting for credit and one into its own queue, then blocks.
+        std::thread::sleep(Duration::from_millis(500));
+        let stalled_at = sent.load(Ordering::SeqCst);
+        assert!(
+            stalled_at <= capacity + 2,
+            "{stalled_at} frames sent with room for {capacity}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            stalled_at,
+            "the producer stays blocked"
+        );
+        // Reading again lets everything through.
+        let got = read_all(&mut gate, Duration::from_secs(20));
+        producer.join().expect("the producer ends");
+        assert_eq!(got.len() as u64, total + 1);
+        assert_eq!(got.last(), Some(&Read::End));
+    }
+
+    #[test]
+    fn a_producer_that_vanishes_fails_its_consumer() {
+        let rt = runtime();
+        let exchange = Exchange::new(Duration::from_secs(5));
+        let address = serve(&rt, &exchange);
+        let edge = TypedEdge::<u64>::plain();
+        let mut gate = InputGate::new(vec![exchange.expect(key(0), edge.clone(), 0, 4)]);
+        let sender = RemoteSender::open(rt.handle(), connect(&rt, address), key(0), edge);
+        sender.send(batch(0, 10)).expect("sent");
+        drop(sender); // without end of input, as when its task or process dies
+        let got = read_all(&mut gate, Duration::from_secs(10));
+        assert_eq!(
+            got,
+            [
+                Read::Records((0..10).map(|v| (v, v as i64 * 10)).collect()),
+                Read::ProducerFailed
+            ]
+        );
+    }
+
+    #[test]
+    fn a_channel_nobody_expects_is_refused_with_the_reason() {
+        let rt = runtime();
+        let exchange = Exchange::new(Duration::from_millis(200));
+        let address = serve(&rt, &exchange);
+        let sender = RemoteSender::open(
+            rt.handle(),
+            connect(&rt, address),
+            key(9),
+            TypedEdge::<u64>::plain(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let error = loop {
+            match sender.send(batch(0, 1)) {
+                Err(e) => break e,
+                Ok(()) if Instant::now() < deadline => {}
+                Ok(()) => panic!("frames to nowhere kept being accepted"),
+            }
+        };
+        let message = error.to_string();
+        assert!(message.contains("edge 9"), "{message}");
+        assert!(
+            message.contains("no subtask in this worker expects"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_producer_may_connect_before_its_consumer_is_expected() {
+        let rt = runtime();
+        let exchange = Exchange::new(Duration::from_secs(5));
+        let address = serve(&rt, &exchange);
+        let edge = TypedEdge::<u64>::plain();
+        let sender = RemoteSender::open(rt.handle(), connect(&rt, address), key(1), edge.clone());
+        std::thread::sleep(Duration::from_millis(200));
+        let mut gate = InputGate::new(vec![exchange.expect(key(1), edge, 0, 2)]);
+        let producer = std::thread::spawn(move || {
+            sender.send(batch(7, 3)).expect("sent");
+            sender.send(Envelope::EndOfInput).expect("sent");
+        });
+        let got = read_all(&mut gate, Duration::from_secs(10));
+        producer.join().expect("the producer ends");
+        assert_eq!(
+            got,
+            [Read::Records(vec![(7, 70), (8, 80), (9, 90)]), Read::End]
+        );
+    }
+}
