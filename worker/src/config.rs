@@ -39,6 +39,11 @@ pub struct ExecutionConfig {
     pub batch_size: usize,
     /// Batches that may wait in one channel before its producer blocks (backpressure).
     pub channel_capacity: usize,
+    /// The same for a channel between workers: batches in flight (credits) per channel.
+    /// A network round trip needs more than a local hand-over to keep data flowing; on
+    /// loopback the keyed pipeline across two workers ran at 4M records/s with 8 and 21M
+    /// with 32.
+    pub remote_channel_capacity: usize,
     /// How often periodic watermark generators are asked for a watermark when no input
     /// arrives (they are also asked after every batch).
     pub auto_watermark_interval: Duration,
@@ -55,6 +60,7 @@ impl Default for ExecutionConfig {
             max_parallelism: DEFAULT_MAX_PARALLELISM,
             batch_size: 1024,
             channel_capacity: 8,
+            remote_channel_capacity: 32,
             auto_watermark_interval: Duration::from_millis(200),
             runtime_mode: RuntimeMode::Streaming,
             processing_time: ProcessingTimeMode::Wall,

@@ -69,6 +69,9 @@ pub enum TaskError {
     /// cancellation, never the root cause.
     #[error("a connected task stopped")]
     ChannelClosed,
+    /// A channel to a subtask in another process failed (network, or that process).
+    #[error("sending to another worker failed: {0}")]
+    Remote(String),
     #[error("the job was cancelled")]
     Cancelled,
 }

@@ -247,6 +247,15 @@ impl StreamEnv {
 
     /// Starts the job and returns at once.
     pub fn execute_async(&self, job_name: &str) -> Result<JobHandle, JobError> {
+        let (graph, plan, config) = self.plan_job()?;
+        launch(job_name, graph, plan, config)
+    }
+
+    /// Takes the graph built so far and plans it (the same in every process that builds
+    /// the job from the same code and arguments).
+    pub(crate) fn plan_job(
+        &self,
+    ) -> Result<(StreamGraph, crate::graph::plan::Plan, ExecutionConfig), JobError> {
         let (mut graph, config, errors) = {
             let mut inner = self.inner.borrow_mut();
             let graph = std::mem::replace(&mut inner.graph, StreamGraph::new());
@@ -261,7 +270,7 @@ impl StreamEnv {
         }
         assign_uids(&mut graph)?;
         let plan = crate::graph::plan::plan(&graph, &config)?;
-        launch(job_name, graph, plan, config)
+        Ok((graph, plan, config))
     }
 
     // Graph building, for the stream types.

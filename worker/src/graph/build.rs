@@ -6,9 +6,8 @@ use crate::graph::plan::Plan;
 use crate::graph::{BuildContext, Built, EdgeOps, ErasedOutputs, NodeId, NodeKind, StreamGraph};
 use crate::keygroup::KeyGroupRange;
 use crate::runtime::context::{OperatorInfo, TaskServices};
-use crate::runtime::envelope::Envelope;
 use crate::runtime::metrics::JobMetrics;
-use crossbeam_channel::Sender;
+use crate::runtime::writer::OutChannel;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +22,7 @@ pub(crate) struct ChainBuilder<'a> {
     pub services: &'a TaskServices,
     pub subtask: usize,
     /// Senders of this subtask per outgoing edge index.
-    pub senders: HashMap<usize, Vec<Sender<Envelope>>>,
+    pub senders: HashMap<usize, Vec<OutChannel>>,
 }
 
 impl ChainBuilder<'_> {

@@ -11,11 +11,12 @@ use crate::net::codec::{CodecError, RecordCodec};
 use crate::record::Data;
 use crate::runtime::consumer::{Consumer, combine};
 use crate::runtime::context::{OperatorInfo, TaskServices};
-use crate::runtime::envelope::{Envelope, ErasedBatch};
+use crate::runtime::envelope::ErasedBatch;
 use crate::runtime::output::{ErasedSideOutput, Output, SideOutput, SideOutputs};
 use crate::runtime::task::{OneInputHead, SourceDriver, TaskHead};
-use crate::runtime::writer::{CustomPartitionFn, KeyHashFn, NetworkWriter, Partitioning, Router};
-use crossbeam_channel::Sender;
+use crate::runtime::writer::{
+    CustomPartitionFn, KeyHashFn, NetworkWriter, OutChannel, Partitioning, Router,
+};
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
@@ -179,7 +180,7 @@ pub(crate) trait EdgeOps: Send + Sync {
     fn network_writer(
         &self,
         partitioning: Partitioning,
-        senders: Vec<Sender<Envelope>>,
+        senders: Vec<OutChannel>,
         ctx: &BuildContext<'_>,
     ) -> Box<dyn Any>;
     /// A side output named `name` feeding these consumers (each a `Box<dyn Consumer<X>>`).
@@ -217,7 +218,7 @@ impl<X: Data> EdgeOps for TypedEdge<X> {
     fn network_writer(
         &self,
         partitioning: Partitioning,
-        senders: Vec<Sender<Envelope>>,
+        senders: Vec<OutChannel>,
         ctx: &BuildContext<'_>,
     ) -> Box<dyn Any> {
         let router = match partitioning {

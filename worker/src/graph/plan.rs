@@ -181,6 +181,9 @@ fn check_config(config: &ExecutionConfig) -> Result<(), JobError> {
     if config.channel_capacity == 0 {
         return Err(invalid("channel_capacity must be at least 1".into()));
     }
+    if config.remote_channel_capacity == 0 {
+        return Err(invalid("remote_channel_capacity must be at least 1".into()));
+    }
     Ok(())
 }
 

@@ -7,7 +7,8 @@
 //! ([`RemoteSender::open`]) and sends one frame per credit. The consumer grants `capacity`
 //! credits at the start and one more for every element its task takes, so its queue never
 //! holds more than `capacity` elements, a consumer that stops reading stops its producer,
-//! and nothing in between holds more than a frame.
+//! and nothing in between holds more than a frame. Credits return in batches of half the
+//! capacity.
 //!
 //! Records are encoded on the producer's task thread and decoded on the consumer's network
 //! threads (tokio), so task threads only ever see typed batches.
@@ -76,20 +77,33 @@ impl fmt::Display for ChannelKey {
 }
 
 /// Counts the elements a task took from a remote channel, and wakes the stream that
-/// returns them to the producer as credits.
-#[derive(Default)]
+/// returns them to the producer as credits once half the channel's capacity has been
+/// taken. Granting in batches saves a message and a wake-up per element, and cannot stall
+/// the producer: while it waits for credit, all `capacity` frames are queued or taken, so
+/// the consumer keeps taking until a batch is due.
 pub(crate) struct CreditReturn {
     taken: AtomicU32,
+    batch: u32,
     wake: Notify,
 }
 
 impl CreditReturn {
-    /// One element was taken (called on the consuming task's thread).
-    pub(crate) fn returned(&self) {
-        self.taken.fetch_add(1, Ordering::Relaxed);
-        self.wake.notify_one();
+    fn new(capacity: u32) -> Self {
+        CreditReturn {
+            taken: AtomicU32::new(0),
+            batch: capacity.div_ceil(2),
+            wake: Notify::new(),
+        }
     }
 
+    /// One element was taken (called on the consuming task's thread).
+    pub(crate) fn returned(&self) {
+        if self.taken.fetch_add(1, Ordering::AcqRel) + 1 >= self.batch {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The elements taken since the last grant.
     fn take(&self) -> u32 {
         self.taken.swap(0, Ordering::AcqRel)
     }
@@ -141,7 +155,7 @@ impl Exchange {
     ) -> InputChannel {
         let capacity = capacity.clamp(1, u32::MAX as usize);
         let (tx, rx) = crossbeam_channel::bounded(capacity);
-        let credit = Arc::new(CreditReturn::default());
+        let credit = Arc::new(CreditReturn::new(capacity as u32));
         self.expected().insert(
             key,
             Inbound {

@@ -8,3 +8,6 @@
 pub(crate) mod codec;
 pub(crate) mod exchange;
 pub(crate) mod frame;
+
+#[cfg(test)]
+mod split_tests;

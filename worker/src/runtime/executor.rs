@@ -7,12 +7,13 @@ use crate::error::{JobError, TaskError, TaskResult};
 use crate::graph::build::ChainBuilder;
 use crate::graph::plan::{Plan, targets_of};
 use crate::graph::{Built, StreamGraph};
+use crate::net::exchange::{ChannelKey, Exchange, RemoteSender};
 use crate::runtime::context::{Clock, TaskServices, TimerWakeup};
-use crate::runtime::envelope::Envelope;
 use crate::runtime::input::{InputChannel, InputGate};
 use crate::runtime::metrics::{JobMetrics, OperatorEntry};
 use crate::runtime::task::{run_input_task, run_source_task};
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crate::runtime::writer::OutChannel;
+use crossbeam_channel::{Receiver, bounded, unbounded};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -130,12 +131,67 @@ impl JobHandle {
     }
 }
 
-/// Starts every subtask of a planned job.
+/// Which subtasks run in this process, and how to reach the others.
+pub(crate) struct Deployment {
+    /// The worker that runs each subtask: `workers[vertex][subtask]`.
+    pub workers: Vec<Vec<usize>>,
+    /// This process's worker.
+    pub this_worker: usize,
+    /// Channels to and from other workers; `None` when every subtask runs here.
+    pub network: Option<Network>,
+}
+
+/// This process's ends of the data plane for one job attempt.
+pub(crate) struct Network {
+    pub job_id: String,
+    pub attempt: u32,
+    /// Where channels from other workers arrive (served on this worker's data address).
+    pub exchange: Exchange,
+    /// The runtime that drives outgoing streams.
+    pub runtime: tokio::runtime::Handle,
+    /// A connection to each worker's data address, by worker index (this worker's own
+    /// entry is never used).
+    pub connections: Vec<tonic::transport::Channel>,
+}
+
+impl Deployment {
+    /// Every subtask in this process.
+    pub(crate) fn local(plan: &Plan) -> Self {
+        Deployment {
+            workers: plan
+                .vertices
+                .iter()
+                .map(|v| vec![0; v.parallelism])
+                .collect(),
+            this_worker: 0,
+            network: None,
+        }
+    }
+
+    fn runs_here(&self, vertex: usize, subtask: usize) -> bool {
+        self.workers[vertex][subtask] == self.this_worker
+    }
+}
+
+/// Starts every subtask of a planned job in this process.
 pub(crate) fn launch(
     name: &str,
     graph: StreamGraph,
     plan: Plan,
     config: ExecutionConfig,
+) -> Result<JobHandle, JobError> {
+    let deployment = Deployment::local(&plan);
+    launch_deployment(name, graph, plan, config, deployment)
+}
+
+/// Starts the subtasks of a planned job that `deployment` places in this process; the
+/// channels between them and subtasks elsewhere go over the data plane.
+pub(crate) fn launch_deployment(
+    name: &str,
+    graph: StreamGraph,
+    plan: Plan,
+    config: ExecutionConfig,
+    deployment: Deployment,
 ) -> Result<JobHandle, JobError> {
     let metrics = JobMetrics {
         operators: graph
@@ -152,13 +208,13 @@ pub(crate) fn launch(
             .collect(),
     };
 
-    // Channels for every edge that crosses tasks.
+    // Channels for every edge that crosses tasks, where one end or both run here.
     let mut inputs: Vec<Vec<Vec<InputChannel>>> = plan
         .vertices
         .iter()
         .map(|v| (0..v.parallelism).map(|_| Vec::new()).collect())
         .collect();
-    let mut senders: Vec<Vec<HashMap<usize, Vec<Sender<Envelope>>>>> = plan
+    let mut senders: Vec<Vec<HashMap<usize, Vec<OutChannel>>>> = plan
         .vertices
         .iter()
         .map(|v| (0..v.parallelism).map(|_| HashMap::new()).collect())
@@ -171,14 +227,52 @@ pub(crate) fn launch(
         let (pu, pd) = (plan.parallelism[e.source], plan.parallelism[e.target]);
         for (u, upstream) in senders[vu].iter_mut().enumerate().take(pu) {
             for d in targets_of(plan.partitioning[ei], pu, pd, u) {
-                let (tx, rx) = bounded(config.channel_capacity);
-                upstream.entry(ei).or_default().push(tx);
-                inputs[vd][d].push(InputChannel {
-                    rx,
-                    input: e.input,
-                    finished: false,
-                    credit: None,
-                });
+                let (produces_here, consumes_here) =
+                    (deployment.runs_here(vu, u), deployment.runs_here(vd, d));
+                let remote = |net: &Network| ChannelKey {
+                    job_id: net.job_id.clone(),
+                    attempt: net.attempt,
+                    edge: ei as u32,
+                    producer: u as u32,
+                    consumer: d as u32,
+                };
+                match (produces_here, consumes_here, &deployment.network) {
+                    (true, true, _) => {
+                        let (tx, rx) = bounded(config.channel_capacity);
+                        upstream.entry(ei).or_default().push(OutChannel::Local(tx));
+                        inputs[vd][d].push(InputChannel {
+                            rx,
+                            input: e.input,
+                            finished: false,
+                            credit: None,
+                        });
+                    }
+                    (true, false, Some(net)) => {
+                        let to = deployment.workers[vd][d];
+                        upstream.entry(ei).or_default().push(OutChannel::Remote(
+                            RemoteSender::open(
+                                &net.runtime,
+                                net.connections[to].clone(),
+                                remote(net),
+                                e.ops.clone(),
+                            ),
+                        ));
+                    }
+                    (false, true, Some(net)) => inputs[vd][d].push(net.exchange.expect(
+                        remote(net),
+                        e.ops.clone(),
+                        e.input,
+                        config.remote_channel_capacity,
+                    )),
+                    (false, false, _) => {}
+                    (_, _, None) => {
+                        return Err(JobError::InvalidGraph(
+                            "internal error: subtasks placed on other workers without a \
+                             network to reach them"
+                                .into(),
+                        ));
+                    }
+                }
             }
         }
     }
@@ -198,6 +292,9 @@ pub(crate) fn launch(
             let task_name = format!("{} ({}/{})", vertex.name, s + 1, vertex.parallelism);
             let my_inputs = inputs[vi].pop().unwrap_or_default();
             let my_senders = senders[vi].pop().unwrap_or_default();
+            if !deployment.runs_here(vi, s) {
+                continue;
+            }
             let (graph, plan, config, metrics, task_cancel, done_tx) = (
                 graph.clone(),
                 plan.clone(),
@@ -271,7 +368,7 @@ fn run_subtask(
     vertex: usize,
     subtask: usize,
     inputs: Vec<InputChannel>,
-    senders: HashMap<usize, Vec<Sender<Envelope>>>,
+    senders: HashMap<usize, Vec<OutChannel>>,
     cancel: &AtomicBool,
 ) -> TaskResult {
     let services = TaskServices {

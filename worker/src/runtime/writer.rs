@@ -6,11 +6,30 @@
 
 use crate::error::{TaskError, TaskResult};
 use crate::keygroup::operator_index_for_key_group;
+use crate::net::exchange::RemoteSender;
 use crate::record::{Batch, Data, StreamRecord, WatermarkStatus};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::envelope::Envelope;
 use crossbeam_channel::Sender;
 use std::sync::Arc;
+
+/// One outgoing channel: to a subtask in this process, or in another one.
+pub(crate) enum OutChannel {
+    Local(Sender<Envelope>),
+    Remote(RemoteSender),
+}
+
+impl OutChannel {
+    /// Sends one element, blocking while the consumer has no room (backpressure).
+    pub(crate) fn send(&self, envelope: Envelope) -> TaskResult {
+        match self {
+            OutChannel::Local(tx) => tx.send(envelope).map_err(|_| TaskError::ChannelClosed),
+            OutChannel::Remote(remote) => remote
+                .send(envelope)
+                .map_err(|e| TaskError::Remote(e.to_string())),
+        }
+    }
+}
 
 /// How records are spread over the channels of one edge (Flink's partitioners).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +100,7 @@ pub(crate) enum Router<T> {
 
 struct ChannelWriter<T> {
     buf: Batch<T>,
-    tx: Sender<Envelope>,
+    tx: OutChannel,
 }
 
 /// The last consumer in a task's chain for one outgoing edge.
@@ -109,7 +128,7 @@ impl<T> Router<T> {
 impl<T: Data> NetworkWriter<T> {
     pub(crate) fn new(
         router: Router<T>,
-        senders: Vec<Sender<Envelope>>,
+        senders: Vec<OutChannel>,
         batch_size: usize,
         forward_clock: bool,
         operator: Arc<str>,
@@ -130,8 +149,8 @@ impl<T: Data> NetworkWriter<T> {
         }
     }
 
-    fn send(tx: &Sender<Envelope>, env: Envelope) -> TaskResult {
-        tx.send(env).map_err(|_| TaskError::ChannelClosed)
+    fn send(tx: &OutChannel, env: Envelope) -> TaskResult {
+        tx.send(env)
     }
 
     fn send_buffer(&mut self, channel: usize) -> TaskResult {
