@@ -4,13 +4,16 @@
 //! `fn main() -> ExitCode { strom::main(my_registry()) }`.
 
 use crate::api::StreamEnv;
-use crate::config::{ExecutionConfig, ProcessingTimeMode, RuntimeMode};
+use crate::cluster::job::JobSubmission;
+use crate::cluster::master::{JobOutcome, MasterOptions, run_master};
+use crate::cluster::worker::{WorkerOptions, run_worker};
 use crate::error::JobError;
 use crate::jobs::{JobArgs, JobRegistry, JobSpec};
 use crate::runtime::metrics::format_summary;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(name = "strom", version, about = "Strom: a Flink-class stream processor", long_about = None)]
@@ -40,10 +43,63 @@ enum Command {
         /// A job name: show its arguments.
         job: Option<String>,
     },
+    /// Run a master: plan the job, wait for workers' slots, deploy it, follow it to its
+    /// end (exit 0 when it finished, 1 when it failed).
+    Master(MasterArgs),
+    /// Run a worker: offer slots to a master and run the subtasks it deploys.
+    Worker(WorkerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MasterArgs {
+    /// The job to run (see `strom jobs`), with the same options as `strom run`.
+    #[command(flatten)]
+    job: JobOptions,
+    /// Address workers attach to.
+    #[arg(long, default_value = "0.0.0.0:6123", env = "STROM_MASTER_BIND")]
+    bind: std::net::SocketAddr,
+    /// How often workers send a heartbeat, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_interval_ms: u64,
+    /// Silence after which a worker is lost, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    heartbeat_timeout_ms: u64,
+}
+
+#[derive(clap::Args, Debug)]
+struct WorkerArgs {
+    /// The master's address.
+    #[arg(long, env = "STROM_MASTER", default_value = "http://127.0.0.1:6123")]
+    master: String,
+    /// Subtask slots this worker offers (slot s runs subtask s of every operator).
+    #[arg(long, default_value_t = 1)]
+    slots: u32,
+    /// Unique id among the job's workers [default: worker-<process id>].
+    #[arg(long, env = "STROM_WORKER_ID")]
+    id: Option<String>,
+    /// Address of this worker's data-plane server (port 0: any free port).
+    #[arg(long, default_value = "0.0.0.0:6124", env = "STROM_DATA_BIND")]
+    data_bind: std::net::SocketAddr,
+    /// Host other workers use to reach this one.
+    #[arg(long, default_value = "127.0.0.1", env = "STROM_ADVERTISE_HOST")]
+    advertise_host: String,
+    /// Pause between attempts to reach the master, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    reconnect_interval_ms: u64,
 }
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
+    #[command(flatten)]
+    job: JobOptions,
+    /// Do not print the per-operator summary when the job ends.
+    #[arg(long)]
+    no_summary: bool,
+}
+
+/// A job and its settings, for `strom run` and `strom master`.
+#[derive(clap::Args, Debug)]
+struct JobOptions {
     /// The job to run (see `strom jobs`).
     job: String,
     /// Default parallelism of the job's operators.
@@ -61,9 +117,19 @@ struct RunArgs {
     /// Records per batch between tasks.
     #[arg(long, default_value_t = 1024)]
     batch_size: usize,
-    /// Do not print the per-operator summary when the job ends.
-    #[arg(long)]
-    no_summary: bool,
+}
+
+impl JobOptions {
+    fn submission(&self) -> JobSubmission {
+        JobSubmission {
+            name: self.job.clone(),
+            args: self.args.clone(),
+            parallelism: self.parallelism,
+            max_parallelism: self.max_parallelism,
+            batch_size: self.batch_size,
+            batch_mode: matches!(self.runtime_mode, Mode::Batch),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -106,6 +172,56 @@ pub fn main(registry: JobRegistry) -> ExitCode {
             }
         },
         Command::Run(args) => run(&registry, args),
+        Command::Master(args) => master(&registry, args),
+        Command::Worker(args) => worker(registry, args),
+    }
+}
+
+fn master(registry: &JobRegistry, args: MasterArgs) -> ExitCode {
+    if args.job.parallelism == 0 {
+        eprintln!("error: --parallelism must be at least 1");
+        return ExitCode::from(2);
+    }
+    let options = MasterOptions {
+        bind: args.bind,
+        job: args.job.submission(),
+        heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms.max(1)),
+        heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms.max(1)),
+    };
+    match run_master(registry, options) {
+        Ok(JobOutcome::Finished) => ExitCode::SUCCESS,
+        Ok(JobOutcome::Failed(why)) => {
+            eprintln!("error: the job failed: {why}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn worker(registry: JobRegistry, args: WorkerArgs) -> ExitCode {
+    if args.slots == 0 {
+        eprintln!("error: --slots must be at least 1");
+        return ExitCode::from(2);
+    }
+    let options = WorkerOptions {
+        master: args.master,
+        id: args
+            .id
+            .unwrap_or_else(|| format!("worker-{}", std::process::id())),
+        slots: args.slots,
+        data_bind: args.data_bind,
+        advertise_host: args.advertise_host,
+        reconnect_interval: Duration::from_millis(args.reconnect_interval_ms.max(1)),
+    };
+    match run_worker(registry, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -157,32 +273,24 @@ pub fn describe_job(spec: &JobSpec) -> String {
 }
 
 fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
-    let Some(spec) = registry.find(&args.job) else {
-        eprintln!("error: {}", unknown_job(registry, &args.job));
+    let RunArgs { job, no_summary } = args;
+    let Some(spec) = registry.find(&job.job) else {
+        eprintln!("error: {}", unknown_job(registry, &job.job));
         return ExitCode::from(2);
     };
-    let job_args = match JobArgs::parse(spec.name, spec.args, &args.args) {
+    let job_args = match JobArgs::parse(spec.name, spec.args, &job.args) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if args.parallelism == 0 {
+    if job.parallelism == 0 {
         eprintln!("error: --parallelism must be at least 1");
         return ExitCode::from(2);
     }
-    let config = ExecutionConfig {
-        parallelism: args.parallelism,
-        max_parallelism: args.max_parallelism,
-        batch_size: args.batch_size.max(1),
-        runtime_mode: match args.runtime_mode {
-            Mode::Streaming => RuntimeMode::Streaming,
-            Mode::Batch => RuntimeMode::Batch,
-        },
-        processing_time: ProcessingTimeMode::Wall,
-        ..ExecutionConfig::default()
-    };
+    // The same settings a master sends its workers.
+    let config = job.submission().config();
     let env = StreamEnv::with_config(config);
     if let Err(e) = (spec.build)(&env, &job_args) {
         eprintln!("error: {e:#}");
@@ -204,7 +312,7 @@ fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
     let started = std::time::Instant::now();
     match handle.join() {
         Ok(result) => {
-            if !args.no_summary {
+            if !no_summary {
                 let outcome = if result.cancelled {
                     "cancelled"
                 } else {
@@ -222,7 +330,7 @@ fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            if !args.no_summary {
+            if !no_summary {
                 eprint!(
                     "{}",
                     format_summary(spec.name, "failed", started.elapsed(), &metrics)

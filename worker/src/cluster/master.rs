@@ -1,0 +1,415 @@
+//! `strom master` (Flink's JobManager, application mode): plans the job it was started
+//! with, waits until the registered workers offer enough slots, deploys every subtask
+//! (slot sharing), and follows their states until the job finishes or fails. Workers are
+//! tracked by their attach stream and heartbeats; a worker that goes silent for the
+//! heartbeat timeout, or whose stream breaks, is lost.
+//!
+//! A lost worker or a failed task fails the job; restart strategies come with the next
+//! step of the distributed runtime.
+
+use crate::cluster::job::JobSubmission;
+use crate::cluster::placement::{place, slots_needed};
+use crate::jobs::JobRegistry;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use strom_proto::control::master_server::{Master, MasterServer};
+use strom_proto::control::{
+    DeployTasks, JobArg, MasterMessage, Placement, RegisterWorker, Registered, TaskId, TaskState,
+    TaskStateReport, WorkerMessage, master_message, worker_message,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Settings of `strom master`.
+#[derive(Clone, Debug)]
+pub struct MasterOptions {
+    /// Where workers reach the master.
+    pub bind: SocketAddr,
+    pub job: JobSubmission,
+    /// How often workers send a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a worker is lost.
+    pub heartbeat_timeout: Duration,
+}
+
+/// How the job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    Finished,
+    Failed(String),
+}
+
+/// Runs the master until its job ends.
+pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Result<JobOutcome> {
+    let (_, plan, _) = options
+        .job
+        .plan(registry)
+        .map_err(|e| anyhow::anyhow!("job '{}': {e}", options.job.name))?;
+    let parallelisms = plan.vertices.iter().map(|v| v.parallelism).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("--bind {}: {e}", options.bind))?;
+        let job_id = format!(
+            "{}-{}",
+            options.job.name,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        );
+        tracing::info!(address = %listener.local_addr()?, job = %job_id, "master listening");
+        let (outcome_tx, mut outcome) = watch::channel(None);
+        let master = MasterService {
+            state: Arc::new(Mutex::new(State {
+                workers: Vec::new(),
+                next_connection: 0,
+                job: options.job.clone(),
+                job_id,
+                attempt: 0,
+                parallelisms,
+                tasks: HashMap::new(),
+                outcome: outcome_tx,
+            })),
+            heartbeat_interval: options.heartbeat_interval,
+        };
+        let watchdog = master.clone();
+        let timeout = options.heartbeat_timeout;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(timeout / 4);
+            loop {
+                tick.tick().await;
+                watchdog.lose_silent_workers(timeout);
+            }
+        });
+        let mut ended = outcome.clone();
+        let server = tonic::transport::Server::builder()
+            .add_service(MasterServer::new(master))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = ended.wait_for(Option::is_some).await;
+            });
+        let serving = tokio::spawn(server);
+        let result = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map(|o| o.clone())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| JobOutcome::Failed("the master stopped".into()));
+        serving.abort();
+        Ok(result)
+    })
+}
+
+#[derive(Clone)]
+struct MasterService {
+    state: Arc<Mutex<State>>,
+    heartbeat_interval: Duration,
+}
+
+struct WorkerEntry {
+    id: String,
+    data_address: String,
+    slots: u32,
+    /// Tells a reattached worker's old stream from its new one.
+    connection: u64,
+    to_worker: mpsc::Sender<Result<MasterMessage, Status>>,
+    last_heard: Instant,
+}
+
+struct State {
+    /// In registration order, which is the order slots are filled in.
+    workers: Vec<WorkerEntry>,
+    next_connection: u64,
+    job: JobSubmission,
+    job_id: String,
+    attempt: u32,
+    parallelisms: Vec<usize>,
+    /// Every subtask of the deployed attempt, by (vertex, subtask): its worker and state.
+    tasks: HashMap<(u32, u32), (String, TaskState)>,
+    outcome: watch::Sender<Option<JobOutcome>>,
+}
+
+impl State {
+    fn ended(&self) -> bool {
+        self.outcome.borrow().is_some()
+    }
+
+    fn end(&mut self, outcome: JobOutcome) {
+        if self.ended() {
+            return;
+        }
+        match &outcome {
+            JobOutcome::Finished => tracing::info!(job = %self.job_id, "job finished"),
+            JobOutcome::Failed(why) => {
+                tracing::error!(job = %self.job_id, error = %why, "job failed")
+            }
+        }
+        let _ = self.outcome.send(Some(outcome));
+    }
+
+    /// Deploys the job once the workers offer enough slots.
+    fn try_deploy(&mut self) {
+        if !self.tasks.is_empty() || self.ended() {
+            return;
+        }
+        let slots: Vec<u32> = self.workers.iter().map(|w| w.slots).collect();
+        let placement = match place(&self.parallelisms, &slots) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(
+                    needed = slots_needed(&self.parallelisms),
+                    available = e.available,
+                    "waiting for workers to offer enough slots"
+                );
+                return;
+            }
+        };
+        let placements: Vec<Placement> = placement
+            .iter()
+            .enumerate()
+            .flat_map(|(vertex, subtasks)| {
+                subtasks
+                    .iter()
+                    .enumerate()
+                    .map(move |(subtask, &w)| (vertex, subtask, w))
+            })
+            .map(|(vertex, subtask, w)| Placement {
+                vertex: vertex as u32,
+                subtask: subtask as u32,
+                worker_id: self.workers[w].id.clone(),
+                data_address: self.workers[w].data_address.clone(),
+            })
+            .collect();
+        let config_json = match serde_json::to_string(&self.job) {
+            Ok(json) => json,
+            Err(e) => return self.end(JobOutcome::Failed(format!("job settings: {e}"))),
+        };
+        let args = self
+            .job
+            .args
+            .iter()
+            .map(|a| {
+                let (key, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
+                JobArg {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                }
+            })
+            .collect::<Vec<_>>();
+        for (w, worker) in self.workers.iter().enumerate() {
+            let tasks: Vec<TaskId> = placements
+                .iter()
+                .filter(|p| p.worker_id == worker.id)
+                .map(|p| TaskId {
+                    job_id: self.job_id.clone(),
+                    attempt: self.attempt,
+                    vertex: p.vertex,
+                    subtask: p.subtask,
+                })
+                .collect();
+            if tasks.is_empty() {
+                continue;
+            }
+            for t in &tasks {
+                self.tasks.insert(
+                    (t.vertex, t.subtask),
+                    (worker.id.clone(), TaskState::Deploying),
+                );
+            }
+            let deploy = DeployTasks {
+                job_id: self.job_id.clone(),
+                attempt: self.attempt,
+                job_name: self.job.name.clone(),
+                args: args.clone(),
+                config_json: config_json.clone(),
+                placements: placements.clone(),
+                tasks,
+                restore_from: String::new(),
+            };
+            tracing::info!(worker = %worker.id, tasks = deploy.tasks.len(), "deploying subtasks");
+            if worker
+                .to_worker
+                .try_send(Ok(MasterMessage {
+                    kind: Some(master_message::Kind::Deploy(deploy)),
+                }))
+                .is_err()
+            {
+                let id = self.workers[w].id.clone();
+                return self.end(JobOutcome::Failed(format!(
+                    "could not deploy to worker {id}: its connection is gone"
+                )));
+            }
+        }
+    }
+
+    fn on_task_state(&mut self, report: TaskStateReport) {
+        let Some(task) = report.task else { return };
+        if task.job_id != self.job_id || task.attempt != self.attempt {
+            return;
+        }
+        let state = TaskState::try_from(report.state).unwrap_or(TaskState::Unspecified);
+        if let Some(entry) = self.tasks.get_mut(&(task.vertex, task.subtask)) {
+            entry.1 = state;
+        }
+        if state == TaskState::Failed {
+            return self.end(JobOutcome::Failed(report.failure));
+        }
+        if !self.tasks.is_empty() && self.tasks.values().all(|(_, s)| *s == TaskState::Finished) {
+            self.end(JobOutcome::Finished);
+        }
+    }
+
+    /// Forgets a worker; the job fails if the worker had unfinished subtasks.
+    fn lose(&mut self, id: &str, why: &str) {
+        self.workers.retain(|w| w.id != id);
+        tracing::warn!(worker = %id, reason = why, "worker lost");
+        let unfinished = self
+            .tasks
+            .values()
+            .any(|(w, s)| w == id && *s != TaskState::Finished);
+        if unfinished {
+            self.end(JobOutcome::Failed(format!(
+                "worker {id} was lost ({why}) while running subtasks of the job"
+            )));
+        }
+    }
+}
+
+impl MasterService {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every change to the state is complete before the lock is released.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lose_silent_workers(&self, timeout: Duration) {
+        let mut state = self.state();
+        let silent: Vec<String> = state
+            .workers
+            .iter()
+            .filter(|w| w.last_heard.elapsed() > timeout)
+            .map(|w| w.id.clone())
+            .collect();
+        for id in silent {
+            state.lose(&id, &format!("no heartbeat for {timeout:?}"));
+        }
+    }
+
+    /// Follows one worker's stream until it ends.
+    async fn follow(self, id: String, connection: u64, mut incoming: Streaming<WorkerMessage>) {
+        let why = loop {
+            match incoming.message().await {
+                Ok(Some(message)) => {
+                    let mut state = self.state();
+                    if let Some(w) = state.workers.iter_mut().find(|w| w.id == id) {
+                        w.last_heard = Instant::now();
+                    }
+                    match message.kind {
+                        Some(worker_message::Kind::TaskState(report)) => {
+                            state.on_task_state(report)
+                        }
+                        Some(worker_message::Kind::Heartbeat(_)) | None => {}
+                        Some(other) => {
+                            tracing::debug!(worker = %id, message = ?other, "ignored");
+                        }
+                    }
+                }
+                Ok(None) => break "it closed its connection".to_string(),
+                Err(status) => break format!("its connection broke: {}", status.message()),
+            }
+        };
+        let mut state = self.state();
+        if state
+            .workers
+            .iter()
+            .any(|w| w.id == id && w.connection == connection)
+        {
+            state.lose(&id, &why);
+        }
+    }
+}
+
+fn check_registration(r: &RegisterWorker) -> Result<(), Status> {
+    if r.worker_id.is_empty() {
+        return Err(Status::invalid_argument(
+            "register.worker_id is empty: give every worker a unique id (--id)",
+        ));
+    }
+    if r.slots == 0 {
+        return Err(Status::invalid_argument(
+            "register.slots is 0: a worker needs at least one slot (--slots)",
+        ));
+    }
+    if r.data_address.is_empty() {
+        return Err(Status::invalid_argument(
+            "register.data_address is empty: workers must say where others reach them",
+        ));
+    }
+    Ok(())
+}
+
+type ToWorker = Pin<Box<dyn futures::Stream<Item = Result<MasterMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Master for MasterService {
+    type AttachStream = ToWorker;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<WorkerMessage>>,
+    ) -> Result<Response<ToWorker>, Status> {
+        let mut incoming = request.into_inner();
+        let register = match incoming.message().await? {
+            Some(WorkerMessage {
+                kind: Some(worker_message::Kind::Register(r)),
+            }) => r,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a worker's first message must be 'register'",
+                ));
+            }
+        };
+        check_registration(&register)?;
+        let (to_worker, outgoing) = mpsc::channel(64);
+        let _ = to_worker.try_send(Ok(MasterMessage {
+            kind: Some(master_message::Kind::Registered(Registered {
+                heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+                heartbeat_timeout_ms: 0,
+                master_session: String::new(),
+            })),
+        }));
+        let connection = {
+            let mut state = self.state();
+            let connection = state.next_connection;
+            state.next_connection += 1;
+            state.workers.retain(|w| w.id != register.worker_id);
+            tracing::info!(
+                worker = %register.worker_id,
+                slots = register.slots,
+                data = %register.data_address,
+                "worker registered"
+            );
+            state.workers.push(WorkerEntry {
+                id: register.worker_id.clone(),
+                data_address: register.data_address.clone(),
+                slots: register.slots,
+                connection,
+                to_worker,
+                last_heard: Instant::now(),
+            });
+            state.try_deploy();
+            connection
+        };
+        tokio::spawn(
+            self.clone()
+                .follow(register.worker_id, connection, incoming),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(outgoing))))
+    }
+}

@@ -1,0 +1,280 @@
+//! `strom worker` (Flink's TaskManager): serves the data plane, attaches to the master
+//! and offers its slots, runs the subtasks the master deploys (building the job from its
+//! name and arguments, as every process of a job does), and reports their states. When
+//! the master's stream ends the worker attaches again, until it is stopped.
+
+use crate::cluster::job::JobSubmission;
+use crate::jobs::JobRegistry;
+use crate::net::exchange::Exchange;
+use crate::runtime::executor::{CancelToken, Deployment, Network, launch_deployment};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strom_proto::control::master_client::MasterClient;
+use strom_proto::control::{
+    DeployTasks, Heartbeat, MasterMessage, RegisterWorker, TaskState, TaskStateReport,
+    WorkerMessage, master_message, worker_message,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+
+/// Settings of `strom worker`.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// The master's address, e.g. `http://strom-master:6123`.
+    pub master: String,
+    /// Unique among the job's workers (the pod name in Kubernetes).
+    pub id: String,
+    pub slots: u32,
+    /// Where the data-plane server listens (port 0: any free port).
+    pub data_bind: SocketAddr,
+    /// The host other workers use to reach this one (the pod IP in Kubernetes).
+    pub advertise_host: String,
+    /// Pause between attempts to reach the master.
+    pub reconnect_interval: Duration,
+}
+
+/// Job attempts running here, to cancel them.
+type Running = Arc<Mutex<HashMap<(String, u32), CancelToken>>>;
+
+/// Runs the worker until the process is stopped.
+pub fn run_worker(registry: JobRegistry, options: WorkerOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.data_bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("--data-bind {}: {e}", options.data_bind))?;
+        let data_address = format!(
+            "{}:{}",
+            options.advertise_host,
+            listener.local_addr()?.port()
+        );
+        let exchange = Exchange::new(Duration::from_secs(60));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(exchange.service())
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        tracing::info!(worker = %options.id, data = %data_address, "worker data plane listening");
+        let registry = Arc::new(registry);
+        let running: Running = Arc::default();
+        loop {
+            match attach(&registry, &options, &data_address, &exchange, &handle, &running).await
+            {
+                Ok(()) => tracing::warn!(master = %options.master, "the master closed the connection; attaching again"),
+                Err(e) => tracing::warn!(master = %options.master, error = %e, "cannot reach the master; retrying"),
+            }
+            tokio::time::sleep(options.reconnect_interval).await;
+        }
+    })
+}
+
+/// One attachment to the master, until its stream ends.
+async fn attach(
+    registry: &Arc<JobRegistry>,
+    options: &WorkerOptions,
+    data_address: &str,
+    exchange: &Exchange,
+    handle: &tokio::runtime::Handle,
+    running: &Running,
+) -> anyhow::Result<()> {
+    let mut client = MasterClient::connect(options.master.clone()).await?;
+    let (to_master, outgoing) = mpsc::channel(256);
+    to_master
+        .send(WorkerMessage {
+            kind: Some(worker_message::Kind::Register(RegisterWorker {
+                worker_id: options.id.clone(),
+                data_address: data_address.to_string(),
+                slots: options.slots,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                running: Vec::new(),
+            })),
+        })
+        .await?;
+    let mut incoming = client
+        .attach(ReceiverStream::new(outgoing))
+        .await?
+        .into_inner();
+    let interval = match incoming.message().await? {
+        Some(MasterMessage {
+            kind: Some(master_message::Kind::Registered(r)),
+        }) => Duration::from_millis(r.heartbeat_interval_ms.max(10)),
+        _ => anyhow::bail!("the master did not answer the registration"),
+    };
+    tracing::info!(master = %options.master, "attached to the master");
+    let beats = to_master.clone();
+    let heartbeat = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        for sequence in 0.. {
+            tick.tick().await;
+            let beat = WorkerMessage {
+                kind: Some(worker_message::Kind::Heartbeat(Heartbeat {
+                    sequence,
+                    tasks: Vec::new(),
+                })),
+            };
+            if beats.send(beat).await.is_err() {
+                break;
+            }
+        }
+    });
+    let result = async {
+        while let Some(message) = incoming.message().await? {
+            match message.kind {
+                Some(master_message::Kind::Deploy(deploy)) => {
+                    let (registry, exchange, handle, running, to_master, id) = (
+                        registry.clone(),
+                        exchange.clone(),
+                        handle.clone(),
+                        running.clone(),
+                        to_master.clone(),
+                        options.id.clone(),
+                    );
+                    // Building and starting a job is blocking work.
+                    std::thread::spawn(move || {
+                        deploy_tasks(
+                            &registry, deploy, &id, exchange, handle, &running, to_master,
+                        )
+                    });
+                }
+                Some(master_message::Kind::Cancel(cancel)) => {
+                    let token = running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&(cancel.job_id, cancel.attempt))
+                        .cloned();
+                    if let Some(token) = token {
+                        token.cancel();
+                    }
+                }
+                other => tracing::debug!(message = ?other, "ignored"),
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    heartbeat.abort();
+    result
+}
+
+/// Starts this worker's subtasks of a job attempt and reports their states until they end.
+fn deploy_tasks(
+    registry: &JobRegistry,
+    deploy: DeployTasks,
+    this_worker: &str,
+    exchange: Exchange,
+    runtime: tokio::runtime::Handle,
+    running: &Running,
+    to_master: mpsc::Sender<WorkerMessage>,
+) {
+    let report = |state: TaskState, failure: &str| {
+        for task in &deploy.tasks {
+            let message = WorkerMessage {
+                kind: Some(worker_message::Kind::TaskState(TaskStateReport {
+                    task: Some(task.clone()),
+                    state: state.into(),
+                    failure: failure.to_string(),
+                })),
+            };
+            if to_master.blocking_send(message).is_err() {
+                tracing::warn!("the master's connection is gone; a task state was not reported");
+                return;
+            }
+        }
+    };
+    let started = (|| -> Result<_, String> {
+        let job: JobSubmission = serde_json::from_str(&deploy.config_json)
+            .map_err(|e| format!("the master sent unreadable job settings: {e}"))?;
+        let (graph, plan, config) = job.plan(registry)?;
+        // Workers by first appearance; subtasks by (vertex, subtask).
+        let mut workers: Vec<&str> = Vec::new();
+        let mut addresses: Vec<&str> = Vec::new();
+        let mut placed = plan
+            .vertices
+            .iter()
+            .map(|v| vec![None; v.parallelism])
+            .collect::<Vec<Vec<Option<usize>>>>();
+        for p in &deploy.placements {
+            let index = match workers.iter().position(|w| *w == p.worker_id) {
+                Some(i) => i,
+                None => {
+                    workers.push(&p.worker_id);
+                    addresses.push(&p.data_address);
+                    workers.len() - 1
+                }
+            };
+            let slot = placed
+                .get_mut(p.vertex as usize)
+                .and_then(|v| v.get_mut(p.subtask as usize))
+                .ok_or_else(|| {
+                    format!(
+                        "the master placed subtask {} of vertex {}, which this job's plan \
+                         does not have (do master and worker run the same binary?)",
+                        p.subtask, p.vertex
+                    )
+                })?;
+            *slot = Some(index);
+        }
+        let placement = placed
+            .into_iter()
+            .map(|v| v.into_iter().collect::<Option<Vec<usize>>>())
+            .collect::<Option<Vec<_>>>()
+            .ok_or("the master left subtasks of the job unplaced")?;
+        let this = workers
+            .iter()
+            .position(|w| *w == this_worker)
+            .ok_or("the master deployed to this worker without placing anything on it")?;
+        let connections = {
+            let _in_runtime = runtime.enter();
+            addresses
+                .iter()
+                .map(|a| {
+                    tonic::transport::Endpoint::from_shared(format!("http://{a}"))
+                        .map(|e| e.connect_lazy())
+                        .map_err(|e| format!("worker data address '{a}': {e}"))
+                })
+                .collect::<Result<Vec<_>, String>>()?
+        };
+        let deployment = Deployment {
+            workers: placement,
+            this_worker: this,
+            network: Some(Network {
+                job_id: deploy.job_id.clone(),
+                attempt: deploy.attempt,
+                exchange,
+                runtime: runtime.clone(),
+                connections,
+            }),
+        };
+        launch_deployment(&deploy.job_name, graph, plan, config, deployment)
+            .map_err(|e| e.to_string())
+    })();
+    let job = match started {
+        Ok(job) => job,
+        Err(why) => {
+            tracing::error!(job = %deploy.job_id, error = %why, "could not start the subtasks");
+            return report(TaskState::Failed, &why);
+        }
+    };
+    let key = (deploy.job_id.clone(), deploy.attempt);
+    running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key.clone(), job.cancel_token());
+    tracing::info!(job = %deploy.job_id, tasks = deploy.tasks.len(), "subtasks running");
+    report(TaskState::Running, "");
+    let result = job.join();
+    running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+    match result {
+        Ok(r) if r.cancelled => report(TaskState::Canceled, ""),
+        Ok(_) => report(TaskState::Finished, ""),
+        Err(e) => report(TaskState::Failed, &e.to_string()),
+    }
+}
