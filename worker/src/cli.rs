@@ -6,6 +6,7 @@
 use crate::api::StreamEnv;
 use crate::cluster::job::JobSubmission;
 use crate::cluster::master::{JobOutcome, MasterOptions, run_master};
+use crate::cluster::restart::RestartStrategy;
 use crate::cluster::worker::{WorkerOptions, run_worker};
 use crate::error::JobError;
 use crate::jobs::{JobArgs, JobRegistry, JobSpec};
@@ -64,6 +65,71 @@ struct MasterArgs {
     /// Silence after which a worker is lost, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     heartbeat_timeout_ms: u64,
+    #[command(flatten)]
+    restart: RestartArgs,
+}
+
+/// Flink's restart strategies and their options (`restart-strategy.*`), with its defaults.
+#[derive(clap::Args, Debug)]
+struct RestartArgs {
+    /// What to do when a subtask fails or a worker is lost: fail the job (none), or
+    /// restart it from scratch.
+    #[arg(long, value_enum, default_value_t = Restart::None)]
+    restart_strategy: Restart,
+    /// fixed-delay: restarts before the job fails.
+    #[arg(long, default_value_t = 1)]
+    restart_attempts: u32,
+    /// fixed-delay and failure-rate: pause before a restart; exponential-delay: the first
+    /// pause. Milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    restart_delay_ms: u64,
+    /// exponential-delay: the longest pause, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    restart_max_delay_ms: u64,
+    /// exponential-delay: growth of the pause per failure.
+    #[arg(long, default_value_t = 1.5)]
+    restart_multiplier: f64,
+    /// exponential-delay: a run this long without failure resets the pause, in milliseconds.
+    #[arg(long, default_value_t = 3_600_000)]
+    restart_reset_after_ms: u64,
+    /// failure-rate: most failures within the interval before the job fails.
+    #[arg(long, default_value_t = 1)]
+    restart_max_failures: u32,
+    /// failure-rate: the interval, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    restart_failure_interval_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Restart {
+    None,
+    FixedDelay,
+    ExponentialDelay,
+    FailureRate,
+}
+
+impl RestartArgs {
+    fn strategy(&self) -> RestartStrategy {
+        let ms = Duration::from_millis;
+        match self.restart_strategy {
+            Restart::None => RestartStrategy::None,
+            Restart::FixedDelay => RestartStrategy::FixedDelay {
+                attempts: self.restart_attempts,
+                delay: ms(self.restart_delay_ms),
+            },
+            Restart::ExponentialDelay => RestartStrategy::ExponentialDelay {
+                initial: ms(self.restart_delay_ms),
+                max: ms(self.restart_max_delay_ms),
+                multiplier: self.restart_multiplier,
+                reset_after: ms(self.restart_reset_after_ms),
+            },
+            Restart::FailureRate => RestartStrategy::FailureRate {
+                max_failures: self.restart_max_failures,
+                interval: ms(self.restart_failure_interval_ms),
+                delay: ms(self.restart_delay_ms),
+            },
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -187,6 +253,7 @@ fn master(registry: &JobRegistry, args: MasterArgs) -> ExitCode {
         job: args.job.submission(),
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms.max(1)),
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms.max(1)),
+        restart: args.restart.strategy(),
     };
     match run_master(registry, options) {
         Ok(JobOutcome::Finished) => ExitCode::SUCCESS,

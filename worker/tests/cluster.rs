@@ -195,3 +195,65 @@ fn a_job_whose_worker_is_killed_fails_and_says_which_worker() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("worker w2 was lost"), "{stderr}");
 }
+
+#[test]
+fn a_job_restarts_on_the_remaining_workers_and_its_output_is_complete() {
+    let dir = temp_dir("failover");
+    let job = |output: &Path| -> Vec<String> {
+        // 3,000 generated lines at 1,000 a second: long enough to kill a worker mid-run.
+        [
+            "word-count",
+            "--parallelism",
+            "2",
+            "--arg",
+            "events=3000",
+            "--arg",
+            "rate=1000",
+            "--arg",
+            &format!("output={}", output.display()),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let alone = dir.join("alone");
+    let status = Command::new(STROM)
+        .arg("run")
+        .args(job(&alone))
+        .arg("--no-summary")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let expected = read_parts(&alone);
+
+    let split = dir.join("split");
+    let port = free_port();
+    let mut master_args = job(&split);
+    master_args.extend(
+        [
+            "--restart-strategy",
+            "fixed-delay",
+            "--restart-attempts",
+            "2",
+            "--restart-delay-ms",
+            "200",
+        ]
+        .map(String::from),
+    );
+    let mut processes = Processes(vec![
+        master(port, &master_args),
+        worker(port, "w1"),
+        worker(port, "w2"),
+    ]);
+    // The job needs both workers' slots, so both run subtasks once it is deployed.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(processes.0[0].try_wait().unwrap().is_none(), "the job runs");
+    // A spare worker, as Kubernetes would start in place of the one that dies.
+    processes.0.push(worker(port, "w3"));
+    processes.0[2].kill().unwrap();
+    let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(60));
+    assert!(status.success(), "the master failed:\n{stderr}");
+    assert!(stderr.contains("restarting it from scratch"), "{stderr}");
+    assert!(stderr.contains("worker w2 was lost"), "{stderr}");
+    // Restarted from scratch, the second attempt rewrote every part file.
+    assert_eq!(read_parts(&split), expected);
+}

@@ -4,11 +4,14 @@
 //! tracked by their attach stream and heartbeats; a worker that goes silent for the
 //! heartbeat timeout, or whose stream breaks, is lost.
 //!
-//! A lost worker or a failed task fails the job; restart strategies come with the next
-//! step of the distributed runtime.
+//! A failed subtask or a lost worker (with unfinished subtasks) is a failure of the job:
+//! the master cancels what still runs of that attempt and, as its restart strategy says,
+//! deploys the job again from scratch after a delay (a new attempt; checkpoints come with
+//! the next issue), or fails it.
 
 use crate::cluster::job::JobSubmission;
 use crate::cluster::placement::{place, slots_needed};
+use crate::cluster::restart::{RestartStrategy, RestartTracker};
 use crate::jobs::JobRegistry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use strom_proto::control::master_server::{Master, MasterServer};
 use strom_proto::control::{
-    DeployTasks, JobArg, MasterMessage, Placement, RegisterWorker, Registered, TaskId, TaskState,
-    TaskStateReport, WorkerMessage, master_message, worker_message,
+    CancelJob, DeployTasks, JobArg, MasterMessage, Placement, RegisterWorker, Registered, TaskId,
+    TaskState, TaskStateReport, WorkerMessage, master_message, worker_message,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -34,6 +37,8 @@ pub struct MasterOptions {
     pub heartbeat_interval: Duration,
     /// Silence after which a worker is lost.
     pub heartbeat_timeout: Duration,
+    /// What to do when the job fails.
+    pub restart: RestartStrategy,
 }
 
 /// How the job ended.
@@ -66,6 +71,7 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
         );
         tracing::info!(address = %listener.local_addr()?, job = %job_id, "master listening");
         let (outcome_tx, mut outcome) = watch::channel(None);
+        let (restarts_tx, mut restarts) = mpsc::unbounded_channel::<Duration>();
         let master = MasterService {
             state: Arc::new(Mutex::new(State {
                 workers: Vec::new(),
@@ -76,9 +82,22 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 parallelisms,
                 tasks: HashMap::new(),
                 outcome: outcome_tx,
+                restart: RestartTracker::new(options.restart.clone()),
+                restart_pending: false,
+                schedule_restart: restarts_tx,
             })),
             heartbeat_interval: options.heartbeat_interval,
         };
+        // Restarts wait for their delay here, outside the state's lock.
+        let restarter = master.clone();
+        tokio::spawn(async move {
+            while let Some(delay) = restarts.recv().await {
+                tokio::time::sleep(delay).await;
+                let mut state = restarter.state();
+                state.restart_pending = false;
+                state.try_deploy();
+            }
+        });
         let watchdog = master.clone();
         let timeout = options.heartbeat_timeout;
         tokio::spawn(async move {
@@ -134,6 +153,10 @@ struct State {
     /// Every subtask of the deployed attempt, by (vertex, subtask): its worker and state.
     tasks: HashMap<(u32, u32), (String, TaskState)>,
     outcome: watch::Sender<Option<JobOutcome>>,
+    restart: RestartTracker,
+    /// A restart is waiting for its delay: deploy nothing until then.
+    restart_pending: bool,
+    schedule_restart: mpsc::UnboundedSender<Duration>,
 }
 
 impl State {
@@ -154,9 +177,51 @@ impl State {
         let _ = self.outcome.send(Some(outcome));
     }
 
+    /// The current attempt failed: cancel what still runs of it, then restart or give up
+    /// as the restart strategy says.
+    fn fail(&mut self, why: String) {
+        if self.ended() || self.tasks.is_empty() {
+            return;
+        }
+        let cancel = CancelJob {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+        };
+        for worker in &self.workers {
+            if self.tasks.values().any(|(w, _)| *w == worker.id) {
+                let _ = worker.to_worker.try_send(Ok(MasterMessage {
+                    kind: Some(master_message::Kind::Cancel(cancel.clone())),
+                }));
+            }
+        }
+        self.tasks.clear();
+        match self.restart.on_failure(Instant::now()) {
+            Some(delay) => {
+                self.attempt += 1;
+                self.restart_pending = true;
+                tracing::warn!(
+                    job = %self.job_id,
+                    error = %why,
+                    restart = self.restart.restarts(),
+                    delay_ms = delay.as_millis() as u64,
+                    "job failed; restarting it from scratch"
+                );
+                let _ = self.schedule_restart.send(delay);
+            }
+            None => {
+                let restarts = self.restart.restarts();
+                self.end(JobOutcome::Failed(if restarts == 0 {
+                    why
+                } else {
+                    format!("{why} (the restart strategy gave up after {restarts} restarts)")
+                }));
+            }
+        }
+    }
+
     /// Deploys the job once the workers offer enough slots.
     fn try_deploy(&mut self) {
-        if !self.tasks.is_empty() || self.ended() {
+        if !self.tasks.is_empty() || self.ended() || self.restart_pending {
             return;
         }
         let slots: Vec<u32> = self.workers.iter().map(|w| w.slots).collect();
@@ -242,9 +307,9 @@ impl State {
                 .is_err()
             {
                 let id = self.workers[w].id.clone();
-                return self.end(JobOutcome::Failed(format!(
+                return self.fail(format!(
                     "could not deploy to worker {id}: its connection is gone"
-                )));
+                ));
             }
         }
     }
@@ -259,7 +324,7 @@ impl State {
             entry.1 = state;
         }
         if state == TaskState::Failed {
-            return self.end(JobOutcome::Failed(report.failure));
+            return self.fail(report.failure);
         }
         if !self.tasks.is_empty() && self.tasks.values().all(|(_, s)| *s == TaskState::Finished) {
             self.end(JobOutcome::Finished);
@@ -275,9 +340,9 @@ impl State {
             .values()
             .any(|(w, s)| w == id && *s != TaskState::Finished);
         if unfinished {
-            self.end(JobOutcome::Failed(format!(
+            self.fail(format!(
                 "worker {id} was lost ({why}) while running subtasks of the job"
-            )));
+            ));
         }
     }
 }

@@ -9,4 +9,5 @@
 pub(crate) mod job;
 pub mod master;
 pub(crate) mod placement;
+pub mod restart;
 pub mod worker;
