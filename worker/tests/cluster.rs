@@ -257,3 +257,66 @@ fn a_job_restarts_on_the_remaining_workers_and_its_output_is_complete() {
     // Restarted from scratch, the second attempt rewrote every part file.
     assert_eq!(read_parts(&split), expected);
 }
+
+#[test]
+fn workers_keep_retrying_and_attach_to_a_master_that_returns() {
+    let dir = temp_dir("master-returns");
+    let input = dir.join("input.txt");
+    let text: String = (0..100)
+        .map(|i| format!("all the world is a stage {}\n", i % 11))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let alone = dir.join("alone");
+    let status = Command::new(STROM)
+        .arg("run")
+        .args(word_count_args(&input, &alone))
+        .arg("--no-summary")
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let port = free_port();
+    // Workers first: no master yet, they retry.
+    let mut processes = Processes(vec![worker(port, "w1"), worker(port, "w2")]);
+    std::thread::sleep(Duration::from_millis(500));
+    // A master with an endless job; then it dies.
+    let endless: Vec<String> = [
+        "word-count",
+        "--parallelism",
+        "2",
+        "--arg",
+        "events=0",
+        "--arg",
+        "rate=100",
+        "--arg",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([format!("output={}", dir.join("endless").display())])
+    .collect();
+    processes.0.insert(0, master(port, &endless));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(processes.0[0].try_wait().unwrap().is_none(), "the job runs");
+    processes.0[0].kill().unwrap();
+    let _ = processes.0[0].wait();
+    // A new master on the same address: the workers attach to it and run its job.
+    let returned = dir.join("returned");
+    processes.0[0] = master(port, &word_count_args(&input, &returned));
+    let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(60));
+    assert!(status.success(), "the master failed:\n{stderr}");
+    assert_eq!(read_parts(&returned), read_parts(&alone));
+    // The dead master's endless job was cancelled when the workers lost it.
+    let size = |d: &Path| -> u64 {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let before = size(&dir.join("endless"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        size(&dir.join("endless")),
+        before,
+        "the orphaned job still writes"
+    );
+}

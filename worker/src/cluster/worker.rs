@@ -68,9 +68,26 @@ pub fn run_worker(registry: JobRegistry, options: WorkerOptions) -> anyhow::Resu
                 Ok(()) => tracing::warn!(master = %options.master, "the master closed the connection; attaching again"),
                 Err(e) => tracing::warn!(master = %options.master, error = %e, "cannot reach the master; retrying"),
             }
+            cancel_orphans(&running);
             tokio::time::sleep(options.reconnect_interval).await;
         }
     })
+}
+
+/// Cancels the subtasks of a master that is gone: nobody follows their states any more,
+/// and the master that comes back deploys its jobs anew (as a Flink TaskManager fails the
+/// tasks of a JobManager it lost).
+fn cancel_orphans(running: &Running) {
+    let orphans: Vec<((String, u32), CancelToken)> = running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, t)| (k.clone(), t.clone()))
+        .collect();
+    for ((job, attempt), token) in orphans {
+        tracing::warn!(job = %job, attempt, "the master is gone; cancelling its subtasks");
+        token.cancel();
+    }
 }
 
 /// One attachment to the master, until its stream ends.
