@@ -77,7 +77,7 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 workers: Vec::new(),
                 next_connection: 0,
                 job: options.job.clone(),
-                job_id,
+                job_id: job_id.clone(),
                 attempt: 0,
                 parallelisms,
                 tasks: HashMap::new(),
@@ -87,6 +87,8 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 schedule_restart: restarts_tx,
             })),
             heartbeat_interval: options.heartbeat_interval,
+            heartbeat_timeout: options.heartbeat_timeout,
+            session: job_id,
         };
         // Restarts wait for their delay here, outside the state's lock.
         let restarter = master.clone();
@@ -130,6 +132,9 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
 struct MasterService {
     state: Arc<Mutex<State>>,
     heartbeat_interval: Duration,
+    heartbeat_timeout: Duration,
+    /// This master's run (its job id): tells workers that a master restarted.
+    session: String,
 }
 
 struct WorkerEntry {
@@ -445,8 +450,8 @@ impl Master for MasterService {
         let _ = to_worker.try_send(Ok(MasterMessage {
             kind: Some(master_message::Kind::Registered(Registered {
                 heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
-                heartbeat_timeout_ms: 0,
-                master_session: String::new(),
+                heartbeat_timeout_ms: self.heartbeat_timeout.as_millis() as u64,
+                master_session: self.session.clone(),
             })),
         }));
         let connection = {

@@ -206,6 +206,12 @@ fn deploy_tasks(
     let started = (|| -> Result<_, String> {
         let job: JobSubmission = serde_json::from_str(&deploy.config_json)
             .map_err(|e| format!("the master sent unreadable job settings: {e}"))?;
+        if job.name != deploy.job_name {
+            return Err(format!(
+                "the master's job settings are for '{}', its deployment for '{}'",
+                job.name, deploy.job_name
+            ));
+        }
         let (graph, plan, config) = job.plan(registry)?;
         // Workers by first appearance; subtasks by (vertex, subtask).
         let mut workers: Vec<&str> = Vec::new();
