@@ -3,10 +3,12 @@
 //!
 //! - `strom-bench` (no command): each pipeline on Strom against a hand-written loop;
 //! - `strom-bench compare`: Strom against Apache Flink 2.3 (pipelines, Nexmark, latency);
+//! - `strom-bench network`: a pipeline in one process against two worker processes;
 //! - `strom-bench --help` lists the rest.
 
 mod child;
 mod compare;
+mod network;
 mod versus_loop;
 
 use anyhow::Context;
@@ -76,6 +78,39 @@ enum Cmd {
         /// Also write the report to this file (bench/RESULTS.md by convention).
         #[arg(long)]
         output: Option<std::path::PathBuf>,
+    },
+    /// A pipeline at p = 2 in one process against a master and two worker processes: the
+    /// cost of the network path.
+    Network {
+        /// Cases to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "keyed-sum")]
+        cases: Vec<String>,
+        /// Events per run.
+        #[arg(long, default_value_t = 20_000_000)]
+        events: u64,
+        /// Runs of each case on each setup.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Also write the table to this file.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// A master for `network` runs (internal): runs the case and prints a JSON line.
+    #[command(hide = true)]
+    ClusterMaster {
+        case: String,
+        #[arg(long)]
+        events: u64,
+        #[arg(long)]
+        port: u16,
+    },
+    /// A worker for `network` runs (internal): runs until killed.
+    #[command(hide = true)]
+    ClusterWorker {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        id: String,
     },
     /// Runs one case once in this process and prints a JSON line (used by the harness).
     Case {
@@ -159,6 +194,30 @@ fn main() -> anyhow::Result<()> {
             output,
             tuning: cli.tuning,
         }),
+        Some(Cmd::Network {
+            cases,
+            events,
+            runs,
+            output,
+        }) => {
+            let cases = cases
+                .iter()
+                .map(|c| {
+                    Case::parse(c).with_context(|| {
+                        format!(
+                            "unknown case '{c}'; cases are {}",
+                            Case::ALL.map(Case::name).join(", ")
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            network::run(&cases, events, runs, cli.tuning, output)
+        }
+        Some(Cmd::ClusterMaster { case, events, port }) => {
+            let case = Case::parse(&case).with_context(|| format!("unknown case '{case}'"))?;
+            network::master(case, events, 2, port)
+        }
+        Some(Cmd::ClusterWorker { port, id }) => network::worker(port, id),
         Some(Cmd::Case {
             case,
             engine,

@@ -40,8 +40,8 @@ pub struct Percentiles {
     pub count: u64,
 }
 
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn proc_status_kib(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -53,12 +53,26 @@ fn proc_status_kib(field: &str) -> u64 {
 
 /// Peak resident memory of this process so far.
 pub fn peak_rss_kib() -> u64 {
-    proc_status_kib("VmHWM:")
+    proc_status_kib("self", "VmHWM:")
+}
+
+/// Peak resident memory of process `pid` so far.
+pub fn peak_rss_kib_of(pid: u32) -> u64 {
+    proc_status_kib(&pid.to_string(), "VmHWM:")
 }
 
 /// User + system CPU time of this process so far, in seconds.
 pub fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds_of_process("self")
+}
+
+/// User + system CPU time of process `pid` so far, in seconds.
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    cpu_seconds_of_process(&pid.to_string())
+}
+
+fn cpu_seconds_of_process(process: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{process}/stat")) else {
         return 0.0;
     };
     // Fields after the command name, which is in parentheses and may hold spaces.

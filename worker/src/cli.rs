@@ -256,7 +256,7 @@ fn master(registry: &JobRegistry, args: MasterArgs) -> ExitCode {
         restart: args.restart.strategy(),
     };
     match run_master(registry, options) {
-        Ok(JobOutcome::Finished) => ExitCode::SUCCESS,
+        Ok(JobOutcome::Finished { .. }) => ExitCode::SUCCESS,
         Ok(JobOutcome::Failed(why)) => {
             eprintln!("error: the job failed: {why}");
             ExitCode::FAILURE

@@ -44,7 +44,10 @@ pub struct MasterOptions {
 /// How the job ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobOutcome {
-    Finished,
+    /// Finished; `ran_for` is the time from the last deployment to the end.
+    Finished {
+        ran_for: Duration,
+    },
     Failed(String),
 }
 
@@ -84,6 +87,7 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 outcome: outcome_tx,
                 restart: RestartTracker::new(options.restart.clone()),
                 restart_pending: false,
+                deployed_at: None,
                 schedule_restart: restarts_tx,
             })),
             heartbeat_interval: options.heartbeat_interval,
@@ -159,6 +163,8 @@ struct State {
     tasks: HashMap<(u32, u32), (String, TaskState)>,
     outcome: watch::Sender<Option<JobOutcome>>,
     restart: RestartTracker,
+    /// When the current attempt was deployed.
+    deployed_at: Option<Instant>,
     /// A restart is waiting for its delay: deploy nothing until then.
     restart_pending: bool,
     schedule_restart: mpsc::UnboundedSender<Duration>,
@@ -174,7 +180,11 @@ impl State {
             return;
         }
         match &outcome {
-            JobOutcome::Finished => tracing::info!(job = %self.job_id, "job finished"),
+            JobOutcome::Finished { ran_for } => tracing::info!(
+                job = %self.job_id,
+                ran_ms = ran_for.as_millis() as u64,
+                "job finished"
+            ),
             JobOutcome::Failed(why) => {
                 tracing::error!(job = %self.job_id, error = %why, "job failed")
             }
@@ -241,6 +251,7 @@ impl State {
                 return;
             }
         };
+        self.deployed_at = Some(Instant::now());
         let placements: Vec<Placement> = placement
             .iter()
             .enumerate()
@@ -332,7 +343,8 @@ impl State {
             return self.fail(report.failure);
         }
         if !self.tasks.is_empty() && self.tasks.values().all(|(_, s)| *s == TaskState::Finished) {
-            self.end(JobOutcome::Finished);
+            let ran_for = self.deployed_at.map_or(Duration::ZERO, |t| t.elapsed());
+            self.end(JobOutcome::Finished { ran_for });
         }
     }
 

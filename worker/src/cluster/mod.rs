@@ -6,7 +6,7 @@
 //! Every process builds the job from the same code and arguments (DESIGN.md §3): the
 //! master sends a job's name and arguments, never code.
 
-pub(crate) mod job;
+pub mod job;
 pub mod master;
 pub(crate) mod placement;
 pub mod restart;
