@@ -51,13 +51,15 @@ impl<T: Data> RecordCodec<T> {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Batch<T>, CodecError> {
+        use serde::Deserialize;
         let err = |message: String| CodecError::Decode {
             type_name: std::any::type_name::<T>(),
             message,
         };
-        let mut cursor = Cursor::new(bytes);
-        let count: u64 =
-            rmp_serde::decode::from_read(&mut cursor).map_err(|e| err(e.to_string()))?;
+        // One deserializer for the whole batch: setting one up per record cost as much
+        // as reading a small record.
+        let mut de = rmp_serde::Deserializer::new(Cursor::new(bytes));
+        let count = u64::deserialize(&mut de).map_err(|e| err(e.to_string()))?;
         // Every record takes at least one byte: a count beyond the bytes left is corrupt
         // data, and must not reserve memory for it.
         if count > bytes.len() as u64 {
@@ -68,14 +70,14 @@ impl<T: Data> RecordCodec<T> {
         }
         let mut batch = Vec::with_capacity(count as usize);
         for i in 0..count {
-            let (value, timestamp): (T, i64) = rmp_serde::decode::from_read(&mut cursor)
+            let (value, timestamp) = <(T, i64)>::deserialize(&mut de)
                 .map_err(|e| err(format!("record {} of {count}: {e}", i + 1)))?;
             batch.push(StreamRecord { value, timestamp });
         }
-        if cursor.position() != bytes.len() as u64 {
+        if de.position() != bytes.len() as u64 {
             return Err(err(format!(
                 "{} bytes left over after {count} records",
-                bytes.len() as u64 - cursor.position()
+                bytes.len() as u64 - de.position()
             )));
         }
         Ok(batch)
