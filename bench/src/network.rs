@@ -63,6 +63,7 @@ pub fn master(case: Case, events: u64, parallelism: usize, port: u16) -> anyhow:
         heartbeat_interval: Duration::from_secs(1),
         heartbeat_timeout: Duration::from_secs(10),
         restart: RestartStrategy::None,
+        rest_bind: None,
     };
     match run_master(&registry(), options)? {
         JobOutcome::Finished { ran_for } => {
@@ -77,6 +78,7 @@ pub fn master(case: Case, events: u64, parallelism: usize, port: u16) -> anyhow:
             Ok(())
         }
         JobOutcome::Failed(why) => anyhow::bail!("the job failed: {why}"),
+        JobOutcome::Cancelled => anyhow::bail!("the job was cancelled"),
     }
 }
 

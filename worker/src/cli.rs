@@ -1,17 +1,21 @@
-//! The `strom` command line: `strom run <job>`, `strom jobs`.
+//! The `strom` command line: `strom run <job>` and `strom jobs` in one process; `strom
+//! master` and `strom worker` for a job across processes; `strom list | status | cancel`
+//! against a master's REST API.
 //!
 //! Users with their own jobs build their own binary around the same command line:
 //! `fn main() -> ExitCode { strom::main(my_registry()) }`.
 
 use crate::api::StreamEnv;
+use crate::cluster::client::{RestClient, job_text, jobs_text};
 use crate::cluster::job::JobSubmission;
-use crate::cluster::master::{JobOutcome, MasterOptions, run_master};
+use crate::cluster::master::{JobOutcome, JobView, MasterOptions, run_master};
 use crate::cluster::restart::RestartStrategy;
 use crate::cluster::worker::{WorkerOptions, run_worker};
 use crate::error::JobError;
 use crate::jobs::{JobArgs, JobRegistry, JobSpec};
 use crate::runtime::metrics::format_summary;
 use clap::{Parser, Subcommand, ValueEnum};
+use http::Method;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -49,6 +53,38 @@ enum Command {
     Master(MasterArgs),
     /// Run a worker: offer slots to a master and run the subtasks it deploys.
     Worker(WorkerArgs),
+    /// List the master's jobs (REST API).
+    List(ApiArgs),
+    /// Show a job: its state, restarts, and where its subtasks run (REST API).
+    Status {
+        /// The job's id (see `strom list`).
+        job: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Cancel a job (REST API).
+    Cancel {
+        /// The job's id (see `strom list`).
+        job: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ApiArgs {
+    /// The master's REST API.
+    #[arg(long, default_value = "http://127.0.0.1:8081", env = "STROM_REST_URL")]
+    rest_url: String,
+    /// Readable text, or the API's JSON for scripts.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args, Debug)]
@@ -59,6 +95,9 @@ struct MasterArgs {
     /// Address workers attach to.
     #[arg(long, default_value = "0.0.0.0:6123", env = "STROM_MASTER_BIND")]
     bind: std::net::SocketAddr,
+    /// Address of the REST API (`strom list|status|cancel` use it).
+    #[arg(long, default_value = "0.0.0.0:8081", env = "STROM_REST_BIND")]
+    rest_bind: std::net::SocketAddr,
     /// How often workers send a heartbeat, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     heartbeat_interval_ms: u64,
@@ -240,6 +279,52 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         Command::Run(args) => run(&registry, args),
         Command::Master(args) => master(&registry, args),
         Command::Worker(args) => worker(registry, args),
+        Command::List(api) => api_call(&api, Method::GET, "/v1/jobs", |v| {
+            let jobs: Vec<JobView> = serde_json::from_value(v["jobs"].clone())
+                .map_err(|e| format!("unexpected answer: {e}"))?;
+            Ok(jobs_text(&jobs))
+        }),
+        Command::Status { job, api } => {
+            api_call(&api, Method::GET, &format!("/v1/jobs/{job}"), |v| {
+                let job: JobView =
+                    serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
+                Ok(job_text(&job))
+            })
+        }
+        Command::Cancel { job, api } => {
+            api_call(&api, Method::PATCH, &format!("/v1/jobs/{job}"), |v| {
+                Ok(format!(
+                    "job {job}: {}\n",
+                    v["state"].as_str().unwrap_or("?")
+                ))
+            })
+        }
+    }
+}
+
+/// Calls the REST API and prints the answer as text (by `text`) or as JSON.
+fn api_call(
+    api: &ApiArgs,
+    method: Method,
+    path: &str,
+    text: impl FnOnce(serde_json::Value) -> Result<String, String>,
+) -> ExitCode {
+    let answer = RestClient::new(&api.rest_url).and_then(|c| c.call(method, path));
+    let printed = answer.and_then(|v| match api.output {
+        Output::Json => serde_json::to_string_pretty(&v)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+        Output::Text => text(v),
+    });
+    match printed {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -254,9 +339,14 @@ fn master(registry: &JobRegistry, args: MasterArgs) -> ExitCode {
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms.max(1)),
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms.max(1)),
         restart: args.restart.strategy(),
+        rest_bind: Some(args.rest_bind),
     };
     match run_master(registry, options) {
         Ok(JobOutcome::Finished { .. }) => ExitCode::SUCCESS,
+        Ok(JobOutcome::Cancelled) => {
+            eprintln!("the job was cancelled");
+            ExitCode::SUCCESS
+        }
         Ok(JobOutcome::Failed(why)) => {
             eprintln!("error: the job failed: {why}");
             ExitCode::FAILURE

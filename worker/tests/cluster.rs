@@ -1,6 +1,7 @@
 //! The distributed runtime with real processes on loopback: a `strom master` and
-//! `strom worker`s run a seed job with exactly the output of `strom run`, and a job whose
-//! worker dies fails with a message that says so.
+//! `strom worker`s run a seed job with exactly the output of `strom run`; a job whose
+//! worker dies fails, or restarts by its strategy; workers outlive their master; the REST
+//! API and the CLI show and cancel a job.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -62,8 +63,13 @@ fn read_parts(dir: &Path) -> Vec<String> {
 }
 
 fn master(port: u16, job_args: &[String]) -> Child {
+    master_with_rest(port, free_port(), job_args)
+}
+
+fn master_with_rest(port: u16, rest_port: u16, job_args: &[String]) -> Child {
     Command::new(STROM)
         .args(["master", "--bind", &format!("127.0.0.1:{port}")])
+        .args(["--rest-bind", &format!("127.0.0.1:{rest_port}")])
         .args([
             "--heartbeat-interval-ms",
             "200",
@@ -319,4 +325,148 @@ fn workers_keep_retrying_and_attach_to_a_master_that_returns() {
         before,
         "the orphaned job still writes"
     );
+}
+
+/// `strom <args>` against the REST API on `rest_port`: exit code, stdout, stderr.
+fn cli(rest_port: u16, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(STROM)
+        .args(args)
+        .args(["--rest-url", &format!("http://127.0.0.1:{rest_port}")])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
+    use http::Method;
+    use strom::cluster::client::RestClient;
+    let dir = temp_dir("rest");
+    let (port, rest_port) = (free_port(), free_port());
+    let endless: Vec<String> = [
+        "word-count",
+        "--parallelism",
+        "2",
+        "--arg",
+        "events=0",
+        "--arg",
+        "rate=200",
+        "--arg",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([format!("output={}", dir.join("out").display())])
+    .collect();
+    let mut processes = Processes(vec![
+        master_with_rest(port, rest_port, &endless),
+        worker(port, "w1"),
+        worker(port, "w2"),
+    ]);
+    let api = RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
+    // Wait until the job runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        if let Ok(v) = api.call(Method::GET, "/v1/jobs")
+            && v["jobs"][0]["state"] == "Running"
+        {
+            break v["jobs"][0]["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the job did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(id.starts_with("word-count-"), "{id}");
+
+    let (status, body) = api.raw(Method::GET, "/healthz").unwrap();
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
+    let (status, body) = api.raw(Method::GET, "/readyz").unwrap();
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"ready"[..]));
+
+    let overview = api.call(Method::GET, "/v1/overview").unwrap();
+    assert_eq!(overview["workers"], 2);
+    assert_eq!(overview["slots_total"], 2);
+    assert_eq!(overview["jobs_running"], 1);
+
+    let workers = api.call(Method::GET, "/v1/workers").unwrap();
+    let mut ids: Vec<&str> = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["w1", "w2"]);
+
+    let job = api.call(Method::GET, &format!("/v1/jobs/{id}")).unwrap();
+    assert_eq!(job["name"], "word-count");
+    assert_eq!(job["restarts"], 0);
+    let subtasks: Vec<(String, String)> = job["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["subtasks"].as_array().unwrap().clone())
+        .map(|s| {
+            (
+                s["worker"].as_str().unwrap().to_string(),
+                s["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(subtasks.iter().any(|(w, _)| w == "w1"), "{subtasks:?}");
+    assert!(subtasks.iter().any(|(w, _)| w == "w2"), "{subtasks:?}");
+    assert!(subtasks.iter().all(|(_, s)| s == "RUNNING"), "{subtasks:?}");
+
+    let (status, body) = api.raw(Method::GET, "/metrics").unwrap();
+    let metrics = String::from_utf8_lossy(&body);
+    assert_eq!(status.as_u16(), 200);
+    assert!(metrics.contains("strom_workers 2\n"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "strom_job_state{{job=\"{id}\",state=\"Running\"}} 1"
+        )),
+        "{metrics}"
+    );
+
+    // Errors: JSON bodies that name the problem.
+    for (method, path, code) in [
+        (Method::GET, "/v1/jobs/nope", "job_not_found"),
+        (Method::PATCH, "/v1/jobs/nope", "job_not_found"),
+        (Method::GET, "/v1/nothing-here", "not_found"),
+    ] {
+        let (status, body) = api.raw(method.clone(), path).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status.as_u16(), 404, "{method} {path}");
+        assert_eq!(body["error"], code, "{method} {path}");
+        assert!(body["message"].as_str().unwrap().len() > 10, "{body}");
+    }
+    let (status, body) = api.raw(Method::GET, "/v1/jobs/nope").unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status.as_u16(), 404);
+    assert!(body["message"].as_str().unwrap().contains(&id), "{body}");
+
+    // The CLI: text, JSON, errors.
+    let (code, out, _) = cli(rest_port, &["list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("Running"), "{out}");
+    let (code, out, _) = cli(rest_port, &["list", "--output", "json"]);
+    assert_eq!(code, 0);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["jobs"][0]["id"], id.as_str());
+    let (code, out, _) = cli(rest_port, &["status", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("state     Running"), "{out}");
+    let (code, _, err) = cli(rest_port, &["status", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no job 'nope'"), "{err}");
+
+    // Cancel: the workers stop the subtasks, the master ends.
+    let (code, out, err) = cli(rest_port, &["cancel", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Cancel"), "{out}");
+    let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("the job was cancelled"), "{stderr}");
 }

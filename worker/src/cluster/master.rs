@@ -39,6 +39,8 @@ pub struct MasterOptions {
     pub heartbeat_timeout: Duration,
     /// What to do when the job fails.
     pub restart: RestartStrategy,
+    /// Where the REST API listens (`None`: no REST API).
+    pub rest_bind: Option<SocketAddr>,
 }
 
 /// How the job ended.
@@ -49,6 +51,22 @@ pub enum JobOutcome {
         ran_for: Duration,
     },
     Failed(String),
+    /// Cancelled through the REST API.
+    Cancelled,
+}
+
+/// A job's state, named as Flink names them (DESIGN.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum JobStatus {
+    /// Waiting for workers to offer enough slots.
+    Created,
+    Running,
+    /// Failed; waiting for the restart strategy's delay.
+    Restarting,
+    Cancelling,
+    Cancelled,
+    Failed,
+    Finished,
 }
 
 /// Runs the master until its job ends.
@@ -58,6 +76,7 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
         .plan(registry)
         .map_err(|e| anyhow::anyhow!("job '{}': {e}", options.job.name))?;
     let parallelisms = plan.vertices.iter().map(|v| v.parallelism).collect();
+    let vertex_names = plan.vertices.iter().map(|v| v.name.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -88,6 +107,12 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 restart: RestartTracker::new(options.restart.clone()),
                 restart_pending: false,
                 deployed_at: None,
+                status: JobStatus::Created,
+                started: std::time::SystemTime::now(),
+                started_at: Instant::now(),
+                ended_at: None,
+                vertex_names,
+                failure: None,
                 schedule_restart: restarts_tx,
             })),
             heartbeat_interval: options.heartbeat_interval,
@@ -113,6 +138,14 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 watchdog.lose_silent_workers(timeout);
             }
         });
+        if let Some(rest_bind) = options.rest_bind {
+            let rest = tokio::net::TcpListener::bind(rest_bind)
+                .await
+                .map_err(|e| anyhow::anyhow!("--rest-bind {rest_bind}: {e}"))?;
+            tracing::info!(address = %rest.local_addr()?, "REST API listening");
+            let app = crate::cluster::rest::router(master.clone());
+            tokio::spawn(async move { axum::serve(rest, app).await });
+        }
         let mut ended = outcome.clone();
         let server = tonic::transport::Server::builder()
             .add_service(MasterServer::new(master))
@@ -132,8 +165,105 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
     })
 }
 
+/// A job as the REST API shows it (`GET /v1/jobs/{id}`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub name: String,
+    pub state: JobStatus,
+    /// Milliseconds since the Unix epoch.
+    pub start_time_ms: u64,
+    pub duration_ms: u64,
+    pub restarts: u32,
+    /// Why the last attempt failed, if one did.
+    pub failure: Option<String>,
+    pub vertices: Vec<VertexView>,
+}
+
+/// One task vertex (a chain of operators) of a job.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VertexView {
+    pub index: u32,
+    pub name: String,
+    pub parallelism: usize,
+    /// Each subtask's worker and state, while deployed.
+    pub subtasks: Vec<SubtaskView>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SubtaskView {
+    pub subtask: u32,
+    pub worker: String,
+    pub state: String,
+}
+
+/// A worker as the REST API shows it (`GET /v1/workers`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerView {
+    pub id: String,
+    pub data_address: String,
+    pub slots: u32,
+    /// Subtasks of the current attempt on this worker.
+    pub subtasks: usize,
+    pub last_heartbeat_ms_ago: u64,
+}
+
+impl State {
+    pub(crate) fn job_view(&self) -> JobView {
+        let end = self.ended_at.unwrap_or_else(Instant::now);
+        JobView {
+            id: self.job_id.clone(),
+            name: self.job.name.clone(),
+            state: self.status,
+            start_time_ms: self
+                .started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            duration_ms: end.saturating_duration_since(self.started_at).as_millis() as u64,
+            restarts: self.restart.restarts(),
+            failure: self.failure.clone(),
+            vertices: self
+                .vertex_names
+                .iter()
+                .zip(&self.parallelisms)
+                .enumerate()
+                .map(|(v, (name, &parallelism))| VertexView {
+                    index: v as u32,
+                    name: name.clone(),
+                    parallelism,
+                    subtasks: (0..parallelism as u32)
+                        .filter_map(|s| {
+                            self.tasks.get(&(v as u32, s)).map(|(w, st)| SubtaskView {
+                                subtask: s,
+                                worker: w.clone(),
+                                state: st
+                                    .as_str_name()
+                                    .trim_start_matches("TASK_STATE_")
+                                    .to_string(),
+                            })
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn worker_views(&self) -> Vec<WorkerView> {
+        self.workers
+            .iter()
+            .map(|w| WorkerView {
+                id: w.id.clone(),
+                data_address: w.data_address.clone(),
+                slots: w.slots,
+                subtasks: self.tasks.values().filter(|(id, _)| *id == w.id).count(),
+                last_heartbeat_ms_ago: w.last_heard.elapsed().as_millis() as u64,
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone)]
-struct MasterService {
+pub(crate) struct MasterService {
     state: Arc<Mutex<State>>,
     heartbeat_interval: Duration,
     heartbeat_timeout: Duration,
@@ -151,7 +281,7 @@ struct WorkerEntry {
     last_heard: Instant,
 }
 
-struct State {
+pub(crate) struct State {
     /// In registration order, which is the order slots are filled in.
     workers: Vec<WorkerEntry>,
     next_connection: u64,
@@ -165,6 +295,13 @@ struct State {
     restart: RestartTracker,
     /// When the current attempt was deployed.
     deployed_at: Option<Instant>,
+    status: JobStatus,
+    started: std::time::SystemTime,
+    started_at: Instant,
+    ended_at: Option<Instant>,
+    vertex_names: Vec<String>,
+    /// Why the last attempt failed.
+    failure: Option<String>,
     /// A restart is waiting for its delay: deploy nothing until then.
     restart_pending: bool,
     schedule_restart: mpsc::UnboundedSender<Duration>,
@@ -179,7 +316,17 @@ impl State {
         if self.ended() {
             return;
         }
+        self.ended_at = Some(Instant::now());
+        self.status = match &outcome {
+            JobOutcome::Finished { .. } => JobStatus::Finished,
+            JobOutcome::Failed(_) => JobStatus::Failed,
+            JobOutcome::Cancelled => JobStatus::Cancelled,
+        };
+        if let JobOutcome::Failed(why) = &outcome {
+            self.failure = Some(why.clone());
+        }
         match &outcome {
+            JobOutcome::Cancelled => tracing::info!(job = %self.job_id, "job cancelled"),
             JobOutcome::Finished { ran_for } => tracing::info!(
                 job = %self.job_id,
                 ran_ms = ran_for.as_millis() as u64,
@@ -210,10 +357,12 @@ impl State {
             }
         }
         self.tasks.clear();
+        self.failure = Some(why.clone());
         match self.restart.on_failure(Instant::now()) {
             Some(delay) => {
                 self.attempt += 1;
                 self.restart_pending = true;
+                self.status = JobStatus::Restarting;
                 tracing::warn!(
                     job = %self.job_id,
                     error = %why,
@@ -236,7 +385,11 @@ impl State {
 
     /// Deploys the job once the workers offer enough slots.
     fn try_deploy(&mut self) {
-        if !self.tasks.is_empty() || self.ended() || self.restart_pending {
+        if !self.tasks.is_empty()
+            || self.ended()
+            || self.restart_pending
+            || self.status == JobStatus::Cancelling
+        {
             return;
         }
         let slots: Vec<u32> = self.workers.iter().map(|w| w.slots).collect();
@@ -252,6 +405,7 @@ impl State {
             }
         };
         self.deployed_at = Some(Instant::now());
+        self.status = JobStatus::Running;
         let placements: Vec<Placement> = placement
             .iter()
             .enumerate()
@@ -339,6 +493,9 @@ impl State {
         if let Some(entry) = self.tasks.get_mut(&(task.vertex, task.subtask)) {
             entry.1 = state;
         }
+        if self.status == JobStatus::Cancelling {
+            return self.end_cancel_when_stopped();
+        }
         if state == TaskState::Failed {
             return self.fail(report.failure);
         }
@@ -348,10 +505,58 @@ impl State {
         }
     }
 
+    /// Cancels the job (the REST API's `PATCH /v1/jobs/{id}`): stops its subtasks; the
+    /// job is Cancelled once every one has stopped.
+    fn cancel(&mut self) -> Result<JobStatus, JobStatus> {
+        match self.status {
+            JobStatus::Cancelled | JobStatus::Failed | JobStatus::Finished => Err(self.status),
+            JobStatus::Cancelling => Ok(self.status),
+            JobStatus::Created | JobStatus::Restarting | JobStatus::Running => {
+                tracing::info!(job = %self.job_id, "cancelling the job");
+                self.status = JobStatus::Cancelling;
+                self.restart_pending = true;
+                let cancel = CancelJob {
+                    job_id: self.job_id.clone(),
+                    attempt: self.attempt,
+                };
+                for worker in &self.workers {
+                    if self.tasks.values().any(|(w, _)| *w == worker.id) {
+                        let _ = worker.to_worker.try_send(Ok(MasterMessage {
+                            kind: Some(master_message::Kind::Cancel(cancel.clone())),
+                        }));
+                    }
+                }
+                self.end_cancel_when_stopped();
+                Ok(self.status)
+            }
+        }
+    }
+
+    /// While cancelling: ends the job once no subtask runs any more.
+    fn end_cancel_when_stopped(&mut self) {
+        let stopped = |s: &TaskState| {
+            matches!(
+                s,
+                TaskState::Canceled | TaskState::Finished | TaskState::Failed
+            )
+        };
+        if self.tasks.values().all(|(_, s)| stopped(s)) {
+            self.end(JobOutcome::Cancelled);
+        }
+    }
+
     /// Forgets a worker; the job fails if the worker had unfinished subtasks.
     fn lose(&mut self, id: &str, why: &str) {
         self.workers.retain(|w| w.id != id);
         tracing::warn!(worker = %id, reason = why, "worker lost");
+        if self.status == JobStatus::Cancelling {
+            for (w, s) in self.tasks.values_mut() {
+                if w == id {
+                    *s = TaskState::Canceled;
+                }
+            }
+            return self.end_cancel_when_stopped();
+        }
         let unfinished = self
             .tasks
             .values()
@@ -365,7 +570,28 @@ impl State {
 }
 
 impl MasterService {
-    fn state(&self) -> MutexGuard<'_, State> {
+    /// The job, if `id` is its id.
+    pub(crate) fn job(&self, id: &str) -> Option<JobView> {
+        let state = self.state();
+        (state.job_id == id).then(|| state.job_view())
+    }
+
+    pub(crate) fn jobs(&self) -> Vec<JobView> {
+        vec![self.state().job_view()]
+    }
+
+    pub(crate) fn workers(&self) -> Vec<WorkerView> {
+        self.state().worker_views()
+    }
+
+    /// Cancels job `id`: `None` if there is no such job, else its state after the call or
+    /// the final state that prevents cancelling.
+    pub(crate) fn cancel(&self, id: &str) -> Option<Result<JobStatus, JobStatus>> {
+        let mut state = self.state();
+        (state.job_id == id).then(|| state.cancel())
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         // Every change to the state is complete before the lock is released.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

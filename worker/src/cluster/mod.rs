@@ -6,8 +6,10 @@
 //! Every process builds the job from the same code and arguments (DESIGN.md §3): the
 //! master sends a job's name and arguments, never code.
 
+pub mod client;
 pub mod job;
 pub mod master;
 pub(crate) mod placement;
+pub(crate) mod rest;
 pub mod restart;
 pub mod worker;

@@ -1,0 +1,141 @@
+//! The master's REST API (DESIGN.md §5), JSON under `/v1`, Flink-shaped: what the CLI,
+//! the operator and people with `curl` use. Errors are `{"error": code, "message": text}`
+//! with a message that says what to do.
+
+use crate::cluster::master::{JobStatus, MasterService};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+/// The routes, served on the master's `--rest-bind` address.
+pub(crate) fn router(master: MasterService) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/v1/overview", get(overview))
+        .route("/v1/jobs", get(jobs))
+        .route("/v1/jobs/{id}", get(job).patch(cancel))
+        .route("/v1/workers", get(workers))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(master)
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}
+
+fn unknown_job(master: &MasterService, id: &str) -> Response {
+    let ids: Vec<String> = master.jobs().into_iter().map(|j| j.id).collect();
+    error(
+        StatusCode::NOT_FOUND,
+        "job_not_found",
+        format!(
+            "no job '{id}'; the jobs are: {} (GET /v1/jobs)",
+            ids.join(", ")
+        ),
+    )
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no endpoint {method} {uri}; the API is /v1/overview, /v1/jobs, /v1/jobs/{{id}}, \
+             /v1/workers, /metrics, /healthz, /readyz"
+        ),
+    )
+}
+
+async fn overview(State(master): State<MasterService>) -> Response {
+    let workers = master.workers();
+    let jobs = master.jobs();
+    let count = |s: JobStatus| jobs.iter().filter(|j| j.state == s).count();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "workers": workers.len(),
+        "slots_total": workers.iter().map(|w| w.slots as u64).sum::<u64>(),
+        "subtasks": workers.iter().map(|w| w.subtasks).sum::<usize>(),
+        "jobs_running": count(JobStatus::Running) + count(JobStatus::Restarting)
+            + count(JobStatus::Created) + count(JobStatus::Cancelling),
+        "jobs_finished": count(JobStatus::Finished),
+        "jobs_failed": count(JobStatus::Failed),
+        "jobs_cancelled": count(JobStatus::Cancelled),
+    }))
+    .into_response()
+}
+
+async fn jobs(State(master): State<MasterService>) -> Response {
+    Json(json!({ "jobs": master.jobs() })).into_response()
+}
+
+async fn job(State(master): State<MasterService>, Path(id): Path<String>) -> Response {
+    match master.job(&id) {
+        Some(job) => Json(job).into_response(),
+        None => unknown_job(&master, &id),
+    }
+}
+
+async fn cancel(State(master): State<MasterService>, Path(id): Path<String>) -> Response {
+    match master.cancel(&id) {
+        Some(Ok(state)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": id, "state": state })),
+        )
+            .into_response(),
+        Some(Err(state)) => error(
+            StatusCode::CONFLICT,
+            "job_not_running",
+            format!("job '{id}' is {state:?} already; only a running job can be cancelled"),
+        ),
+        None => unknown_job(&master, &id),
+    }
+}
+
+async fn workers(State(master): State<MasterService>) -> Response {
+    Json(json!({ "workers": master.workers() })).into_response()
+}
+
+/// Prometheus text format.
+async fn metrics(State(master): State<MasterService>) -> Response {
+    let workers = master.workers();
+    let mut out = String::new();
+    out.push_str(
+        "# HELP strom_workers Workers attached to the master.\n# TYPE strom_workers gauge\n",
+    );
+    out.push_str(&format!("strom_workers {}\n", workers.len()));
+    out.push_str("# HELP strom_slots Slots the workers offer.\n# TYPE strom_slots gauge\n");
+    out.push_str(&format!(
+        "strom_slots {}\n",
+        workers.iter().map(|w| w.slots as u64).sum::<u64>()
+    ));
+    out.push_str("# HELP strom_job_restarts_total Restarts of the job.\n# TYPE strom_job_restarts_total counter\n");
+    for j in master.jobs() {
+        out.push_str(&format!(
+            "strom_job_restarts_total{{job=\"{}\"}} {}\n",
+            j.id, j.restarts
+        ));
+    }
+    out.push_str("# HELP strom_job_uptime_seconds Time since the job was submitted.\n# TYPE strom_job_uptime_seconds gauge\n");
+    for j in master.jobs() {
+        out.push_str(&format!(
+            "strom_job_uptime_seconds{{job=\"{}\"}} {:.3}\n",
+            j.id,
+            j.duration_ms as f64 / 1000.0
+        ));
+    }
+    out.push_str(
+        "# HELP strom_job_state 1 for the job's current state.\n# TYPE strom_job_state gauge\n",
+    );
+    for j in master.jobs() {
+        out.push_str(&format!(
+            "strom_job_state{{job=\"{}\",state=\"{:?}\"}} 1\n",
+            j.id, j.state
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
