@@ -430,6 +430,24 @@ fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
         "{metrics}"
     );
 
+    // Operator counters arrive with the workers' heartbeats.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let counted =
+        format!("strom_records_in_total{{job=\"{id}\",operator=\"Word Counts\",subtask=\"0\"}} ");
+    loop {
+        let (_, body) = api.raw(Method::GET, "/metrics").unwrap();
+        let metrics = String::from_utf8_lossy(&body).into_owned();
+        let count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&counted))
+            .and_then(|n| n.parse::<u64>().ok());
+        if count.is_some_and(|n| n > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no record counts in:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // Errors: JSON bodies that name the problem.
     for (method, path, code) in [
         (Method::GET, "/v1/jobs/nope", "job_not_found"),

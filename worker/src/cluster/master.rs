@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use strom_proto::control::master_server::{Master, MasterServer};
 use strom_proto::control::{
-    CancelJob, DeployTasks, JobArg, MasterMessage, Placement, RegisterWorker, Registered, TaskId,
-    TaskState, TaskStateReport, WorkerMessage, master_message, worker_message,
+    CancelJob, DeployTasks, Heartbeat, JobArg, MasterMessage, OperatorMetrics, Placement,
+    RegisterWorker, Registered, TaskId, TaskState, TaskStateReport, WorkerMessage, master_message,
+    worker_message,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -71,12 +72,13 @@ pub enum JobStatus {
 
 /// Runs the master until its job ends.
 pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Result<JobOutcome> {
-    let (_, plan, _) = options
+    let (graph, plan, _) = options
         .job
         .plan(registry)
         .map_err(|e| anyhow::anyhow!("job '{}': {e}", options.job.name))?;
     let parallelisms = plan.vertices.iter().map(|v| v.parallelism).collect();
     let vertex_names = plan.vertices.iter().map(|v| v.name.clone()).collect();
+    let operator_names = graph.nodes.iter().map(|n| n.name.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -112,6 +114,8 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 started_at: Instant::now(),
                 ended_at: None,
                 vertex_names,
+                operator_names,
+                operator_metrics: HashMap::new(),
                 failure: None,
                 schedule_restart: restarts_tx,
             })),
@@ -300,6 +304,10 @@ pub(crate) struct State {
     started_at: Instant,
     ended_at: Option<Instant>,
     vertex_names: Vec<String>,
+    /// Names of the job graph's operators, by node index.
+    operator_names: Vec<String>,
+    /// The latest counters of the current attempt, by (node, subtask), from heartbeats.
+    operator_metrics: HashMap<(u32, u32), OperatorMetrics>,
     /// Why the last attempt failed.
     failure: Option<String>,
     /// A restart is waiting for its delay: deploy nothing until then.
@@ -405,6 +413,7 @@ impl State {
             }
         };
         self.deployed_at = Some(Instant::now());
+        self.operator_metrics.clear();
         self.status = JobStatus::Running;
         let placements: Vec<Placement> = placement
             .iter()
@@ -505,6 +514,71 @@ impl State {
         }
     }
 
+    fn on_heartbeat(&mut self, beat: Heartbeat) {
+        for task in beat.tasks {
+            let Some(id) = task.task else { continue };
+            if id.job_id != self.job_id || id.attempt != self.attempt {
+                continue;
+            }
+            for op in task.operators {
+                self.operator_metrics.insert((op.node, id.subtask), op);
+            }
+        }
+    }
+
+    /// Prometheus lines of the operators' counters, by operator and subtask.
+    pub(crate) fn operator_metrics_text(&self) -> String {
+        let mut keys: Vec<&(u32, u32)> = self.operator_metrics.keys().collect();
+        keys.sort();
+        let mut out = String::new();
+        type Counter = fn(&OperatorMetrics) -> u64;
+        let series: [(&str, &str, Counter); 5] = [
+            (
+                "strom_records_in_total",
+                "Records an operator received.",
+                |m| m.records_in,
+            ),
+            (
+                "strom_records_out_total",
+                "Records an operator emitted.",
+                |m| m.records_out,
+            ),
+            (
+                "strom_records_side_total",
+                "Records sent to side outputs.",
+                |m| m.records_side,
+            ),
+            (
+                "strom_records_late_total",
+                "Records after the allowed lateness.",
+                |m| m.records_late,
+            ),
+            (
+                "strom_dead_letters_total",
+                "Unreadable input records.",
+                |m| m.dead_letters,
+            ),
+        ];
+        for (name, help, value) in series {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for key in &keys {
+                let m = &self.operator_metrics[key];
+                let operator = self
+                    .operator_names
+                    .get(key.0 as usize)
+                    .map_or("?", String::as_str);
+                out.push_str(&format!(
+                    "{name}{{job=\"{}\",operator=\"{}\",subtask=\"{}\"}} {}\n",
+                    label(&self.job_id),
+                    label(operator),
+                    key.1,
+                    value(m)
+                ));
+            }
+        }
+        out
+    }
+
     /// Cancels the job (the REST API's `PATCH /v1/jobs/{id}`): stops its subtasks; the
     /// job is Cancelled once every one has stopped.
     fn cancel(&mut self) -> Result<JobStatus, JobStatus> {
@@ -584,6 +658,10 @@ impl MasterService {
         self.state().worker_views()
     }
 
+    pub(crate) fn operator_metrics_text(&self) -> String {
+        self.state().operator_metrics_text()
+    }
+
     /// Cancels job `id`: `None` if there is no such job, else its state after the call or
     /// the final state that prevents cancelling.
     pub(crate) fn cancel(&self, id: &str) -> Option<Result<JobStatus, JobStatus>> {
@@ -622,7 +700,8 @@ impl MasterService {
                         Some(worker_message::Kind::TaskState(report)) => {
                             state.on_task_state(report)
                         }
-                        Some(worker_message::Kind::Heartbeat(_)) | None => {}
+                        Some(worker_message::Kind::Heartbeat(beat)) => state.on_heartbeat(beat),
+                        None => {}
                         Some(other) => {
                             tracing::debug!(worker = %id, message = ?other, "ignored");
                         }
@@ -719,5 +798,24 @@ impl Master for MasterService {
                 .follow(register.worker_id, connection, incoming),
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(outgoing))))
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+
+    #[test]
+    fn prometheus_label_values_are_escaped() {
+        assert_eq!(label("Source: Events"), "Source: Events");
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -100,7 +100,8 @@ async fn workers(State(master): State<MasterService>) -> Response {
     Json(json!({ "workers": master.workers() })).into_response()
 }
 
-/// Prometheus text format.
+/// Prometheus text format. Operator counters come with the workers' heartbeats, so they
+/// trail the job by up to a heartbeat interval.
 async fn metrics(State(master): State<MasterService>) -> Response {
     let workers = master.workers();
     let mut out = String::new();
@@ -137,5 +138,6 @@ async fn metrics(State(master): State<MasterService>) -> Response {
             j.id, j.state
         ));
     }
+    out.push_str(&master.operator_metrics_text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

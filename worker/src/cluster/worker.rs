@@ -7,14 +7,15 @@ use crate::cluster::job::JobSubmission;
 use crate::jobs::JobRegistry;
 use crate::net::exchange::Exchange;
 use crate::runtime::executor::{CancelToken, Deployment, Network, launch_deployment};
+use crate::runtime::metrics::JobMetrics;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strom_proto::control::master_client::MasterClient;
 use strom_proto::control::{
-    DeployTasks, Heartbeat, MasterMessage, RegisterWorker, TaskState, TaskStateReport,
-    WorkerMessage, master_message, worker_message,
+    DeployTasks, Heartbeat, MasterMessage, OperatorMetrics, RegisterWorker, TaskId, TaskMetrics,
+    TaskState, TaskStateReport, WorkerMessage, master_message, worker_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -35,8 +36,52 @@ pub struct WorkerOptions {
     pub reconnect_interval: Duration,
 }
 
-/// Job attempts running here, to cancel them.
-type Running = Arc<Mutex<HashMap<(String, u32), CancelToken>>>;
+/// A job attempt running here: how to cancel it, and its counters with the subtasks this
+/// worker runs (each with the graph nodes chained in it) for heartbeats.
+#[derive(Clone)]
+struct RunningAttempt {
+    cancel: CancelToken,
+    metrics: JobMetrics,
+    subtasks: Vec<(TaskId, Vec<u32>)>,
+}
+
+/// Job attempts running here, by (job id, attempt).
+type Running = Arc<Mutex<HashMap<(String, u32), RunningAttempt>>>;
+
+/// The counters of every subtask running here, for a heartbeat.
+fn task_metrics(running: &Running) -> Vec<TaskMetrics> {
+    let running = running.lock().unwrap_or_else(|p| p.into_inner());
+    running
+        .values()
+        .flat_map(|attempt| {
+            attempt.subtasks.iter().map(|(task, nodes)| TaskMetrics {
+                task: Some(task.clone()),
+                operators: nodes
+                    .iter()
+                    .filter_map(|&node| {
+                        let m = attempt
+                            .metrics
+                            .operators
+                            .get(node as usize)?
+                            .subtasks
+                            .get(task.subtask as usize)?;
+                        Some(OperatorMetrics {
+                            node,
+                            records_in: m.records_in(),
+                            records_out: m.records_out(),
+                            records_side: m.side_records_out(),
+                            records_late: m.late_records(),
+                            dead_letters: m.dead_letters(),
+                        })
+                    })
+                    .collect(),
+                busy_ms: 0,
+                backpressured_ms: 0,
+                watermark: None,
+            })
+        })
+        .collect()
+}
 
 /// Runs the worker until the process is stopped.
 pub fn run_worker(registry: JobRegistry, options: WorkerOptions) -> anyhow::Result<()> {
@@ -82,7 +127,7 @@ fn cancel_orphans(running: &Running) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .map(|(k, t)| (k.clone(), t.clone()))
+        .map(|(k, a)| (k.clone(), a.cancel.clone()))
         .collect();
     for ((job, attempt), token) in orphans {
         tracing::warn!(job = %job, attempt, "the master is gone; cancelling its subtasks");
@@ -124,6 +169,7 @@ async fn attach(
     };
     tracing::info!(master = %options.master, "attached to the master");
     let beats = to_master.clone();
+    let counters = running.clone();
     let heartbeat = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         for sequence in 0.. {
@@ -131,7 +177,7 @@ async fn attach(
             let beat = WorkerMessage {
                 kind: Some(worker_message::Kind::Heartbeat(Heartbeat {
                     sequence,
-                    tasks: Vec::new(),
+                    tasks: task_metrics(&counters),
                 })),
             };
             if beats.send(beat).await.is_err() {
@@ -163,7 +209,7 @@ async fn attach(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .get(&(cancel.job_id, cancel.attempt))
-                        .cloned();
+                        .map(|a| a.cancel.clone());
                     if let Some(token) = token {
                         token.cancel();
                     }
@@ -273,21 +319,38 @@ fn deploy_tasks(
                 connections,
             }),
         };
+        // The graph nodes chained in each of this worker's subtasks, for heartbeats.
+        let subtasks = deploy
+            .tasks
+            .iter()
+            .map(|t| {
+                let nodes = (0..plan.vertex_of.len())
+                    .filter(|&n| plan.vertex_of[n] == t.vertex as usize)
+                    .map(|n| n as u32)
+                    .collect();
+                (t.clone(), nodes)
+            })
+            .collect::<Vec<_>>();
         launch_deployment(&deploy.job_name, graph, plan, config, deployment)
+            .map(|job| (job, subtasks))
             .map_err(|e| e.to_string())
     })();
-    let job = match started {
-        Ok(job) => job,
+    let (job, subtasks) = match started {
+        Ok(started) => started,
         Err(why) => {
             tracing::error!(job = %deploy.job_id, error = %why, "could not start the subtasks");
             return report(TaskState::Failed, &why);
         }
     };
     let key = (deploy.job_id.clone(), deploy.attempt);
-    running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key.clone(), job.cancel_token());
+    running.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        key.clone(),
+        RunningAttempt {
+            cancel: job.cancel_token(),
+            metrics: job.metrics().clone(),
+            subtasks,
+        },
+    );
     tracing::info!(job = %deploy.job_id, tasks = deploy.tasks.len(), "subtasks running");
     report(TaskState::Running, "");
     let result = job.join();
