@@ -98,11 +98,18 @@ enum Cmd {
     /// A master for `network` runs (internal): runs the case and prints a JSON line.
     #[command(hide = true)]
     ClusterMaster {
-        case: String,
-        #[arg(long)]
-        events: u64,
+        /// A pipeline case or `slow-sink`.
+        job: String,
+        /// A job argument, `key=value`.
+        #[arg(long = "arg")]
+        args: Vec<String>,
+        #[arg(long, default_value_t = 2)]
+        parallelism: usize,
         #[arg(long)]
         port: u16,
+        /// Serve the master's REST API on this port.
+        #[arg(long)]
+        rest_port: Option<u16>,
     },
     /// A worker for `network` runs (internal): runs until killed.
     #[command(hide = true)]
@@ -213,10 +220,13 @@ fn main() -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             network::run(&cases, events, runs, cli.tuning, output)
         }
-        Some(Cmd::ClusterMaster { case, events, port }) => {
-            let case = Case::parse(&case).with_context(|| format!("unknown case '{case}'"))?;
-            network::master(case, events, 2, port)
-        }
+        Some(Cmd::ClusterMaster {
+            job,
+            args,
+            parallelism,
+            port,
+            rest_port,
+        }) => network::master(&job, args, parallelism, port, rest_port),
         Some(Cmd::ClusterWorker { port, id }) => network::worker(port, id),
         Some(Cmd::Case {
             case,

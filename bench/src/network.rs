@@ -2,6 +2,9 @@
 //! run by a `strom master` and two `strom worker` processes (one slot each), so half of
 //! every hash exchange crosses between processes over gRPC. Alternating, in fresh
 //! processes; the cluster's time runs from deployment to the job's end.
+//!
+//! The same roles run `slow-sink`, a job whose sink is slower than its source, for the
+//! backpressure test across processes (`tests/backpressure.rs`).
 
 use crate::child::{Tuning, Work, measure_in_child};
 use anyhow::Context;
@@ -16,6 +19,57 @@ use strom_bench::cases::{Case, build_job};
 use strom_bench::measure::{Measurement, cpu_seconds_of, load_average, median, peak_rss_kib_of};
 
 const ARGS: &[ArgSpec] = &[ArgSpec::new("events", "20000000", "events to generate")];
+
+const SLOW_SINK_ARGS: &[ArgSpec] = &[
+    ArgSpec::new("events", "0", "events to generate; 0 = never stop"),
+    ArgSpec::new(
+        "sink-rate",
+        "1000",
+        "records per second the sink takes, over all subtasks",
+    ),
+];
+
+/// Holds a sink subtask to `per_second` records per second on average.
+#[derive(Clone)]
+struct Pacer {
+    per_second: f64,
+    started: Option<std::time::Instant>,
+    taken: u64,
+}
+
+impl Pacer {
+    fn take(&mut self) {
+        let started = *self.started.get_or_insert_with(std::time::Instant::now);
+        self.taken += 1;
+        let due = started + Duration::from_secs_f64(self.taken as f64 / self.per_second);
+        let now = std::time::Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+}
+
+/// Generated events, keyed, into a sink slower than the source: a backpressure test.
+fn slow_sink(env: &strom::prelude::StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
+    use strom::prelude::*;
+    let events = args.u64("events")?;
+    let rate = args.u64("sink-rate")?.max(1) as f64;
+    let source = GeneratorSource::new(|i| strom_bench::event::event(i, 10_000));
+    let source = if events == 0 {
+        source
+    } else {
+        source.count(events)
+    };
+    let mut pacer = Pacer {
+        per_second: rate / env.config().parallelism.max(1) as f64,
+        started: None,
+        taken: 0,
+    };
+    env.add_source(source, None, "Events")
+        .key_by(|e: &strom_bench::event::BenchEvent| e.key)
+        .add_sink(move |_e: strom_bench::event::BenchEvent| pacer.take());
+    Ok(())
+}
 
 fn build(case: Case) -> strom::jobs::BuildFn {
     match case {
@@ -45,25 +99,43 @@ fn registry() -> JobRegistry {
             build: build(case),
         });
     }
+    registry.register(JobSpec {
+        name: "slow-sink",
+        summary: "generated events, keyed, into a sink that takes sink-rate records/s",
+        args: SLOW_SINK_ARGS,
+        build: slow_sink,
+    });
     registry
 }
 
-/// `strom-bench cluster-master`: runs the master and prints its measurement.
-pub fn master(case: Case, events: u64, parallelism: usize, port: u16) -> anyhow::Result<()> {
+/// `strom-bench cluster-master`: runs the master and prints its measurement (events from
+/// the job's `events` argument).
+pub fn master(
+    job: &str,
+    args: Vec<String>,
+    parallelism: usize,
+    port: u16,
+    rest_port: Option<u16>,
+) -> anyhow::Result<()> {
+    let events = args
+        .iter()
+        .find_map(|a| a.strip_prefix("events="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     let options = MasterOptions {
         bind: ([127, 0, 0, 1], port).into(),
         job: strom::cluster::job::JobSubmission {
-            name: case.name().to_string(),
-            args: vec![format!("events={events}")],
+            name: job.to_string(),
+            args,
             parallelism,
             max_parallelism: strom::keygroup::DEFAULT_MAX_PARALLELISM,
             batch_size: strom::config::ExecutionConfig::default().batch_size,
             batch_mode: false,
         },
-        heartbeat_interval: Duration::from_secs(1),
+        heartbeat_interval: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_secs(10),
         restart: RestartStrategy::None,
-        rest_bind: None,
+        rest_bind: rest_port.map(|p| ([127, 0, 0, 1], p).into()),
     };
     match run_master(&registry(), options)? {
         JobOutcome::Finished { ran_for } => {
@@ -120,8 +192,8 @@ fn cluster_once(case: Case, events: u64) -> anyhow::Result<Measurement> {
         .args([
             "cluster-master",
             case.name(),
-            "--events",
-            &events.to_string(),
+            "--arg",
+            &format!("events={events}"),
         ])
         .args(["--port", &port.to_string()])
         .stdout(Stdio::piped())
