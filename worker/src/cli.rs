@@ -22,6 +22,8 @@ use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(name = "strom", version, about = "Strom: a Flink-class stream processor", long_about = None)]
+// Options from the config file come first; one typed again on the command line wins.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +33,11 @@ struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// A TOML file with options per command: `[master]`, `[worker]`, `[run]`, …, keys
+    /// named as the long flags (`rest-bind = "0.0.0.0:8081"`). Flags typed on the command
+    /// line win over it; it wins over environment variables.
+    #[arg(long, global = true, env = "STROM_CONFIG")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -259,7 +266,14 @@ fn init_logging(level: &str, format: LogFormat) {
 
 /// Runs the command line with the jobs of `registry`.
 pub fn main(registry: JobRegistry) -> ExitCode {
-    let cli = Cli::parse();
+    let args = match crate::config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     init_logging(&cli.log_level, cli.log_format);
     match cli.command {
         Command::Jobs { job: None } => {

@@ -16,6 +16,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub(crate) mod config_file;
 pub mod connectors;
 pub mod error;
 pub mod functions;

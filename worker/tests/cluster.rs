@@ -488,3 +488,87 @@ fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("the job was cancelled"), "{stderr}");
 }
+
+#[test]
+fn masters_and_workers_take_their_options_from_a_config_file() {
+    let dir = temp_dir("config-file");
+    let input = dir.join("input.txt");
+    std::fs::write(
+        &input,
+        "the rest is silence\nthe readiness is all\n".repeat(20),
+    )
+    .unwrap();
+    let alone = dir.join("alone");
+    let status = Command::new(STROM)
+        .arg("run")
+        .args(word_count_args(&input, &alone))
+        .arg("--no-summary")
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let (port, rest_port) = (free_port(), free_port());
+    let from_file = dir.join("from-file");
+    let config = dir.join("strom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[master]
+bind = "127.0.0.1:{port}"
+rest-bind = "127.0.0.1:{rest_port}"
+parallelism = 2
+arg = ["input={}", "output={}"]
+
+[worker]
+master = "http://127.0.0.1:{port}"
+data-bind = "127.0.0.1:0"
+reconnect-interval-ms = 100
+"#,
+            input.display(),
+            from_file.display()
+        ),
+    )
+    .unwrap();
+    let spawn = |args: &[&str], env_config: bool| {
+        let mut c = Command::new(STROM);
+        if env_config {
+            c.env("STROM_CONFIG", &config);
+        } else {
+            c.arg("--config").arg(&config);
+        }
+        // Only the master's log is read (by `wait_for_master`).
+        let stderr = if args[0] == "master" {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        c.args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    };
+    let mut processes = Processes(vec![
+        spawn(&["master", "word-count"], false),
+        spawn(&["worker", "--id", "w1"], false),
+        // The file named by the environment.
+        spawn(&["worker", "--id", "w2"], true),
+    ]);
+    let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(60));
+    assert!(status.success(), "the master failed:\n{stderr}");
+    assert_eq!(read_parts(&from_file), read_parts(&alone));
+
+    // A mistake in the file is an error that names the file and the section.
+    std::fs::write(&config, "[mastr]\nbind = \"x\"\n").unwrap();
+    let out = Command::new(STROM)
+        .args(["--config", config.to_str().unwrap(), "master", "word-count"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("strom.toml") && err.contains("unknown section [mastr]"),
+        "{err}"
+    );
+}
