@@ -572,3 +572,74 @@ reconnect-interval-ms = 100
         "{err}"
     );
 }
+
+/// Every line of the `part-*` files under `dir` and its subdirectories, with the
+/// subdirectory, sorted.
+fn read_parts_deep(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let sub = path.file_name().unwrap().to_string_lossy().into_owned();
+            lines.extend(
+                read_parts_deep(&path)
+                    .into_iter()
+                    .map(|l| format!("{sub}/{l}")),
+            );
+        } else if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("part-")
+        {
+            lines.extend(
+                std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .map(String::from),
+            );
+        }
+    }
+    lines.sort();
+    lines
+}
+
+#[test]
+fn seed_jobs_across_processes_give_the_output_of_strom_run() {
+    let dir = temp_dir("seed-jobs");
+    let port = free_port();
+    // The same two workers serve one master after the other.
+    let mut workers = Processes(vec![worker(port, "w1"), worker(port, "w2")]);
+    for job in [
+        "sensor-average",
+        "sensor-min-max",
+        "user-behavior",
+        "fraud-detection",
+    ] {
+        let args = |output: &Path| -> Vec<String> {
+            [job, "--parallelism", "2", "--arg"]
+                .map(String::from)
+                .into_iter()
+                .chain([format!("output={}", output.display())])
+                .collect()
+        };
+        let alone = dir.join(format!("{job}-alone"));
+        let status = Command::new(STROM)
+            .arg("run")
+            .args(args(&alone))
+            .arg("--no-summary")
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{job} in one process");
+        let expected = read_parts_deep(&alone);
+        assert!(!expected.is_empty(), "{job} wrote nothing");
+
+        let split = dir.join(format!("{job}-split"));
+        workers.0.insert(0, master(port, &args(&split)));
+        let (status, stderr) = wait_for_master(&mut workers, Duration::from_secs(60));
+        assert!(status.success(), "{job}: the master failed:\n{stderr}");
+        workers.0.remove(0).wait().unwrap();
+        assert_eq!(read_parts_deep(&split), expected, "{job}");
+    }
+}
