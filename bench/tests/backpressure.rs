@@ -1,8 +1,8 @@
 //! Backpressure across processes: a `strom-bench cluster-master` and two
 //! `cluster-worker`s run `slow-sink`, an endless source into a sink that takes 4,000
 //! records a second. The records reach the sink at that rate (read from the master's
-//! `/metrics`), and the workers' memory stays flat while the source could produce
-//! millions a second: credits stop it.
+//! `/metrics`), the sources report most of their time as backpressured, and the workers'
+//! memory stays flat while the source could produce millions a second: credits stop it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -102,6 +102,21 @@ fn a_slow_sink_slows_its_producers_and_memory_stays_flat() {
     assert!(
         (0.8 * SINK_RATE..=1.2 * SINK_RATE).contains(&rate),
         "the sink took {rate:.0} records/s; it takes {SINK_RATE}"
+    );
+    // The sources spent most of that time blocked, and /metrics says so.
+    let (_, body) = api.raw(Method::GET, "/metrics").unwrap();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let blocked: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("strom_task_backpressured_seconds_total{")
+                && l.contains("task=\"Source: Events\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        blocked > 4.0,
+        "sources backpressured for {blocked} s in all:\n{text}"
     );
     for (before, after) in rss0.iter().zip(&rss1) {
         assert!(

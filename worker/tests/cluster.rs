@@ -448,6 +448,15 @@ fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    let (_, body) = api.raw(Method::GET, "/metrics").unwrap();
+    let metrics = String::from_utf8_lossy(&body).into_owned();
+    for series in [
+        "strom_task_busy_seconds_total{",
+        "strom_task_backpressured_seconds_total{",
+    ] {
+        assert!(metrics.contains(series), "no {series} in:\n{metrics}");
+    }
+
     // Errors: JSON bodies that name the problem.
     for (method, path, code) in [
         (Method::GET, "/v1/jobs/nope", "job_not_found"),

@@ -116,6 +116,7 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 vertex_names,
                 operator_names,
                 operator_metrics: HashMap::new(),
+                task_times: HashMap::new(),
                 failure: None,
                 schedule_restart: restarts_tx,
             })),
@@ -308,6 +309,8 @@ pub(crate) struct State {
     operator_names: Vec<String>,
     /// The latest counters of the current attempt, by (node, subtask), from heartbeats.
     operator_metrics: HashMap<(u32, u32), OperatorMetrics>,
+    /// The latest busy and backpressured ms and watermark, by (vertex, subtask).
+    task_times: HashMap<(u32, u32), (u64, u64, Option<i64>)>,
     /// Why the last attempt failed.
     failure: Option<String>,
     /// A restart is waiting for its delay: deploy nothing until then.
@@ -414,6 +417,7 @@ impl State {
         };
         self.deployed_at = Some(Instant::now());
         self.operator_metrics.clear();
+        self.task_times.clear();
         self.status = JobStatus::Running;
         let placements: Vec<Placement> = placement
             .iter()
@@ -520,6 +524,10 @@ impl State {
             if id.job_id != self.job_id || id.attempt != self.attempt {
                 continue;
             }
+            self.task_times.insert(
+                (id.vertex, id.subtask),
+                (task.busy_ms, task.backpressured_ms, task.watermark),
+            );
             for op in task.operators {
                 self.operator_metrics.insert((op.node, id.subtask), op);
             }
@@ -559,6 +567,7 @@ impl State {
                 |m| m.dead_letters,
             ),
         ];
+        out.push_str(&self.task_times_text());
         for (name, help, value) in series {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
             for key in &keys {
@@ -577,6 +586,56 @@ impl State {
             }
         }
         out
+    }
+
+    /// Prometheus lines of the tasks' busy and backpressured time and watermark lag.
+    fn task_times_text(&self) -> String {
+        let mut keys: Vec<&(u32, u32)> = self.task_times.keys().collect();
+        keys.sort();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut busy = String::from(
+            "# HELP strom_task_busy_seconds_total Time a task spent working.\n\
+             # TYPE strom_task_busy_seconds_total counter\n",
+        );
+        let mut blocked = String::from(
+            "# HELP strom_task_backpressured_seconds_total Time a task waited for room \
+             downstream.\n# TYPE strom_task_backpressured_seconds_total counter\n",
+        );
+        let mut lag = String::from(
+            "# HELP strom_task_watermark_lag_seconds Wall-clock time minus the task's input \
+             watermark.\n# TYPE strom_task_watermark_lag_seconds gauge\n",
+        );
+        for key in keys {
+            let (busy_ms, blocked_ms, watermark) = self.task_times[key];
+            let vertex = self
+                .vertex_names
+                .get(key.0 as usize)
+                .map_or("?", String::as_str);
+            let labels = format!(
+                "job=\"{}\",task=\"{}\",subtask=\"{}\"",
+                label(&self.job_id),
+                label(vertex),
+                key.1
+            );
+            busy.push_str(&format!(
+                "strom_task_busy_seconds_total{{{labels}}} {:.3}\n",
+                busy_ms as f64 / 1000.0
+            ));
+            blocked.push_str(&format!(
+                "strom_task_backpressured_seconds_total{{{labels}}} {:.3}\n",
+                blocked_ms as f64 / 1000.0
+            ));
+            // A watermark at the end of time (input ended) has no lag to speak of.
+            if let Some(w) = watermark.filter(|&w| w < i64::MAX) {
+                lag.push_str(&format!(
+                    "strom_task_watermark_lag_seconds{{{labels}}} {:.3}\n",
+                    (now_ms - w) as f64 / 1000.0
+                ));
+            }
+        }
+        busy + &blocked + &lag
     }
 
     /// Cancels the job (the REST API's `PATCH /v1/jobs/{id}`): stops its subtasks; the

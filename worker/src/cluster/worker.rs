@@ -48,6 +48,20 @@ struct RunningAttempt {
 /// Job attempts running here, by (job id, attempt).
 type Running = Arc<Mutex<HashMap<(String, u32), RunningAttempt>>>;
 
+/// A subtask's busy and backpressured time and watermark.
+fn task_times(metrics: &JobMetrics, task: &TaskId) -> TaskMetrics {
+    let times = metrics
+        .tasks
+        .get(task.vertex as usize)
+        .and_then(|v| v.get(task.subtask as usize));
+    TaskMetrics {
+        busy_ms: times.map_or(0, |t| t.busy().as_millis() as u64),
+        backpressured_ms: times.map_or(0, |t| t.backpressured().as_millis() as u64),
+        watermark: times.and_then(|t| t.watermark()),
+        ..TaskMetrics::default()
+    }
+}
+
 /// The counters of every subtask running here, for a heartbeat.
 fn task_metrics(running: &Running) -> Vec<TaskMetrics> {
     let running = running.lock().unwrap_or_else(|p| p.into_inner());
@@ -75,9 +89,7 @@ fn task_metrics(running: &Running) -> Vec<TaskMetrics> {
                         })
                     })
                     .collect(),
-                busy_ms: 0,
-                backpressured_ms: 0,
-                watermark: None,
+                ..task_times(&attempt.metrics, task)
             })
         })
         .collect()

@@ -257,6 +257,7 @@ impl<X: Data> EdgeOps for TypedEdge<X> {
             ctx.config.batch_size,
             ctx.services.clock.is_simulated(),
             ctx.info.name.clone(),
+            ctx.services.times.clone(),
         ));
         Box::new(writer)
     }

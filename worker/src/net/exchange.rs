@@ -17,6 +17,7 @@ use crate::graph::EdgeOps;
 use crate::net::frame::{from_frame, to_frame};
 use crate::runtime::envelope::Envelope;
 use crate::runtime::input::InputChannel;
+use crate::runtime::metrics::TaskTimes;
 use crossbeam_channel::{Sender, TrySendError};
 use futures::{Stream, StreamExt};
 use std::collections::HashMap;
@@ -335,12 +336,21 @@ impl RemoteSender {
         }
     }
 
-    /// Sends one element, blocking while the consumer has no room (backpressure). For
-    /// task threads only: it must not be called on the runtime's threads.
-    pub(crate) fn send(&self, envelope: Envelope) -> Result<(), ChannelError> {
+    /// Sends one element, blocking while the consumer has no room (backpressure, counted
+    /// in `times`). For task threads only: it must not be called on the runtime's threads.
+    pub(crate) fn send(&self, envelope: Envelope, times: &TaskTimes) -> Result<(), ChannelError> {
         let frame = to_frame(envelope, self.edge.as_ref())
             .map_err(|e| ChannelError(format!("{}: {e}", self.key)))?;
-        self.frames.blocking_send(frame).map_err(|_| self.closed())
+        match self.frames.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                let blocked = std::time::Instant::now();
+                let sent = self.frames.blocking_send(frame).map_err(|_| self.closed());
+                times.add_backpressured(blocked.elapsed());
+                sent
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.closed()),
+        }
     }
 
     /// Why the channel took no more: the stream's failure, which it reports as it ends
@@ -514,10 +524,16 @@ mod tests {
         let sender = RemoteSender::open(rt.handle(), connect(&rt, address), key(3), edge);
         let producer = std::thread::spawn(move || {
             for i in 0..50 {
-                sender.send(batch(i * 100, 100)).expect("sent");
-                sender.send(Envelope::Watermark(i as i64)).expect("sent");
+                sender
+                    .send(batch(i * 100, 100), &TaskTimes::default())
+                    .expect("sent");
+                sender
+                    .send(Envelope::Watermark(i as i64), &TaskTimes::default())
+                    .expect("sent");
             }
-            sender.send(Envelope::EndOfInput).expect("sent");
+            sender
+                .send(Envelope::EndOfInput, &TaskTimes::default())
+                .expect("sent");
         });
         let got = read_all(&mut gate, Duration::from_secs(20));
         producer.join().expect("the producer ends");
@@ -548,10 +564,14 @@ mod tests {
         let total: u64 = 200;
         let producer = std::thread::spawn(move || {
             for i in 0..total {
-                sender.send(batch(i, 1_000)).expect("sent");
+                sender
+                    .send(batch(i, 1_000), &TaskTimes::default())
+                    .expect("sent");
                 counter.fetch_add(1, Ordering::SeqCst);
             }
-            sender.send(Envelope::EndOfInput).expect("sent");
+            sender
+                .send(Envelope::EndOfInput, &TaskTimes::default())
+                .expect("sent");
         });
         // Nobody reads: the producer gets `capacity` frames into the consumer's queue,
         // one into the stream waiting for credit and one into its own queue, then blocks.
@@ -582,7 +602,9 @@ mod tests {
         let edge = TypedEdge::<u64>::plain();
         let mut gate = InputGate::new(vec![exchange.expect(key(0), edge.clone(), 0, 4)]);
         let sender = RemoteSender::open(rt.handle(), connect(&rt, address), key(0), edge);
-        sender.send(batch(0, 10)).expect("sent");
+        sender
+            .send(batch(0, 10), &TaskTimes::default())
+            .expect("sent");
         drop(sender); // without end of input, as when its task or process dies
         let got = read_all(&mut gate, Duration::from_secs(10));
         assert_eq!(
@@ -607,7 +629,7 @@ mod tests {
         );
         let deadline = Instant::now() + Duration::from_secs(10);
         let error = loop {
-            match sender.send(batch(0, 1)) {
+            match sender.send(batch(0, 1), &TaskTimes::default()) {
                 Err(e) => break e,
                 Ok(()) if Instant::now() < deadline => {}
                 Ok(()) => panic!("frames to nowhere kept being accepted"),
@@ -631,8 +653,12 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         let mut gate = InputGate::new(vec![exchange.expect(key(1), edge, 0, 2)]);
         let producer = std::thread::spawn(move || {
-            sender.send(batch(7, 3)).expect("sent");
-            sender.send(Envelope::EndOfInput).expect("sent");
+            sender
+                .send(batch(7, 3), &TaskTimes::default())
+                .expect("sent");
+            sender
+                .send(Envelope::EndOfInput, &TaskTimes::default())
+                .expect("sent");
         });
         let got = read_all(&mut gate, Duration::from_secs(10));
         producer.join().expect("the producer ends");

@@ -86,6 +86,8 @@ pub(crate) struct TaskServices {
     pub clock: Rc<Clock>,
     pub wakeup: Rc<TimerWakeup>,
     pub config: Arc<ExecutionConfig>,
+    /// The task's idle and backpressured time and input watermark.
+    pub times: Arc<crate::runtime::metrics::TaskTimes>,
 }
 
 /// Identity of one operator instance.

@@ -206,6 +206,11 @@ pub(crate) fn launch_deployment(
                     .collect(),
             })
             .collect(),
+        tasks: plan
+            .vertices
+            .iter()
+            .map(|v| (0..v.parallelism).map(|_| Arc::default()).collect())
+            .collect(),
     };
 
     // Channels for every edge that crosses tasks, where one end or both run here.
@@ -375,6 +380,7 @@ fn run_subtask(
         clock: Rc::new(Clock::new(config.processing_time)),
         wakeup: Rc::new(TimerWakeup::new()),
         config: config.clone(),
+        times: metrics.tasks[vertex][subtask].clone(),
     };
     let mut builder = ChainBuilder {
         graph,

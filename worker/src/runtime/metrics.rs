@@ -92,10 +92,65 @@ impl OperatorEntry {
     }
 }
 
+/// Where one task's time goes, and its input watermark. Busy time is the rest: time since
+/// `started` minus idle and backpressured time.
+#[derive(Debug)]
+pub struct TaskTimes {
+    pub started: std::time::Instant,
+    /// Nanoseconds waiting for input (or, in a source, pausing).
+    pub idle_ns: AtomicU64,
+    /// Nanoseconds blocked because a downstream channel was full.
+    pub backpressured_ns: AtomicU64,
+    /// The task's input watermark; `i64::MIN` before the first.
+    pub watermark: std::sync::atomic::AtomicI64,
+}
+
+impl Default for TaskTimes {
+    fn default() -> Self {
+        TaskTimes {
+            started: std::time::Instant::now(),
+            idle_ns: AtomicU64::new(0),
+            backpressured_ns: AtomicU64::new(0),
+            watermark: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl TaskTimes {
+    pub(crate) fn add_idle(&self, d: Duration) {
+        self.idle_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn add_backpressured(&self, d: Duration) {
+        self.backpressured_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+    pub fn idle(&self) -> Duration {
+        Duration::from_nanos(self.idle_ns.load(Ordering::Relaxed))
+    }
+    pub fn backpressured(&self) -> Duration {
+        Duration::from_nanos(self.backpressured_ns.load(Ordering::Relaxed))
+    }
+    /// Time spent working: since the start, less idle and backpressured time.
+    pub fn busy(&self) -> Duration {
+        self.started
+            .elapsed()
+            .saturating_sub(self.idle())
+            .saturating_sub(self.backpressured())
+    }
+    /// The input watermark, once there is one.
+    pub fn watermark(&self) -> Option<i64> {
+        let w = self.watermark.load(Ordering::Relaxed);
+        (w != i64::MIN).then_some(w)
+    }
+}
+
 /// The counters of a whole job, in graph order.
 #[derive(Debug, Clone, Default)]
 pub struct JobMetrics {
     pub operators: Vec<OperatorEntry>,
+    /// Per task: `tasks[vertex][subtask]` (a vertex is a chain of operators).
+    pub tasks: Vec<Vec<Arc<TaskTimes>>>,
 }
 
 impl JobMetrics {

@@ -268,11 +268,11 @@ fn input_loop(
                 Envelope::Records(batch) => head.process(gate.input_of(ch), batch)?,
                 Envelope::Watermark(w) => {
                     valve.input_watermark(ch, w, &mut valve_out);
-                    apply_valve(head, &mut valve_out)?;
+                    apply_valve(head, &mut valve_out, &services.times)?;
                 }
                 Envelope::Status(s) => {
                     valve.input_status(ch, s, &mut valve_out);
-                    apply_valve(head, &mut valve_out)?;
+                    apply_valve(head, &mut valve_out, &services.times)?;
                 }
                 Envelope::ProcessingTime(t) => {
                     let now = clocks.input(ch, t);
@@ -284,7 +284,7 @@ fn input_loop(
                     let input = gate.input_of(ch);
                     let input_done = gate.finish(ch);
                     valve.input_ended(ch, &mut valve_out);
-                    apply_valve(head, &mut valve_out)?;
+                    apply_valve(head, &mut valve_out, &services.times)?;
                     let now = clocks.ended(ch);
                     if simulated && services.clock.advance_to(now) {
                         head.on_processing_time(now)?;
@@ -298,7 +298,9 @@ fn input_loop(
                 // Input ran dry: send partial batches on, so records never wait for a
                 // batch to fill while the task idles.
                 head.flush()?;
+                let waiting = std::time::Instant::now();
                 gate.wait(wait_time(services, simulated));
+                services.times.add_idle(waiting.elapsed());
             }
             Polled::Finished => break,
             Polled::Disconnected => return Err(TaskError::ChannelClosed),
@@ -308,10 +310,17 @@ fn input_loop(
     head.flush()
 }
 
-fn apply_valve(head: &mut dyn TaskHead, out: &mut Vec<ValveOutput>) -> TaskResult {
+fn apply_valve(
+    head: &mut dyn TaskHead,
+    out: &mut Vec<ValveOutput>,
+    times: &crate::runtime::metrics::TaskTimes,
+) -> TaskResult {
     for o in out.drain(..) {
         match o {
-            ValveOutput::Watermark(w) => head.process_watermark(w)?,
+            ValveOutput::Watermark(w) => {
+                times.watermark.store(w, Ordering::Relaxed);
+                head.process_watermark(w)?
+            }
             ValveOutput::Status(s) => head.process_status(s)?,
         }
     }
@@ -385,6 +394,7 @@ fn source_loop(
                 }
                 if !pause.is_zero() {
                     std::thread::sleep(pause);
+                    services.times.add_idle(pause);
                 }
             }
             SourcePoll::Finished => break,

@@ -10,8 +10,10 @@ use crate::net::exchange::RemoteSender;
 use crate::record::{Batch, Data, StreamRecord, WatermarkStatus};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::envelope::Envelope;
-use crossbeam_channel::Sender;
+use crate::runtime::metrics::TaskTimes;
+use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One outgoing channel: to a subtask in this process, or in another one.
 pub(crate) enum OutChannel {
@@ -20,12 +22,22 @@ pub(crate) enum OutChannel {
 }
 
 impl OutChannel {
-    /// Sends one element, blocking while the consumer has no room (backpressure).
-    pub(crate) fn send(&self, envelope: Envelope) -> TaskResult {
+    /// Sends one element, blocking while the consumer has no room (backpressure); the
+    /// time blocked counts as the task's backpressured time.
+    pub(crate) fn send(&self, envelope: Envelope, times: &TaskTimes) -> TaskResult {
         match self {
-            OutChannel::Local(tx) => tx.send(envelope).map_err(|_| TaskError::ChannelClosed),
+            OutChannel::Local(tx) => match tx.try_send(envelope) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(envelope)) => {
+                    let blocked = Instant::now();
+                    let sent = tx.send(envelope).map_err(|_| TaskError::ChannelClosed);
+                    times.add_backpressured(blocked.elapsed());
+                    sent
+                }
+                Err(TrySendError::Disconnected(_)) => Err(TaskError::ChannelClosed),
+            },
             OutChannel::Remote(remote) => remote
-                .send(envelope)
+                .send(envelope, times)
                 .map_err(|e| TaskError::Remote(e.to_string())),
         }
     }
@@ -110,6 +122,8 @@ pub(crate) struct NetworkWriter<T> {
     batch_size: usize,
     forward_clock: bool,
     operator: Arc<str>,
+    /// The task's times, where blocked sends count as backpressure.
+    times: Arc<TaskTimes>,
 }
 
 impl<T> Router<T> {
@@ -132,6 +146,7 @@ impl<T: Data> NetworkWriter<T> {
         batch_size: usize,
         forward_clock: bool,
         operator: Arc<str>,
+        times: Arc<TaskTimes>,
     ) -> Self {
         let batch_size = batch_size.max(1);
         NetworkWriter {
@@ -146,11 +161,12 @@ impl<T: Data> NetworkWriter<T> {
             batch_size,
             forward_clock,
             operator,
+            times,
         }
     }
 
-    fn send(tx: &OutChannel, env: Envelope) -> TaskResult {
-        tx.send(env)
+    fn send(tx: &OutChannel, times: &TaskTimes, env: Envelope) -> TaskResult {
+        tx.send(env, times)
     }
 
     fn send_buffer(&mut self, channel: usize) -> TaskResult {
@@ -160,7 +176,7 @@ impl<T: Data> NetworkWriter<T> {
             return Ok(());
         }
         let full = std::mem::replace(&mut ch.buf, Vec::with_capacity(batch_size));
-        Self::send(&ch.tx, Envelope::Records(Box::new(full)))
+        Self::send(&ch.tx, &self.times, Envelope::Records(Box::new(full)))
     }
 
     #[inline]
@@ -176,7 +192,7 @@ impl<T: Data> NetworkWriter<T> {
     fn broadcast_control(&mut self, make: impl Fn() -> Envelope) -> TaskResult {
         for i in 0..self.channels.len() {
             self.send_buffer(i)?;
-            Self::send(&self.channels[i].tx, make())?;
+            Self::send(&self.channels[i].tx, &self.times, make())?;
         }
         Ok(())
     }
@@ -196,7 +212,7 @@ impl<T: Data> NetworkWriter<T> {
                     if ch.buf.len() >= self.batch_size {
                         let full =
                             std::mem::replace(&mut ch.buf, Vec::with_capacity(self.batch_size));
-                        Self::send(&ch.tx, Envelope::Records(Box::new(full)))?;
+                        Self::send(&ch.tx, &self.times, Envelope::Records(Box::new(full)))?;
                     }
                 }
                 *next = i;
@@ -215,7 +231,7 @@ impl<T: Data> NetworkWriter<T> {
                     if ch.buf.len() >= self.batch_size {
                         let full =
                             std::mem::replace(&mut ch.buf, Vec::with_capacity(self.batch_size));
-                        Self::send(&ch.tx, Envelope::Records(Box::new(full)))?;
+                        Self::send(&ch.tx, &self.times, Envelope::Records(Box::new(full)))?;
                     }
                 }
                 Ok(())
@@ -239,7 +255,7 @@ impl<T: Data> NetworkWriter<T> {
                     if ch.buf.len() >= self.batch_size {
                         let full =
                             std::mem::replace(&mut ch.buf, Vec::with_capacity(self.batch_size));
-                        Self::send(&ch.tx, Envelope::Records(Box::new(full)))?;
+                        Self::send(&ch.tx, &self.times, Envelope::Records(Box::new(full)))?;
                     }
                 }
                 Ok(())
@@ -280,7 +296,7 @@ impl<T: Data> Consumer<T> for NetworkWriter<T> {
                     // Send the batch itself; the caller keeps a fresh buffer of equal size.
                     let cap = batch.capacity();
                     let full = std::mem::replace(batch, Vec::with_capacity(cap));
-                    return Self::send(&ch.tx, Envelope::Records(Box::new(full)));
+                    return Self::send(&ch.tx, &self.times, Envelope::Records(Box::new(full)));
                 }
                 for rec in batch.drain(..) {
                     self.push(0, rec)?;
