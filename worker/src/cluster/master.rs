@@ -8,6 +8,9 @@
 //! the master cancels what still runs of that attempt and, as its restart strategy says,
 //! deploys the job again from scratch after a delay (a new attempt; checkpoints come with
 //! the next issue), or fails it.
+//!
+//! The REST API (`cluster::rest`) reads the job, its workers and the counters the workers'
+//! heartbeats carry from here, and cancels the job through here.
 
 use crate::cluster::job::JobSubmission;
 use crate::cluster::placement::{place, slots_needed};
