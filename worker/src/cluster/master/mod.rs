@@ -12,6 +12,9 @@
 //! The REST API (`cluster::rest`) reads the job, its workers and the counters the workers'
 //! heartbeats carry from here, and cancels the job through here.
 
+mod prometheus;
+mod views;
+
 use crate::cluster::job::JobSubmission;
 use crate::cluster::placement::{place, slots_needed};
 use crate::cluster::restart::{RestartStrategy, RestartTracker};
@@ -30,6 +33,7 @@ use strom_proto::control::{
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
+pub use views::{JobView, SubtaskView, VertexView, WorkerView};
 
 /// Settings of `strom master`.
 #[derive(Clone, Debug)]
@@ -171,103 +175,6 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
         serving.abort();
         Ok(result)
     })
-}
-
-/// A job as the REST API shows it (`GET /v1/jobs/{id}`).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct JobView {
-    pub id: String,
-    pub name: String,
-    pub state: JobStatus,
-    /// Milliseconds since the Unix epoch.
-    pub start_time_ms: u64,
-    pub duration_ms: u64,
-    pub restarts: u32,
-    /// Why the last attempt failed, if one did.
-    pub failure: Option<String>,
-    pub vertices: Vec<VertexView>,
-}
-
-/// One task vertex (a chain of operators) of a job.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VertexView {
-    pub index: u32,
-    pub name: String,
-    pub parallelism: usize,
-    /// Each subtask's worker and state, while deployed.
-    pub subtasks: Vec<SubtaskView>,
-}
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SubtaskView {
-    pub subtask: u32,
-    pub worker: String,
-    pub state: String,
-}
-
-/// A worker as the REST API shows it (`GET /v1/workers`).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct WorkerView {
-    pub id: String,
-    pub data_address: String,
-    pub slots: u32,
-    /// Subtasks of the current attempt on this worker.
-    pub subtasks: usize,
-    pub last_heartbeat_ms_ago: u64,
-}
-
-impl State {
-    pub(crate) fn job_view(&self) -> JobView {
-        let end = self.ended_at.unwrap_or_else(Instant::now);
-        JobView {
-            id: self.job_id.clone(),
-            name: self.job.name.clone(),
-            state: self.status,
-            start_time_ms: self
-                .started
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            duration_ms: end.saturating_duration_since(self.started_at).as_millis() as u64,
-            restarts: self.restart.restarts(),
-            failure: self.failure.clone(),
-            vertices: self
-                .vertex_names
-                .iter()
-                .zip(&self.parallelisms)
-                .enumerate()
-                .map(|(v, (name, &parallelism))| VertexView {
-                    index: v as u32,
-                    name: name.clone(),
-                    parallelism,
-                    subtasks: (0..parallelism as u32)
-                        .filter_map(|s| {
-                            self.tasks.get(&(v as u32, s)).map(|(w, st)| SubtaskView {
-                                subtask: s,
-                                worker: w.clone(),
-                                state: st
-                                    .as_str_name()
-                                    .trim_start_matches("TASK_STATE_")
-                                    .to_string(),
-                            })
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
-
-    pub(crate) fn worker_views(&self) -> Vec<WorkerView> {
-        self.workers
-            .iter()
-            .map(|w| WorkerView {
-                id: w.id.clone(),
-                data_address: w.data_address.clone(),
-                slots: w.slots,
-                subtasks: self.tasks.values().filter(|(id, _)| *id == w.id).count(),
-                last_heartbeat_ms_ago: w.last_heard.elapsed().as_millis() as u64,
-            })
-            .collect()
-    }
 }
 
 #[derive(Clone)]
@@ -537,110 +444,6 @@ impl State {
         }
     }
 
-    /// Prometheus lines of the operators' counters, by operator and subtask.
-    pub(crate) fn operator_metrics_text(&self) -> String {
-        let mut keys: Vec<&(u32, u32)> = self.operator_metrics.keys().collect();
-        keys.sort();
-        let mut out = String::new();
-        type Counter = fn(&OperatorMetrics) -> u64;
-        let series: [(&str, &str, Counter); 5] = [
-            (
-                "strom_records_in_total",
-                "Records an operator received.",
-                |m| m.records_in,
-            ),
-            (
-                "strom_records_out_total",
-                "Records an operator emitted.",
-                |m| m.records_out,
-            ),
-            (
-                "strom_records_side_total",
-                "Records sent to side outputs.",
-                |m| m.records_side,
-            ),
-            (
-                "strom_records_late_total",
-                "Records after the allowed lateness.",
-                |m| m.records_late,
-            ),
-            (
-                "strom_dead_letters_total",
-                "Unreadable input records.",
-                |m| m.dead_letters,
-            ),
-        ];
-        out.push_str(&self.task_times_text());
-        for (name, help, value) in series {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-            for key in &keys {
-                let m = &self.operator_metrics[key];
-                let operator = self
-                    .operator_names
-                    .get(key.0 as usize)
-                    .map_or("?", String::as_str);
-                out.push_str(&format!(
-                    "{name}{{job=\"{}\",operator=\"{}\",subtask=\"{}\"}} {}\n",
-                    label(&self.job_id),
-                    label(operator),
-                    key.1,
-                    value(m)
-                ));
-            }
-        }
-        out
-    }
-
-    /// Prometheus lines of the tasks' busy and backpressured time and watermark lag.
-    fn task_times_text(&self) -> String {
-        let mut keys: Vec<&(u32, u32)> = self.task_times.keys().collect();
-        keys.sort();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let mut busy = String::from(
-            "# HELP strom_task_busy_seconds_total Time a task spent working.\n\
-             # TYPE strom_task_busy_seconds_total counter\n",
-        );
-        let mut blocked = String::from(
-            "# HELP strom_task_backpressured_seconds_total Time a task waited for room \
-             downstream.\n# TYPE strom_task_backpressured_seconds_total counter\n",
-        );
-        let mut lag = String::from(
-            "# HELP strom_task_watermark_lag_seconds Wall-clock time minus the task's input \
-             watermark.\n# TYPE strom_task_watermark_lag_seconds gauge\n",
-        );
-        for key in keys {
-            let (busy_ms, blocked_ms, watermark) = self.task_times[key];
-            let vertex = self
-                .vertex_names
-                .get(key.0 as usize)
-                .map_or("?", String::as_str);
-            let labels = format!(
-                "job=\"{}\",task=\"{}\",subtask=\"{}\"",
-                label(&self.job_id),
-                label(vertex),
-                key.1
-            );
-            busy.push_str(&format!(
-                "strom_task_busy_seconds_total{{{labels}}} {:.3}\n",
-                busy_ms as f64 / 1000.0
-            ));
-            blocked.push_str(&format!(
-                "strom_task_backpressured_seconds_total{{{labels}}} {:.3}\n",
-                blocked_ms as f64 / 1000.0
-            ));
-            // A watermark at the end of time (input ended) has no lag to speak of.
-            if let Some(w) = watermark.filter(|&w| w < i64::MAX) {
-                lag.push_str(&format!(
-                    "strom_task_watermark_lag_seconds{{{labels}}} {:.3}\n",
-                    (now_ms - w) as f64 / 1000.0
-                ));
-            }
-        }
-        busy + &blocked + &lag
-    }
-
     /// Cancels the job (the REST API's `PATCH /v1/jobs/{id}`): stops its subtasks; the
     /// job is Cancelled once every one has stopped.
     fn cancel(&mut self) -> Result<JobStatus, JobStatus> {
@@ -860,24 +663,5 @@ impl Master for MasterService {
                 .follow(register.worker_id, connection, incoming),
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(outgoing))))
-    }
-}
-
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::label;
-
-    #[test]
-    fn prometheus_label_values_are_escaped() {
-        assert_eq!(label("Source: Events"), "Source: Events");
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }
