@@ -5,8 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{TempDir, read_parts};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,36 +33,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strom-cluster-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Every line of the `part-*` files under `dir`, sorted.
-fn read_parts(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("part-")
-        {
-            lines.extend(
-                std::fs::read_to_string(&path)
-                    .unwrap()
-                    .lines()
-                    .map(String::from),
-            );
-        }
-    }
-    lines.sort();
-    lines
 }
 
 fn master(port: u16, job_args: &[String]) -> Child {
@@ -133,7 +106,8 @@ fn word_count_args(input: &Path, output: &Path) -> Vec<String> {
 
 #[test]
 fn a_master_and_two_workers_give_the_output_of_strom_run() {
-    let dir = temp_dir("word-count");
+    let tmp = TempDir::new("cluster-word-count");
+    let dir = tmp.path();
     let input = dir.join("input.txt");
     let text: String = (0..200)
         .map(|i| format!("to be or not to be {} that is question {}\n", i % 7, i % 13))
@@ -172,7 +146,8 @@ fn a_master_and_two_workers_give_the_output_of_strom_run() {
 
 #[test]
 fn a_job_whose_worker_is_killed_fails_and_says_which_worker() {
-    let dir = temp_dir("killed");
+    let tmp = TempDir::new("cluster-killed");
+    let dir = tmp.path();
     let port = free_port();
     // Unbounded: runs until something stops it.
     let args: Vec<String> = [
@@ -204,7 +179,8 @@ fn a_job_whose_worker_is_killed_fails_and_says_which_worker() {
 
 #[test]
 fn a_job_restarts_on_the_remaining_workers_and_its_output_is_complete() {
-    let dir = temp_dir("failover");
+    let tmp = TempDir::new("cluster-failover");
+    let dir = tmp.path();
     let job = |output: &Path| -> Vec<String> {
         // 3,000 generated lines at 1,000 a second: long enough to kill a worker mid-run.
         [
@@ -266,7 +242,8 @@ fn a_job_restarts_on_the_remaining_workers_and_its_output_is_complete() {
 
 #[test]
 fn workers_keep_retrying_and_attach_to_a_master_that_returns() {
-    let dir = temp_dir("master-returns");
+    let tmp = TempDir::new("cluster-master-returns");
+    let dir = tmp.path();
     let input = dir.join("input.txt");
     let text: String = (0..100)
         .map(|i| format!("all the world is a stage {}\n", i % 11))
@@ -345,7 +322,8 @@ fn cli(rest_port: u16, args: &[&str]) -> (i32, String, String) {
 fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
     use http::Method;
     use strom::cluster::client::RestClient;
-    let dir = temp_dir("rest");
+    let tmp = TempDir::new("cluster-rest");
+    let dir = tmp.path();
     let (port, rest_port) = (free_port(), free_port());
     let endless: Vec<String> = [
         "word-count",
@@ -500,7 +478,8 @@ fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
 
 #[test]
 fn masters_and_workers_take_their_options_from_a_config_file() {
-    let dir = temp_dir("config-file");
+    let tmp = TempDir::new("cluster-config-file");
+    let dir = tmp.path();
     let input = dir.join("input.txt");
     std::fs::write(
         &input,
@@ -582,40 +561,10 @@ reconnect-interval-ms = 100
     );
 }
 
-/// Every line of the `part-*` files under `dir` and its subdirectories, with the
-/// subdirectory, sorted.
-fn read_parts_deep(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            let sub = path.file_name().unwrap().to_string_lossy().into_owned();
-            lines.extend(
-                read_parts_deep(&path)
-                    .into_iter()
-                    .map(|l| format!("{sub}/{l}")),
-            );
-        } else if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("part-")
-        {
-            lines.extend(
-                std::fs::read_to_string(&path)
-                    .unwrap()
-                    .lines()
-                    .map(String::from),
-            );
-        }
-    }
-    lines.sort();
-    lines
-}
-
 #[test]
 fn seed_jobs_across_processes_give_the_output_of_strom_run() {
-    let dir = temp_dir("seed-jobs");
+    let tmp = TempDir::new("cluster-seed-jobs");
+    let dir = tmp.path();
     let port = free_port();
     // The same two workers serve one master after the other.
     let mut workers = Processes(vec![worker(port, "w1"), worker(port, "w2")]);
@@ -641,7 +590,7 @@ fn seed_jobs_across_processes_give_the_output_of_strom_run() {
             .status()
             .unwrap();
         assert!(status.success(), "{job} in one process");
-        let expected = read_parts_deep(&alone);
+        let expected = read_parts(&alone);
         assert!(!expected.is_empty(), "{job} wrote nothing");
 
         let split = dir.join(format!("{job}-split"));
@@ -649,6 +598,6 @@ fn seed_jobs_across_processes_give_the_output_of_strom_run() {
         let (status, stderr) = wait_for_master(&mut workers, Duration::from_secs(60));
         assert!(status.success(), "{job}: the master failed:\n{stderr}");
         workers.0.remove(0).wait().unwrap();
-        assert_eq!(read_parts_deep(&split), expected, "{job}");
+        assert_eq!(read_parts(&split), expected, "{job}");
     }
 }

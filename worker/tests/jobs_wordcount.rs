@@ -4,7 +4,10 @@
 // Test helpers fail the test on unexpected errors, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{read_parts, sorted};
+use std::path::PathBuf;
 use strom::jobs::wordcount::{HAMLET, WordCount, word_counts};
 use strom::prelude::*;
 
@@ -20,11 +23,6 @@ fn text() -> Vec<String> {
 
 fn lines<T: std::fmt::Display>(values: &[T]) -> Vec<String> {
     values.iter().map(|v| v.to_string()).collect()
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
 }
 
 fn run_pipeline(parallelism: usize, mode: RuntimeMode) -> Vec<String> {
@@ -44,28 +42,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Every line of the `part-*` files under `dir`, sorted.
-fn read_parts(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("part-")
-        {
-            out.extend(
-                std::fs::read_to_string(&path)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_string),
-            );
-        }
-    }
-    sorted(out)
 }
 
 /// Builds the job from the registry with `args` and runs it.

@@ -95,6 +95,28 @@ pub fn per_key<K: Ord, V>(records: impl IntoIterator<Item = (K, V)>) -> BTreeMap
     m
 }
 
+/// Every line of the `part-*` files under `dir`, sorted; lines from a subdirectory's files
+/// (jobs with several outputs) carry its name: `alerts/<line>`.
+pub fn read_parts(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            lines.extend(read_parts(&path).into_iter().map(|l| format!("{name}/{l}")));
+        } else if name.starts_with("part-") {
+            lines.extend(
+                std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .map(String::from),
+            );
+        }
+    }
+    lines.sort();
+    lines
+}
+
 /// A directory under the system temp dir, removed when dropped.
 pub struct TempDir(PathBuf);
 
