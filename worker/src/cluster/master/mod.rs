@@ -260,12 +260,8 @@ impl State {
         let _ = self.outcome.send(Some(outcome));
     }
 
-    /// The current attempt failed: cancel what still runs of it, then restart or give up
-    /// as the restart strategy says.
-    fn fail(&mut self, why: String) {
-        if self.ended() || self.tasks.is_empty() {
-            return;
-        }
+    /// Tells every worker with subtasks of the current attempt to cancel them.
+    fn cancel_attempt(&self) {
         let cancel = CancelJob {
             job_id: self.job_id.clone(),
             attempt: self.attempt,
@@ -277,6 +273,15 @@ impl State {
                 }));
             }
         }
+    }
+
+    /// The current attempt failed: cancel what still runs of it, then restart or give up
+    /// as the restart strategy says.
+    fn fail(&mut self, why: String) {
+        if self.ended() || self.tasks.is_empty() {
+            return;
+        }
+        self.cancel_attempt();
         self.tasks.clear();
         self.failure = Some(why.clone());
         match self.restart.on_failure(Instant::now()) {
@@ -454,17 +459,7 @@ impl State {
                 tracing::info!(job = %self.job_id, "cancelling the job");
                 self.status = JobStatus::Cancelling;
                 self.restart_pending = true;
-                let cancel = CancelJob {
-                    job_id: self.job_id.clone(),
-                    attempt: self.attempt,
-                };
-                for worker in &self.workers {
-                    if self.tasks.values().any(|(w, _)| *w == worker.id) {
-                        let _ = worker.to_worker.try_send(Ok(MasterMessage {
-                            kind: Some(master_message::Kind::Cancel(cancel.clone())),
-                        }));
-                    }
-                }
+                self.cancel_attempt();
                 self.end_cancel_when_stopped();
                 Ok(self.status)
             }
