@@ -5,7 +5,7 @@
 
 use crate::cluster::job::JobSubmission;
 use crate::jobs::JobRegistry;
-use crate::net::exchange::Exchange;
+use crate::net::exchange::{Exchange, connect};
 use crate::runtime::executor::{CancelToken, Deployment, Network, launch_deployment};
 use crate::runtime::metrics::JobMetrics;
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use strom_proto::control::{
     TaskState, TaskStateReport, WorkerMessage, master_message, worker_message,
 };
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 /// Settings of `strom worker`.
 #[derive(Clone, Debug)]
@@ -111,11 +111,7 @@ pub fn run_worker(registry: JobRegistry, options: WorkerOptions) -> anyhow::Resu
             listener.local_addr()?.port()
         );
         let exchange = Exchange::new(Duration::from_secs(60));
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(exchange.service())
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
+        tokio::spawn(exchange.serve(listener));
         tracing::info!(worker = %options.id, data = %data_address, "worker data plane listening");
         let registry = Arc::new(registry);
         let running: Running = Arc::default();
@@ -310,14 +306,9 @@ fn deploy_tasks(
             .position(|w| *w == this_worker)
             .ok_or("the master deployed to this worker without placing anything on it")?;
         let connections = {
-            let _in_runtime = runtime.enter();
             addresses
                 .iter()
-                .map(|a| {
-                    tonic::transport::Endpoint::from_shared(format!("http://{a}"))
-                        .map(|e| e.connect_lazy())
-                        .map_err(|e| format!("worker data address '{a}': {e}"))
-                })
+                .map(|a| connect(&runtime, a))
                 .collect::<Result<Vec<_>, String>>()?
         };
         let deployment = Deployment {

@@ -180,6 +180,18 @@ impl Exchange {
         DataExchangeServer::new(self.clone())
     }
 
+    /// Serves the exchange on `listener` (this process's data address) until the future
+    /// is dropped or the runtime stops.
+    pub(crate) fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+    ) -> impl std::future::Future<Output = Result<(), tonic::transport::Error>> + Send + 'static
+    {
+        tonic::transport::Server::builder()
+            .add_service(self.service())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+    }
+
     fn expected(&self) -> MutexGuard<'_, HashMap<ChannelKey, Inbound>> {
         // The map stays consistent even if a holder panicked: every change is one call.
         self.inner
@@ -293,6 +305,18 @@ async fn receive(
             }
         }
     }
+}
+
+/// The connection to the data plane of the worker at `address` (`host:port`), opened on
+/// first use and shared by every channel to that worker; `runtime` drives it.
+pub(crate) fn connect(
+    runtime: &tokio::runtime::Handle,
+    address: &str,
+) -> Result<tonic::transport::Channel, String> {
+    let _in_runtime = runtime.enter();
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map(|e| e.connect_lazy())
+        .map_err(|e| format!("worker data address '{address}': {e}"))
 }
 
 /// Why a remote channel cannot take more.
@@ -425,7 +449,6 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
     use tokio::runtime::Runtime;
-    use tokio_stream::wrappers::TcpListenerStream;
 
     fn runtime() -> Runtime {
         tokio::runtime::Builder::new_multi_thread()
@@ -441,19 +464,12 @@ mod tests {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("a loopback port");
         let address = listener.local_addr().expect("bound");
-        rt.spawn(
-            tonic::transport::Server::builder()
-                .add_service(exchange.service())
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
+        rt.spawn(exchange.serve(listener));
         address
     }
 
     fn connect(rt: &Runtime, address: SocketAddr) -> tonic::transport::Channel {
-        let _in_runtime = rt.enter();
-        tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .expect("a valid URI")
-            .connect_lazy()
+        super::connect(rt.handle(), &address.to_string()).expect("a valid address")
     }
 
     fn key(edge: u32) -> ChannelKey {

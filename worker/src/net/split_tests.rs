@@ -5,11 +5,10 @@
 #![allow(clippy::expect_used)]
 
 use crate::jobs::wordcount::{HAMLET, WordCount, word_counts};
-use crate::net::exchange::Exchange;
+use crate::net::exchange::{Exchange, connect};
 use crate::prelude::*;
 use crate::runtime::executor::{Deployment, Network, launch_deployment};
 use std::time::Duration;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// (key, window start, records in the window)
 type WindowCount = (u64, i64, u64);
@@ -71,24 +70,13 @@ fn a_job_split_over_two_workers_gives_the_one_process_output() {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("a loopback port");
         let address = listener.local_addr().expect("bound");
-        rt.spawn(
-            tonic::transport::Server::builder()
-                .add_service(exchange.service())
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
+        rt.spawn(exchange.serve(listener));
         address
     });
-    let connections: Vec<tonic::transport::Channel> = {
-        let _in_runtime = rt.enter();
-        addresses
-            .iter()
-            .map(|a| {
-                tonic::transport::Endpoint::from_shared(format!("http://{a}"))
-                    .expect("a valid URI")
-                    .connect_lazy()
-            })
-            .collect()
-    };
+    let connections: Vec<tonic::transport::Channel> = addresses
+        .iter()
+        .map(|a| connect(rt.handle(), &a.to_string()).expect("a valid address"))
+        .collect();
 
     // Subtask s of every operator runs on worker s % 2.
     let mut outputs = Vec::new();
