@@ -14,23 +14,37 @@ use strom_bench::nexmark::queries::Query;
 /// The groups of cases `--only` can select.
 pub const GROUPS: [&str; 4] = ["pipelines", "state", "nexmark", "latency"];
 
+/// `strom-bench compare`'s options.
+#[derive(clap::Args, Debug)]
 pub struct Options {
+    /// Runs of each case on each system.
+    #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Parallelisms to run, comma-separated.
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
     pub parallelism: Vec<usize>,
     /// Events per run of the heap pipelines.
+    #[arg(long, default_value_t = 20_000_000)]
     pub events: u64,
     /// Events per run of the RocksDB cases (Flink's RocksDB is ~10× slower than its heap).
+    #[arg(long, default_value_t = 1_000_000)]
     pub rocksdb_events: u64,
     /// Events per run of the Nexmark queries.
+    #[arg(long, default_value_t = 4_000_000)]
     pub nexmark_events: u64,
-    /// Length of each latency run.
+    /// Seconds per latency run.
+    #[arg(long, default_value_t = 10)]
     pub latency_seconds: u64,
-    /// Input rate of the latency runs; default: half of Flink's keyed-sum rate at p = 1,
-    /// as measured in this comparison.
+    /// Events per second of the latency runs (default: half of Flink's keyed-sum rate at
+    /// p = 1, as measured in this comparison).
+    #[arg(long)]
     pub latency_rate: Option<f64>,
+    /// Only these groups, comma-separated: pipelines, state, nexmark, latency.
+    #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Also write the report to this file (bench/RESULTS.md by convention).
+    #[arg(long)]
     pub output: Option<PathBuf>,
-    pub tuning: Tuning,
 }
 
 /// One row of the table: a case at a parallelism, on both systems.
@@ -155,12 +169,12 @@ fn specs(o: &Options) -> Vec<Spec> {
 }
 
 /// Runs `spec` on both systems, alternating.
-fn measure(spec: Spec, o: &Options, flink: &Flink) -> anyhow::Result<Outcome> {
+fn measure(spec: Spec, o: &Options, tuning: Tuning, flink: &Flink) -> anyhow::Result<Outcome> {
     let load = load_average();
     let (mut strom, mut flinks) = (Vec::new(), Vec::new());
     for run in 0..o.runs {
         if let Ok(work) = spec.strom {
-            let m = measure_in_child(work, "strom", spec.parallelism, spec.events, None, o.tuning)
+            let m = measure_in_child(work, "strom", spec.parallelism, spec.events, None, tuning)
                 .with_context(|| format!("Strom, {} p={}", spec.case, spec.parallelism))?;
             strom.push(m);
         }
@@ -196,7 +210,12 @@ struct LatencyOutcome {
     flink: Vec<Measurement>,
 }
 
-fn measure_latency(o: &Options, rate: f64, flink: &Flink) -> anyhow::Result<LatencyOutcome> {
+fn measure_latency(
+    o: &Options,
+    tuning: Tuning,
+    rate: f64,
+    flink: &Flink,
+) -> anyhow::Result<LatencyOutcome> {
     let events = (rate * o.latency_seconds as f64) as u64;
     let (mut strom, mut flinks) = (Vec::new(), Vec::new());
     for run in 0..o.runs {
@@ -206,7 +225,7 @@ fn measure_latency(o: &Options, rate: f64, flink: &Flink) -> anyhow::Result<Late
             1,
             events,
             Some(rate),
-            o.tuning,
+            tuning,
         )?);
         let args: Vec<String> = [
             "case",
@@ -237,7 +256,7 @@ fn measure_latency(o: &Options, rate: f64, flink: &Flink) -> anyhow::Result<Late
     })
 }
 
-pub fn run(o: Options) -> anyhow::Result<()> {
+pub fn run(o: Options, tuning: Tuning) -> anyhow::Result<()> {
     for g in &o.only {
         anyhow::ensure!(
             GROUPS.contains(&g.as_str()),
@@ -250,7 +269,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     let mut outcomes = Vec::new();
     for spec in specs(&o) {
         eprintln!("{} at p={}:", spec.case, spec.parallelism);
-        outcomes.push(measure(spec, &o, &flink)?);
+        outcomes.push(measure(spec, &o, tuning, &flink)?);
     }
     let latency = if o.only.is_empty() || o.only.iter().any(|g| g == "latency") {
         let rate = match o.latency_rate {
@@ -258,7 +277,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
             None => half_flink_keyed_rate(&outcomes, &flink, &o)?,
         };
         eprintln!("keyed-latency at {:.0} events/s:", rate);
-        Some(measure_latency(&o, rate, &flink)?)
+        Some(measure_latency(&o, tuning, rate, &flink)?)
     } else {
         None
     };

@@ -50,35 +50,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Strom against Apache Flink 2.3 on this machine (prepares Flink first, once).
-    Compare {
-        /// Runs of each case on each system.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Parallelisms to run, comma-separated.
-        #[arg(long, default_value = "1,2", value_delimiter = ',')]
-        parallelism: Vec<usize>,
-        /// Events per run of the heap pipelines.
-        #[arg(long, default_value_t = 20_000_000)]
-        events: u64,
-        /// Events per run of the RocksDB cases.
-        #[arg(long, default_value_t = 1_000_000)]
-        rocksdb_events: u64,
-        /// Events per run of the Nexmark queries.
-        #[arg(long, default_value_t = 4_000_000)]
-        nexmark_events: u64,
-        /// Seconds per latency run.
-        #[arg(long, default_value_t = 10)]
-        latency_seconds: u64,
-        /// Events per second of the latency runs (default: half of Flink's keyed-sum rate).
-        #[arg(long)]
-        latency_rate: Option<f64>,
-        /// Only these groups, comma-separated: pipelines, state, nexmark, latency.
-        #[arg(long, value_delimiter = ',')]
-        only: Vec<String>,
-        /// Also write the report to this file (bench/RESULTS.md by convention).
-        #[arg(long)]
-        output: Option<std::path::PathBuf>,
-    },
+    Compare(compare::Options),
     /// A pipeline at p = 2 in one process against a master and two worker processes: the
     /// cost of the network path.
     Network {
@@ -179,28 +151,7 @@ fn main() -> anyhow::Result<()> {
                 tuning: cli.tuning,
             })
         }
-        Some(Cmd::Compare {
-            runs,
-            parallelism,
-            events,
-            rocksdb_events,
-            nexmark_events,
-            latency_seconds,
-            latency_rate,
-            only,
-            output,
-        }) => compare::run(compare::Options {
-            runs,
-            parallelism,
-            events,
-            rocksdb_events,
-            nexmark_events,
-            latency_seconds,
-            latency_rate,
-            only,
-            output,
-            tuning: cli.tuning,
-        }),
+        Some(Cmd::Compare(options)) => compare::run(options, cli.tuning),
         Some(Cmd::Network {
             cases,
             events,
