@@ -76,21 +76,27 @@ fn cancelling_an_unbounded_job() {
             .key_by(|i: &u64| i % 16)
             .reduce(|a: u64, b: u64| a.max(b))
             .collect();
-        let job = env.execute_async("forever").unwrap();
-        assert!(
-            eventually(Duration::from_secs(5), || seen.len() > 1_000),
-            "p={p}"
-        );
-        let asked = Instant::now();
-        job.cancel();
-        let result = job.join().unwrap();
-        assert!(result.cancelled, "p={p}");
-        assert!(
-            asked.elapsed() < Duration::from_secs(2),
-            "cancel took {:?}, p={p}",
-            asked.elapsed()
-        );
+        cancel_once_running(&env, &seen, &format!("p={p}"));
     }
+}
+
+/// Starts the job, waits until it has produced 1,000 records, cancels it, and checks that
+/// it ends as cancelled within two seconds.
+fn cancel_once_running(env: &StreamEnv, seen: &CollectHandle<u64>, what: &str) {
+    let job = env.execute_async("to cancel").unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || seen.len() > 1_000),
+        "{what}"
+    );
+    let asked = Instant::now();
+    job.cancel();
+    let result = job.join().unwrap();
+    assert!(result.cancelled, "{what}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "cancel took {:?}, {what}",
+        asked.elapsed()
+    );
 }
 
 /// A reader that emits until the output says it is full, as readers should.
@@ -134,20 +140,7 @@ fn cancelling_stops_a_reader_that_emits_until_full() {
                 .key_by(|i: &u64| i % 16)
                 .reduce(|a: u64, b: u64| a.max(b))
                 .collect();
-            let job = env.execute_async("until full").unwrap();
-            assert!(
-                eventually(Duration::from_secs(5), || seen.len() > 1_000),
-                "p={p}"
-            );
-            let asked = Instant::now();
-            job.cancel();
-            let result = job.join().unwrap();
-            assert!(result.cancelled, "p={p}");
-            assert!(
-                asked.elapsed() < Duration::from_secs(2),
-                "cancel took {:?}, p={p}, simulated={simulated}",
-                asked.elapsed()
-            );
+            cancel_once_running(&env, &seen, &format!("p={p}, simulated={simulated}"));
         }
     }
 }
