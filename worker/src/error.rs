@@ -26,6 +26,21 @@ pub enum Position {
     Lifecycle(&'static str),
 }
 
+impl Position {
+    /// The `record`-th record of input `input` (0 or 1) of an operator with `inputs`
+    /// inputs: `Record` for one input, `InputRecord` (numbered from 1) for two.
+    pub(crate) fn of_input(inputs: u8, input: u8, record: u64) -> Position {
+        if inputs == 1 {
+            Position::Record(record)
+        } else {
+            Position::InputRecord {
+                input: input + 1,
+                record,
+            }
+        }
+    }
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -65,17 +65,7 @@ pub(crate) fn process_keyed<K: Key, I, O>(
         mut broadcast,
     } = parts;
     let b = &mut *base;
-    let position = |n| {
-        if inputs == 1 {
-            Position::Record(n)
-        } else {
-            Position::InputRecord {
-                input: input + 1,
-                record: n,
-            }
-        }
-    };
-    guard!(b.info, position(b.seen[idx]), {
+    guard!(b.info, Position::of_input(inputs, input, b.seen[idx]), {
         let clock = b.services.clock.clone();
         for r in batch.drain(..) {
             b.seen[idx] += 1;
