@@ -11,7 +11,7 @@ use anyhow::Context;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use strom::cluster::master::{JobOutcome, MasterOptions, run_master};
+use strom::cluster::master::{JobOutcome, MasterExit, MasterOptions, run_master};
 use strom::cluster::restart::RestartStrategy;
 use strom::cluster::worker::{WorkerOptions, run_worker};
 use strom::{ArgSpec, JobArgs, JobRegistry, JobSpec};
@@ -124,21 +124,21 @@ pub fn master(
         .unwrap_or(0);
     let options = MasterOptions {
         bind: ([127, 0, 0, 1], port).into(),
-        job: strom::cluster::job::JobSubmission {
+        job: Some(strom::cluster::job::JobSubmission {
             name: job.to_string(),
             args,
             parallelism,
             max_parallelism: strom::keygroup::DEFAULT_MAX_PARALLELISM,
             batch_size: strom::config::ExecutionConfig::default().batch_size,
             batch_mode: false,
-        },
+        }),
         heartbeat_interval: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_secs(10),
         restart: RestartStrategy::None,
         rest_bind: rest_port.map(|p| ([127, 0, 0, 1], p).into()),
     };
     match run_master(&registry(), options)? {
-        JobOutcome::Finished { ran_for } => {
+        MasterExit::JobEnded(JobOutcome::Finished { ran_for }) => {
             let m = Measurement {
                 events,
                 seconds: ran_for.as_secs_f64(),
@@ -149,8 +149,9 @@ pub fn master(
             println!("{}", serde_json::to_string(&m)?);
             Ok(())
         }
-        JobOutcome::Failed(why) => anyhow::bail!("the job failed: {why}"),
-        JobOutcome::Cancelled => anyhow::bail!("the job was cancelled"),
+        MasterExit::JobEnded(JobOutcome::Failed(why)) => anyhow::bail!("the job failed: {why}"),
+        MasterExit::JobEnded(JobOutcome::Cancelled) => anyhow::bail!("the job was cancelled"),
+        MasterExit::Stopped(signal) => anyhow::bail!("the master was stopped ({signal})"),
     }
 }
 

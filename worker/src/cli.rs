@@ -1,6 +1,6 @@
 //! The `strom` command line: `strom run <job>` and `strom jobs` in one process; `strom
-//! master` and `strom worker` for a job across processes; `strom list | status | cancel`
-//! against a master's REST API.
+//! master` and `strom worker` for jobs across processes; `strom submit | list | status |
+//! cancel` against a master's REST API.
 //!
 //! Users with their own jobs build their own binary around the same command line:
 //! `fn main() -> ExitCode { strom::main(my_registry()) }`.
@@ -8,7 +8,9 @@
 use crate::api::StreamEnv;
 use crate::cluster::client::{RestClient, job_text, jobs_text};
 use crate::cluster::job::JobSubmission;
-use crate::cluster::master::{JobOutcome, JobView, MasterOptions, run_master};
+use crate::cluster::master::{
+    JobOutcome, JobStatus, JobView, MasterExit, MasterOptions, run_master,
+};
 use crate::cluster::restart::RestartStrategy;
 use crate::cluster::worker::{WorkerOptions, run_worker};
 use crate::error::JobError;
@@ -55,11 +57,15 @@ enum Command {
         /// A job name: show its arguments.
         job: Option<String>,
     },
-    /// Run a master: plan the job, wait for workers' slots, deploy it, follow it to its
-    /// end (exit 0 when it finished, 1 when it failed).
+    /// Run a master. With a job: plan it, wait for workers' slots, deploy it, follow it
+    /// to its end (exit 0 when it finished, 1 when it failed). Without: take jobs from
+    /// `strom submit` until stopped.
     Master(MasterArgs),
     /// Run a worker: offer slots to a master and run the subtasks it deploys.
     Worker(WorkerArgs),
+    /// Submit a job to a running master (REST API); it runs once the workers offer
+    /// enough free slots. Prints the job's id.
+    Submit(SubmitArgs),
     /// List the master's jobs (REST API).
     List(ApiArgs),
     /// Show a job: its state, restarts, and where its subtasks run (REST API).
@@ -95,10 +101,24 @@ enum Output {
 }
 
 #[derive(clap::Args, Debug)]
-struct MasterArgs {
-    /// The job to run (see `strom jobs`), with the same options as `strom run`.
+struct SubmitArgs {
     #[command(flatten)]
     job: JobOptions,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Follow the job to its end: exit 0 when it finished, 1 when it failed or was
+    /// cancelled.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct MasterArgs {
+    /// The job to run (see `strom jobs`), with the same options as `strom run`; none:
+    /// a session master that takes jobs from `strom submit`.
+    job: Option<String>,
+    #[command(flatten)]
+    settings: JobSettings,
     /// Address workers attach to.
     #[arg(long, default_value = "0.0.0.0:6123", env = "STROM_MASTER_BIND")]
     bind: std::net::SocketAddr,
@@ -209,11 +229,24 @@ struct RunArgs {
     no_summary: bool,
 }
 
-/// A job and its settings, for `strom run` and `strom master`.
+/// A job and its settings, for `strom run` and `strom submit`.
 #[derive(clap::Args, Debug)]
 struct JobOptions {
     /// The job to run (see `strom jobs`).
     job: String,
+    #[command(flatten)]
+    settings: JobSettings,
+}
+
+impl JobOptions {
+    fn submission(&self) -> JobSubmission {
+        self.settings.submission(&self.job)
+    }
+}
+
+/// How to run a job: `strom run`'s, `strom submit`'s and `strom master`'s options.
+#[derive(clap::Args, Debug)]
+struct JobSettings {
     /// Default parallelism of the job's operators.
     #[arg(short, long, default_value_t = 1)]
     parallelism: usize,
@@ -231,10 +264,10 @@ struct JobOptions {
     batch_size: usize,
 }
 
-impl JobOptions {
-    fn submission(&self) -> JobSubmission {
+impl JobSettings {
+    fn submission(&self, name: &str) -> JobSubmission {
         JobSubmission {
-            name: self.job.clone(),
+            name: name.to_string(),
             args: self.args.clone(),
             parallelism: self.parallelism,
             max_parallelism: self.max_parallelism,
@@ -293,6 +326,7 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         Command::Run(args) => run(&registry, args),
         Command::Master(args) => master(&registry, args),
         Command::Worker(args) => worker(registry, args),
+        Command::Submit(args) => submit(args),
         Command::List(api) => api_call(&api, Method::GET, "/v1/jobs", |v| {
             let jobs: Vec<JobView> = serde_json::from_value(v["jobs"].clone())
                 .map_err(|e| format!("unexpected answer: {e}"))?;
@@ -324,17 +358,8 @@ fn api_call(
     text: impl FnOnce(serde_json::Value) -> Result<String, String>,
 ) -> ExitCode {
     let answer = RestClient::new(&api.rest_url).and_then(|c| c.call(method, path));
-    let printed = answer.and_then(|v| match api.output {
-        Output::Json => serde_json::to_string_pretty(&v)
-            .map(|s| s + "\n")
-            .map_err(|e| e.to_string()),
-        Output::Text => text(v),
-    });
-    match printed {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
+    match answer.and_then(|v| print_answer(api.output, v, text)) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -342,28 +367,97 @@ fn api_call(
     }
 }
 
+/// Prints an answer of the REST API as text (by `text`) or as JSON.
+fn print_answer(
+    output: Output,
+    answer: serde_json::Value,
+    text: impl FnOnce(serde_json::Value) -> Result<String, String>,
+) -> Result<(), String> {
+    let out = match output {
+        Output::Json => serde_json::to_string_pretty(&answer)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string())?,
+        Output::Text => text(answer)?,
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// `strom submit`: posts the job; with `--wait`, polls it until it ends.
+fn submit(args: SubmitArgs) -> ExitCode {
+    let SubmitArgs { job, api, wait } = args;
+    let body = match serde_json::to_value(job.submission()) {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = (|| -> Result<ExitCode, String> {
+        let client = RestClient::new(&api.rest_url)?;
+        let answer = client.call_with(Method::POST, "/v1/jobs", Some(&body))?;
+        let submitted: JobView = serde_json::from_value(answer.clone())
+            .map_err(|e| format!("unexpected answer: {e}"))?;
+        if !wait {
+            print_answer(api.output, answer, |_| Ok(format!("{}\n", submitted.id)))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("submitted job {}; waiting for it to end", submitted.id);
+        let path = format!("/v1/jobs/{}", submitted.id);
+        loop {
+            let answer = client.call(Method::GET, &path)?;
+            let job: JobView = serde_json::from_value(answer.clone())
+                .map_err(|e| format!("unexpected answer: {e}"))?;
+            let code = match job.state {
+                JobStatus::Finished => ExitCode::SUCCESS,
+                JobStatus::Failed | JobStatus::Cancelled => ExitCode::FAILURE,
+                _ => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            };
+            print_answer(api.output, answer, |_| Ok(job_text(&job)))?;
+            return Ok(code);
+        }
+    })();
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 fn master(registry: &JobRegistry, args: MasterArgs) -> ExitCode {
-    if args.job.parallelism == 0 {
-        eprintln!("error: --parallelism must be at least 1");
+    if args.job.is_none() && !args.settings.args.is_empty() {
+        eprintln!(
+            "error: --arg without a job: name the job (`strom master <job> --arg …`), or give \
+             a session master's jobs their arguments with `strom submit <job> --arg …`"
+        );
         return ExitCode::from(2);
     }
     let options = MasterOptions {
         bind: args.bind,
-        job: args.job.submission(),
+        job: args
+            .job
+            .as_deref()
+            .map(|name| args.settings.submission(name)),
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms.max(1)),
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms.max(1)),
         restart: args.restart.strategy(),
         rest_bind: Some(args.rest_bind),
     };
     match run_master(registry, options) {
-        Ok(JobOutcome::Finished { .. }) => ExitCode::SUCCESS,
-        Ok(JobOutcome::Cancelled) => {
+        Ok(MasterExit::JobEnded(JobOutcome::Finished { .. })) => ExitCode::SUCCESS,
+        Ok(MasterExit::JobEnded(JobOutcome::Cancelled)) => {
             eprintln!("the job was cancelled");
             ExitCode::SUCCESS
         }
-        Ok(JobOutcome::Failed(why)) => {
+        Ok(MasterExit::JobEnded(JobOutcome::Failed(why))) => {
             eprintln!("error: the job failed: {why}");
             ExitCode::FAILURE
+        }
+        Ok(MasterExit::Stopped(signal)) => {
+            eprintln!("the master was stopped ({signal})");
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -449,14 +543,14 @@ fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
         eprintln!("error: {}", unknown_job(registry, &job.job));
         return ExitCode::from(2);
     };
-    let job_args = match JobArgs::parse(spec.name, spec.args, &job.args) {
+    let job_args = match JobArgs::parse(spec.name, spec.args, &job.settings.args) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if job.parallelism == 0 {
+    if job.settings.parallelism == 0 {
         eprintln!("error: --parallelism must be at least 1");
         return ExitCode::from(2);
     }

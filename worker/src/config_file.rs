@@ -20,7 +20,9 @@
 use std::ffi::OsString;
 
 /// Commands that take options from the file.
-const SECTIONS: [&str; 6] = ["run", "master", "worker", "list", "status", "cancel"];
+const SECTIONS: [&str; 7] = [
+    "run", "master", "worker", "submit", "list", "status", "cancel",
+];
 
 /// Options that take a value before the command (so their value is not the command).
 const GLOBAL_WITH_VALUE: [&str; 3] = ["--log-level", "--log-format", "--config"];

@@ -1,7 +1,8 @@
 //! The distributed runtime with real processes on loopback: a `strom master` and
 //! `strom worker`s run a seed job with exactly the output of `strom run`; a job whose
 //! worker dies fails, or restarts by its strategy; workers outlive their master; the REST
-//! API and the CLI show and cancel a job.
+//! API and the CLI show and cancel a job; a session master runs the jobs `strom submit`
+//! gives it, one after the other when slots are short.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -600,4 +601,172 @@ fn seed_jobs_across_processes_give_the_output_of_strom_run() {
         workers.0.remove(0).wait().unwrap();
         assert_eq!(read_parts(&split), expected, "{job}");
     }
+}
+
+/// `strom run <args> --no-summary` in one process; the part files it wrote to `output`.
+fn run_alone(args: &[String], output: &Path) -> Vec<String> {
+    let status = Command::new(STROM)
+        .arg("run")
+        .args(args)
+        .arg("--no-summary")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "strom run {args:?}");
+    read_parts(output)
+}
+
+#[test]
+fn a_session_master_runs_submitted_jobs_as_slots_come_free() {
+    use http::Method;
+    use strom::cluster::client::RestClient;
+    let tmp = TempDir::new("cluster-session");
+    let dir = tmp.path();
+    let input = dir.join("input.txt");
+    let text: String = (0..150)
+        .map(|i| format!("what a piece of work is man {}\n", i % 9))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    // A: generated lines, paced to hold both slots for about 2 s. B and C: the file.
+    let slow = |output: &Path| -> Vec<String> {
+        ["word-count", "--parallelism", "2", "--arg", "events=300"]
+            .into_iter()
+            .chain(["--arg", "rate=150", "--arg"])
+            .map(String::from)
+            .chain([format!("output={}", output.display())])
+            .collect()
+    };
+    let expected_a = run_alone(&slow(&dir.join("a-alone")), &dir.join("a-alone"));
+    let expected_b = run_alone(
+        &word_count_args(&input, &dir.join("b-alone")),
+        &dir.join("b-alone"),
+    );
+
+    let (port, rest_port) = (free_port(), free_port());
+    // No job: a session master.
+    let mut processes = Processes(vec![
+        master_with_rest(port, rest_port, &[]),
+        worker(port, "w1"),
+        worker(port, "w2"),
+    ]);
+    let api = RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api
+        .call(Method::GET, "/v1/overview")
+        .map_or(true, |o| o["slots_free"] != 2)
+    {
+        assert!(Instant::now() < deadline, "the workers did not attach");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let submit = |args: Vec<String>| -> String {
+        let mut all = vec!["submit".to_string()];
+        all.extend(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (code, out, err) = cli(rest_port, &all);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let a = submit(slow(&dir.join("a")));
+    let b = submit(word_count_args(&input, &dir.join("b")));
+    assert_ne!(a, b);
+    // A holds both slots: B waits.
+    let state =
+        |id: &str| api.call(Method::GET, &format!("/v1/jobs/{id}")).unwrap()["state"].clone();
+    assert_eq!(state(&b), "Created");
+    // A's end frees the slots B waits for.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while [&a, &b].iter().any(|id| state(id) != "Finished") {
+        assert!(
+            Instant::now() < deadline,
+            "{a}: {}, {b}: {}",
+            state(&a),
+            state(&b)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // C follows its job to the end.
+    let mut c_args = word_count_args(&input, &dir.join("c"));
+    c_args[2] = "1".into();
+    c_args.push("--wait".into());
+    let c_args: Vec<&str> = ["submit"]
+        .into_iter()
+        .chain(c_args.iter().map(String::as_str))
+        .collect();
+    let (code, out, err) = cli(rest_port, &c_args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("state     Finished"), "{out}");
+    assert_eq!(read_parts(&dir.join("a")), expected_a);
+    assert_eq!(read_parts(&dir.join("b")), expected_b);
+    assert_eq!(read_parts(&dir.join("c")), expected_b);
+    let (code, out, _) = cli(rest_port, &["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("Finished").count(), 3, "{out}");
+
+    // Submissions that cannot run: 400 with a JSON body that names the problem.
+    for (body, code, says) in [
+        (r#"{"name": "nope"}"#, "invalid_job", "unknown job 'nope'"),
+        (
+            r#"{"name": "word-count", "paralelism": 2}"#,
+            "invalid_request",
+            "unknown field `paralelism`",
+        ),
+        (
+            r#"{"name": "word-count", "args": ["colour=red"]}"#,
+            "invalid_job",
+            "no argument 'colour'",
+        ),
+    ] {
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        let (status, answer) = api.send(Method::POST, "/v1/jobs", Some(&body)).unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(status.as_u16(), 400, "{body}");
+        assert_eq!(answer["error"], code, "{body}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(says),
+            "{answer}"
+        );
+    }
+    let (code, _, err) = cli(rest_port, &["submit", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown job 'nope'"), "{err}");
+
+    // A second worker under a taken id is turned away, and says why.
+    let log = dir.join("w1-again.log");
+    let mut again = Command::new(STROM)
+        .args(["worker", "--master", &format!("http://127.0.0.1:{port}")])
+        .args(["--id", "w1", "--data-bind", "127.0.0.1:0"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("worker id 'w1' is taken")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    again.kill().unwrap();
+    let _ = again.wait();
+    assert_eq!(api.call(Method::GET, "/v1/overview").unwrap()["workers"], 2);
+
+    // SIGTERM stops a session master cleanly.
+    let pid = processes.0[0].id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the master was stopped (SIGTERM)"),
+        "{stderr}"
+    );
 }

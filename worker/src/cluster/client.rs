@@ -1,5 +1,5 @@
 //! The command line's side of the master's REST API: `strom list`, `strom status`,
-//! `strom cancel`. Readable text by default, the API's JSON with `--output json`.
+//! `strom cancel`, `strom submit`. Readable text by default, the API's JSON with `--output json`.
 
 use crate::cluster::master::JobView;
 use bytes::Bytes;
@@ -31,13 +31,29 @@ impl RestClient {
         })
     }
 
-    /// Sends a request; the answer's status and body.
+    /// Sends a request without a body; the answer's status and body.
     pub fn raw(&self, method: Method, path: &str) -> Result<(StatusCode, Bytes), String> {
+        self.send(method, path, None)
+    }
+
+    /// Sends a request, with `body` as JSON if given; the answer's status and body.
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, Bytes), String> {
         let url = format!("{}{path}", self.base);
-        let request = Request::builder()
-            .method(method.clone())
-            .uri(&url)
-            .body(Full::new(Bytes::new()))
+        let mut request = Request::builder().method(method.clone()).uri(&url);
+        let body = match body {
+            Some(json) => {
+                request = request.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(json.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(body))
             .map_err(|e| format!("{url}: {e}"))?;
         self.runtime.block_on(async {
             let response = self.client.request(request).await.map_err(|e| {
@@ -57,9 +73,21 @@ impl RestClient {
         })
     }
 
-    /// Sends a request; a JSON body on success, the API's error message otherwise.
+    /// Sends a request without a body; a JSON body on success, the API's error message
+    /// otherwise.
     pub fn call(&self, method: Method, path: &str) -> Result<serde_json::Value, String> {
-        let (status, body) = self.raw(method.clone(), path)?;
+        self.call_with(method, path, None)
+    }
+
+    /// Sends a request, with `body` as JSON if given; a JSON body on success, the API's
+    /// error message otherwise.
+    pub fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let (status, body) = self.send(method.clone(), path, body)?;
         let value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| format!("{method} {path}: the answer is not JSON ({e})"))?;
         if status.is_success() {

@@ -2,6 +2,7 @@
 //! the operator and people with `curl` use. Errors are `{"error": code, "message": text}`
 //! with a message that says what to do.
 
+use crate::cluster::job::JobSubmission;
 use crate::cluster::master::{JobStatus, MasterService};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -16,7 +17,7 @@ pub(crate) fn router(master: MasterService) -> axum::Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/v1/overview", get(overview))
-        .route("/v1/jobs", get(jobs))
+        .route("/v1/jobs", get(jobs).post(submit))
         .route("/v1/jobs/{id}", get(job).patch(cancel))
         .route("/v1/workers", get(workers))
         .route("/metrics", get(metrics))
@@ -45,8 +46,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no endpoint {method} {uri}; the API is /v1/overview, /v1/jobs, /v1/jobs/{{id}}, \
-             /v1/workers, /metrics, /healthz, /readyz"
+            "no endpoint {method} {uri}; the API is GET /v1/overview, GET|POST /v1/jobs, \
+             GET|PATCH /v1/jobs/{{id}}, GET /v1/workers, GET /metrics, /healthz, /readyz"
         ),
     )
 }
@@ -59,6 +60,7 @@ async fn overview(State(master): State<MasterService>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "workers": workers.len(),
         "slots_total": workers.iter().map(|w| w.slots as u64).sum::<u64>(),
+        "slots_free": workers.iter().map(|w| w.slots_free as u64).sum::<u64>(),
         "subtasks": workers.iter().map(|w| w.subtasks).sum::<usize>(),
         "jobs_running": count(JobStatus::Running) + count(JobStatus::Restarting)
             + count(JobStatus::Created) + count(JobStatus::Cancelling),
@@ -71,6 +73,30 @@ async fn overview(State(master): State<MasterService>) -> Response {
 
 async fn jobs(State(master): State<MasterService>) -> Response {
     Json(json!({ "jobs": master.jobs() })).into_response()
+}
+
+/// `POST /v1/jobs` with a `JobSubmission` as JSON: the job is planned at once (a job the
+/// binary does not have, or bad arguments, are a 400 naming the field) and runs when the
+/// workers offer enough free slots.
+async fn submit(State(master): State<MasterService>, body: axum::body::Bytes) -> Response {
+    let submission: JobSubmission = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!(
+                    "the body is not a job submission: {e}; send JSON like {{\"name\": \"word-count\", \
+                     \"args\": [\"key=value\"], \"parallelism\": 2}} (also max_parallelism, \
+                     batch_size, batch_mode)"
+                ),
+            );
+        }
+    };
+    match master.submit(submission) {
+        Ok(job) => (StatusCode::ACCEPTED, Json(job)).into_response(),
+        Err(why) => error(StatusCode::BAD_REQUEST, "invalid_job", why),
+    }
 }
 
 async fn job(State(master): State<MasterService>, Path(id): Path<String>) -> Response {

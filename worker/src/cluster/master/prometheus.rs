@@ -1,14 +1,18 @@
 //! The master's state in Prometheus text format (`/metrics`): operator counters and task
-//! times, as the workers' heartbeats last reported them.
+//! times of the jobs that have not ended, as the workers' heartbeats last reported them.
 
 use super::State;
+use super::job_run::JobRun;
 use strom_proto::control::OperatorMetrics;
 
 impl State {
-    /// Prometheus lines of the operators' counters, by operator and subtask.
+    /// The jobs whose counters are live (an ended job's last heartbeat may not be final).
+    fn live_jobs(&self) -> impl Iterator<Item = &JobRun> {
+        self.jobs.iter().filter(|j| !j.ended())
+    }
+
+    /// Prometheus lines of the operators' counters, by job, operator and subtask.
     pub(crate) fn operator_metrics_text(&self) -> String {
-        let mut keys: Vec<&(u32, u32)> = self.operator_metrics.keys().collect();
-        keys.sort();
         let mut out = String::new();
         type Counter = fn(&OperatorMetrics) -> u64;
         let series: [(&str, &str, Counter); 5] = [
@@ -41,19 +45,23 @@ impl State {
         out.push_str(&self.task_times_text());
         for (name, help, value) in series {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-            for key in &keys {
-                let m = &self.operator_metrics[key];
-                let operator = self
-                    .operator_names
-                    .get(key.0 as usize)
-                    .map_or("?", String::as_str);
-                out.push_str(&format!(
-                    "{name}{{job=\"{}\",operator=\"{}\",subtask=\"{}\"}} {}\n",
-                    label(&self.job_id),
-                    label(operator),
-                    key.1,
-                    value(m)
-                ));
+            for job in self.live_jobs() {
+                let mut keys: Vec<&(u32, u32)> = job.operator_metrics.keys().collect();
+                keys.sort();
+                for key in keys {
+                    let operator = job
+                        .plan
+                        .operator_names
+                        .get(key.0 as usize)
+                        .map_or("?", String::as_str);
+                    out.push_str(&format!(
+                        "{name}{{job=\"{}\",operator=\"{}\",subtask=\"{}\"}} {}\n",
+                        label(&job.id),
+                        label(operator),
+                        key.1,
+                        value(&job.operator_metrics[key])
+                    ));
+                }
             }
         }
         out
@@ -61,8 +69,6 @@ impl State {
 
     /// Prometheus lines of the tasks' busy and backpressured time and watermark lag.
     fn task_times_text(&self) -> String {
-        let mut keys: Vec<&(u32, u32)> = self.task_times.keys().collect();
-        keys.sort();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -78,32 +84,37 @@ impl State {
             "# HELP strom_task_watermark_lag_seconds Wall-clock time minus the task's input \
              watermark.\n# TYPE strom_task_watermark_lag_seconds gauge\n",
         );
-        for key in keys {
-            let (busy_ms, blocked_ms, watermark) = self.task_times[key];
-            let vertex = self
-                .vertex_names
-                .get(key.0 as usize)
-                .map_or("?", String::as_str);
-            let labels = format!(
-                "job=\"{}\",task=\"{}\",subtask=\"{}\"",
-                label(&self.job_id),
-                label(vertex),
-                key.1
-            );
-            busy.push_str(&format!(
-                "strom_task_busy_seconds_total{{{labels}}} {:.3}\n",
-                busy_ms as f64 / 1000.0
-            ));
-            blocked.push_str(&format!(
-                "strom_task_backpressured_seconds_total{{{labels}}} {:.3}\n",
-                blocked_ms as f64 / 1000.0
-            ));
-            // A watermark at the end of time (input ended) has no lag to speak of.
-            if let Some(w) = watermark.filter(|&w| w < i64::MAX) {
-                lag.push_str(&format!(
-                    "strom_task_watermark_lag_seconds{{{labels}}} {:.3}\n",
-                    (now_ms - w) as f64 / 1000.0
+        for job in self.live_jobs() {
+            let mut keys: Vec<&(u32, u32)> = job.task_times.keys().collect();
+            keys.sort();
+            for key in keys {
+                let (busy_ms, blocked_ms, watermark) = job.task_times[key];
+                let vertex = job
+                    .plan
+                    .vertex_names
+                    .get(key.0 as usize)
+                    .map_or("?", String::as_str);
+                let labels = format!(
+                    "job=\"{}\",task=\"{}\",subtask=\"{}\"",
+                    label(&job.id),
+                    label(vertex),
+                    key.1
+                );
+                busy.push_str(&format!(
+                    "strom_task_busy_seconds_total{{{labels}}} {:.3}\n",
+                    busy_ms as f64 / 1000.0
                 ));
+                blocked.push_str(&format!(
+                    "strom_task_backpressured_seconds_total{{{labels}}} {:.3}\n",
+                    blocked_ms as f64 / 1000.0
+                ));
+                // A watermark at the end of time (input ended) has no lag to speak of.
+                if let Some(w) = watermark.filter(|&w| w < i64::MAX) {
+                    lag.push_str(&format!(
+                        "strom_task_watermark_lag_seconds{{{labels}}} {:.3}\n",
+                        (now_ms - w) as f64 / 1000.0
+                    ));
+                }
             }
         }
         busy + &blocked + &lag

@@ -1,6 +1,8 @@
-//! What the REST API shows of the master's job and workers (`/v1/jobs`, `/v1/workers`).
+//! What the REST API shows of the master's jobs and workers (`/v1/jobs`, `/v1/workers`).
 
-use super::{JobStatus, State};
+use super::JobStatus;
+use super::job_run::JobRun;
+use super::state::State;
 use std::time::Instant;
 
 /// A job as the REST API shows it (`GET /v1/jobs/{id}`).
@@ -41,17 +43,19 @@ pub struct WorkerView {
     pub id: String,
     pub data_address: String,
     pub slots: u32,
-    /// Subtasks of the current attempt on this worker.
+    /// Slots no job holds.
+    pub slots_free: u32,
+    /// Subtasks of the jobs' current attempts on this worker.
     pub subtasks: usize,
     pub last_heartbeat_ms_ago: u64,
 }
 
-impl State {
-    pub(crate) fn job_view(&self) -> JobView {
+impl JobRun {
+    pub(crate) fn view(&self) -> JobView {
         let end = self.ended_at.unwrap_or_else(Instant::now);
         JobView {
-            id: self.job_id.clone(),
-            name: self.job.name.clone(),
+            id: self.id.clone(),
+            name: self.plan.submission.name.clone(),
             state: self.status,
             start_time_ms: self
                 .started
@@ -61,9 +65,10 @@ impl State {
             restarts: self.restart.restarts(),
             failure: self.failure.clone(),
             vertices: self
+                .plan
                 .vertex_names
                 .iter()
-                .zip(&self.parallelisms)
+                .zip(&self.plan.parallelisms)
                 .enumerate()
                 .map(|(v, (name, &parallelism))| VertexView {
                     index: v as u32,
@@ -85,7 +90,9 @@ impl State {
                 .collect(),
         }
     }
+}
 
+impl State {
     pub(crate) fn worker_views(&self) -> Vec<WorkerView> {
         self.workers
             .iter()
@@ -93,7 +100,15 @@ impl State {
                 id: w.id.clone(),
                 data_address: w.data_address.clone(),
                 slots: w.slots,
-                subtasks: self.tasks.values().filter(|(id, _)| *id == w.id).count(),
+                slots_free: w
+                    .slots
+                    .saturating_sub(self.jobs.iter().map(|j| j.slots_on(&w.id)).sum()),
+                subtasks: self
+                    .jobs
+                    .iter()
+                    .filter(|j| !j.ended())
+                    .map(|j| j.tasks.values().filter(|(id, _)| *id == w.id).count())
+                    .sum(),
                 last_heartbeat_ms_ago: w.last_heard.elapsed().as_millis() as u64,
             })
             .collect()

@@ -1,0 +1,376 @@
+//! One job on the master, from submission to its end: its attempts (each a deployment of
+//! every subtask), their subtasks' states, the restart strategy's decisions, cancelling,
+//! and the counters the workers' heartbeats bring. The master's `State` owns the workers
+//! and hands them in; placing subtasks on free slots is its job too.
+
+use super::state::WorkerEntry;
+use super::{JobOutcome, JobStatus};
+use crate::cluster::job::JobSubmission;
+use crate::cluster::restart::{RestartStrategy, RestartTracker};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+use strom_proto::control::{
+    CancelJob, DeployTasks, JobArg, MasterMessage, OperatorMetrics, Placement, TaskId, TaskMetrics,
+    TaskState, TaskStateReport, master_message,
+};
+use tokio::sync::{mpsc, watch};
+
+/// What the master knows of a job's plan, built once when the job is submitted.
+pub(crate) struct PlannedJob {
+    pub submission: JobSubmission,
+    /// Parallelism of each task vertex.
+    pub parallelisms: Vec<usize>,
+    pub vertex_names: Vec<String>,
+    /// Names of the job graph's operators, by node index.
+    pub operator_names: Vec<String>,
+}
+
+/// Asks for a restart of job `.0` after delay `.1`.
+pub(crate) type RestartRequests = mpsc::UnboundedSender<(String, Duration)>;
+
+pub(crate) struct JobRun {
+    pub(crate) id: String,
+    pub(crate) plan: PlannedJob,
+    pub(crate) attempt: u32,
+    /// Every subtask of the deployed attempt, by (vertex, subtask): its worker and state.
+    pub(crate) tasks: HashMap<(u32, u32), (String, TaskState)>,
+    outcome: watch::Sender<Option<JobOutcome>>,
+    pub(crate) restart: RestartTracker,
+    /// A restart is waiting for its delay: deploy nothing until then.
+    restart_pending: bool,
+    schedule_restart: RestartRequests,
+    /// When the current attempt was deployed.
+    deployed_at: Option<Instant>,
+    pub(crate) status: JobStatus,
+    pub(crate) started: SystemTime,
+    pub(crate) started_at: Instant,
+    pub(crate) ended_at: Option<Instant>,
+    /// The latest counters of the current attempt, by (node, subtask), from heartbeats.
+    pub(crate) operator_metrics: HashMap<(u32, u32), OperatorMetrics>,
+    /// The latest busy and backpressured ms and watermark, by (vertex, subtask).
+    pub(crate) task_times: HashMap<(u32, u32), (u64, u64, Option<i64>)>,
+    /// Why the last attempt failed.
+    pub(crate) failure: Option<String>,
+    /// The free slots last logged while the job waited for more.
+    pub(crate) waiting_for: Option<usize>,
+}
+
+impl JobRun {
+    pub(crate) fn new(
+        id: String,
+        plan: PlannedJob,
+        restart: RestartStrategy,
+        schedule_restart: RestartRequests,
+    ) -> Self {
+        JobRun {
+            id,
+            plan,
+            attempt: 0,
+            tasks: HashMap::new(),
+            outcome: watch::channel(None).0,
+            restart: RestartTracker::new(restart),
+            restart_pending: false,
+            schedule_restart,
+            deployed_at: None,
+            status: JobStatus::Created,
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+            ended_at: None,
+            operator_metrics: HashMap::new(),
+            task_times: HashMap::new(),
+            failure: None,
+            waiting_for: None,
+        }
+    }
+
+    /// The job's outcome once it has one.
+    pub(crate) fn outcome(&self) -> watch::Receiver<Option<JobOutcome>> {
+        self.outcome.subscribe()
+    }
+
+    pub(crate) fn ended(&self) -> bool {
+        self.outcome.borrow().is_some()
+    }
+
+    /// Waiting for slots: neither deployed, nor ended, nor waiting for a restart's delay.
+    pub(crate) fn wants_slots(&self) -> bool {
+        self.tasks.is_empty()
+            && !self.ended()
+            && !self.restart_pending
+            && self.status != JobStatus::Cancelling
+    }
+
+    /// The restart's delay is over: the job may be deployed again.
+    pub(crate) fn restart_due(&mut self) {
+        self.restart_pending = false;
+    }
+
+    /// Slots this job's current attempt holds on worker `id`: with slot sharing, one per
+    /// subtask index placed there. An ended job holds none (its subtasks stay listed).
+    pub(crate) fn slots_on(&self, id: &str) -> u32 {
+        if self.ended() {
+            return 0;
+        }
+        self.tasks
+            .iter()
+            .filter(|(_, (w, _))| w == id)
+            .map(|((_, subtask), _)| *subtask)
+            .collect::<BTreeSet<u32>>()
+            .len() as u32
+    }
+
+    fn end(&mut self, outcome: JobOutcome) {
+        if self.ended() {
+            return;
+        }
+        self.ended_at = Some(Instant::now());
+        self.status = match &outcome {
+            JobOutcome::Finished { .. } => JobStatus::Finished,
+            JobOutcome::Failed(_) => JobStatus::Failed,
+            JobOutcome::Cancelled => JobStatus::Cancelled,
+        };
+        match &outcome {
+            JobOutcome::Cancelled => tracing::info!(job = %self.id, "job cancelled"),
+            JobOutcome::Finished { ran_for } => tracing::info!(
+                job = %self.id,
+                ran_ms = ran_for.as_millis() as u64,
+                "job finished"
+            ),
+            JobOutcome::Failed(why) => {
+                self.failure = Some(why.clone());
+                tracing::error!(job = %self.id, error = %why, "job failed")
+            }
+        }
+        // `send_replace`: `send` keeps nothing when no one watches (session mode).
+        self.outcome.send_replace(Some(outcome));
+    }
+
+    /// Tells every worker with subtasks of the current attempt to cancel them.
+    fn cancel_attempt(&self, workers: &[WorkerEntry]) {
+        let cancel = CancelJob {
+            job_id: self.id.clone(),
+            attempt: self.attempt,
+        };
+        for worker in workers {
+            if self.tasks.values().any(|(w, _)| *w == worker.id) {
+                let _ = worker.to_worker.try_send(Ok(MasterMessage {
+                    kind: Some(master_message::Kind::Cancel(cancel.clone())),
+                }));
+            }
+        }
+    }
+
+    /// The current attempt failed: cancel what still runs of it, then restart or give up
+    /// as the restart strategy says.
+    fn fail(&mut self, workers: &[WorkerEntry], why: String) {
+        if self.ended() || self.tasks.is_empty() {
+            return;
+        }
+        self.cancel_attempt(workers);
+        self.tasks.clear();
+        self.failure = Some(why.clone());
+        match self.restart.on_failure(Instant::now()) {
+            Some(delay) => {
+                self.attempt += 1;
+                self.restart_pending = true;
+                self.status = JobStatus::Restarting;
+                tracing::warn!(
+                    job = %self.id,
+                    error = %why,
+                    restart = self.restart.restarts(),
+                    delay_ms = delay.as_millis() as u64,
+                    "job failed; restarting it from scratch"
+                );
+                let _ = self.schedule_restart.send((self.id.clone(), delay));
+            }
+            None => {
+                let restarts = self.restart.restarts();
+                self.end(JobOutcome::Failed(if restarts == 0 {
+                    why
+                } else {
+                    format!("{why} (the restart strategy gave up after {restarts} restarts)")
+                }));
+            }
+        }
+    }
+
+    /// Deploys an attempt: subtask `s` of vertex `v` to `workers[placement[v][s]]`.
+    pub(crate) fn deploy(&mut self, workers: &[WorkerEntry], placement: &[Vec<usize>]) {
+        self.deployed_at = Some(Instant::now());
+        self.waiting_for = None;
+        self.operator_metrics.clear();
+        self.task_times.clear();
+        self.status = JobStatus::Running;
+        let placements: Vec<Placement> = placement
+            .iter()
+            .enumerate()
+            .flat_map(|(vertex, subtasks)| {
+                subtasks
+                    .iter()
+                    .enumerate()
+                    .map(move |(subtask, &w)| (vertex, subtask, w))
+            })
+            .map(|(vertex, subtask, w)| Placement {
+                vertex: vertex as u32,
+                subtask: subtask as u32,
+                worker_id: workers[w].id.clone(),
+                data_address: workers[w].data_address.clone(),
+            })
+            .collect();
+        let submission = &self.plan.submission;
+        let config_json = match serde_json::to_string(submission) {
+            Ok(json) => json,
+            Err(e) => return self.end(JobOutcome::Failed(format!("job settings: {e}"))),
+        };
+        let args = submission
+            .args
+            .iter()
+            .map(|a| {
+                let (key, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
+                JobArg {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                }
+            })
+            .collect::<Vec<_>>();
+        for worker in workers {
+            let tasks: Vec<TaskId> = placements
+                .iter()
+                .filter(|p| p.worker_id == worker.id)
+                .map(|p| TaskId {
+                    job_id: self.id.clone(),
+                    attempt: self.attempt,
+                    vertex: p.vertex,
+                    subtask: p.subtask,
+                })
+                .collect();
+            if tasks.is_empty() {
+                continue;
+            }
+            for t in &tasks {
+                self.tasks.insert(
+                    (t.vertex, t.subtask),
+                    (worker.id.clone(), TaskState::Deploying),
+                );
+            }
+            let deploy = DeployTasks {
+                job_id: self.id.clone(),
+                attempt: self.attempt,
+                job_name: submission.name.clone(),
+                args: args.clone(),
+                config_json: config_json.clone(),
+                placements: placements.clone(),
+                tasks,
+                restore_from: String::new(),
+            };
+            tracing::info!(
+                job = %self.id,
+                worker = %worker.id,
+                tasks = deploy.tasks.len(),
+                "deploying subtasks"
+            );
+            if worker
+                .to_worker
+                .try_send(Ok(MasterMessage {
+                    kind: Some(master_message::Kind::Deploy(deploy)),
+                }))
+                .is_err()
+            {
+                let id = worker.id.clone();
+                return self.fail(
+                    workers,
+                    format!("could not deploy to worker {id}: its connection is gone"),
+                );
+            }
+        }
+    }
+
+    /// A subtask of this job changed state.
+    pub(crate) fn on_task_state(&mut self, workers: &[WorkerEntry], report: TaskStateReport) {
+        let Some(task) = report.task else { return };
+        if task.attempt != self.attempt {
+            return;
+        }
+        let state = TaskState::try_from(report.state).unwrap_or(TaskState::Unspecified);
+        if let Some(entry) = self.tasks.get_mut(&(task.vertex, task.subtask)) {
+            entry.1 = state;
+        }
+        if self.status == JobStatus::Cancelling {
+            return self.end_cancel_when_stopped();
+        }
+        if state == TaskState::Failed {
+            return self.fail(workers, report.failure);
+        }
+        if !self.tasks.is_empty() && self.tasks.values().all(|(_, s)| *s == TaskState::Finished) {
+            let ran_for = self.deployed_at.map_or(Duration::ZERO, |t| t.elapsed());
+            self.end(JobOutcome::Finished { ran_for });
+        }
+    }
+
+    /// A heartbeat's counters of one of this job's subtasks.
+    pub(crate) fn on_task_metrics(&mut self, id: &TaskId, metrics: TaskMetrics) {
+        if id.attempt != self.attempt {
+            return;
+        }
+        self.task_times.insert(
+            (id.vertex, id.subtask),
+            (metrics.busy_ms, metrics.backpressured_ms, metrics.watermark),
+        );
+        for op in metrics.operators {
+            self.operator_metrics.insert((op.node, id.subtask), op);
+        }
+    }
+
+    /// Cancels the job (the REST API's `PATCH /v1/jobs/{id}`): stops its subtasks; the
+    /// job is Cancelled once every one has stopped. Its final state if it has one.
+    pub(crate) fn cancel(&mut self, workers: &[WorkerEntry]) -> Result<JobStatus, JobStatus> {
+        match self.status {
+            JobStatus::Cancelled | JobStatus::Failed | JobStatus::Finished => Err(self.status),
+            JobStatus::Cancelling => Ok(self.status),
+            JobStatus::Created | JobStatus::Restarting | JobStatus::Running => {
+                tracing::info!(job = %self.id, "cancelling the job");
+                self.status = JobStatus::Cancelling;
+                self.restart_pending = true;
+                self.cancel_attempt(workers);
+                self.end_cancel_when_stopped();
+                Ok(self.status)
+            }
+        }
+    }
+
+    /// While cancelling: ends the job once no subtask runs any more.
+    fn end_cancel_when_stopped(&mut self) {
+        let stopped = |s: &TaskState| {
+            matches!(
+                s,
+                TaskState::Canceled | TaskState::Finished | TaskState::Failed
+            )
+        };
+        if self.tasks.values().all(|(_, s)| stopped(s)) {
+            self.end(JobOutcome::Cancelled);
+        }
+    }
+
+    /// Worker `id` is gone (already out of `workers`): the attempt fails if it had
+    /// unfinished subtasks there.
+    pub(crate) fn on_worker_lost(&mut self, workers: &[WorkerEntry], id: &str, why: &str) {
+        if self.status == JobStatus::Cancelling {
+            for (w, s) in self.tasks.values_mut() {
+                if w == id {
+                    *s = TaskState::Canceled;
+                }
+            }
+            return self.end_cancel_when_stopped();
+        }
+        let unfinished = self
+            .tasks
+            .values()
+            .any(|(w, s)| w == id && *s != TaskState::Finished);
+        if unfinished {
+            self.fail(
+                workers,
+                format!("worker {id} was lost ({why}) while running subtasks of the job"),
+            );
+        }
+    }
+}
