@@ -8,7 +8,6 @@
 //! field names: an untagged enum tells its struct variants apart by their fields.
 
 use crate::record::{Batch, Data, StreamRecord};
-use std::io::Cursor;
 use std::marker::PhantomData;
 
 /// Why a batch could not be written or read. Every variant names the record type, so a
@@ -57,8 +56,9 @@ impl<T: Data> RecordCodec<T> {
             message,
         };
         // One deserializer for the whole batch: setting one up per record cost as much
-        // as reading a small record.
-        let mut de = rmp_serde::Deserializer::new(Cursor::new(bytes));
+        // as reading a small record. Reading from the slice borrows strings (such as
+        // field names) where a `Read` would copy each.
+        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
         let count = u64::deserialize(&mut de).map_err(|e| err(e.to_string()))?;
         // Every record takes at least one byte: a count beyond the bytes left is corrupt
         // data, and must not reserve memory for it.
@@ -74,11 +74,13 @@ impl<T: Data> RecordCodec<T> {
                 .map_err(|e| err(format!("record {} of {count}: {e}", i + 1)))?;
             batch.push(StreamRecord { value, timestamp });
         }
-        if de.position() != bytes.len() as u64 {
-            return Err(err(format!(
-                "{} bytes left over after {count} records",
-                bytes.len() as u64 - de.position()
-            )));
+        // The batch must end here: anything more means writer and reader disagree.
+        match serde::de::IgnoredAny::deserialize(&mut de) {
+            Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            _ => {
+                return Err(err(format!("bytes left over after {count} records")));
+            }
         }
         Ok(batch)
     }

@@ -187,9 +187,18 @@ impl Exchange {
         listener: tokio::net::TcpListener,
     ) -> impl std::future::Future<Output = Result<(), tonic::transport::Error>> + Send + 'static
     {
+        use futures::StreamExt;
+        // Credits are small messages back to the sender: no waiting to fill a packet.
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+            let stream = stream?;
+            stream.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(stream)
+        });
         tonic::transport::Server::builder()
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .add_service(self.service())
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .serve_with_incoming(incoming)
     }
 
     fn expected(&self) -> MutexGuard<'_, HashMap<ChannelKey, Inbound>> {
@@ -307,6 +316,12 @@ async fn receive(
     }
 }
 
+/// HTTP/2 flow-control windows of the data plane. Credits bound what a channel has in
+/// flight; HTTP/2's default window (64 KiB, about one batch) would bound it far below
+/// that and make every channel wait a round trip per batch.
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONNECTION_WINDOW: u32 = 64 << 20;
+
 /// The connection to the data plane of the worker at `address` (`host:port`), opened on
 /// first use and shared by every channel to that worker; `runtime` drives it.
 pub(crate) fn connect(
@@ -315,7 +330,12 @@ pub(crate) fn connect(
 ) -> Result<tonic::transport::Channel, String> {
     let _in_runtime = runtime.enter();
     tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map(|e| e.connect_lazy())
+        .map(|e| {
+            e.tcp_nodelay(true)
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .connect_lazy()
+        })
         .map_err(|e| format!("worker data address '{address}': {e}"))
 }
 

@@ -188,14 +188,17 @@ mod tests {
         let mut bytes = Vec::new();
         edge.encode_batch(Box::new(readings()), &mut bytes)
             .expect("encodes");
-        for broken in [
-            &bytes[..bytes.len() - 3],
-            &[bytes.as_slice(), &[0xc0]].concat()[..],
+        for (broken, says) in [
+            (&bytes[..bytes.len() - 3], "record 3 of 3"),
+            (&[bytes.as_slice(), &[0xc0]].concat()[..], "left over"),
         ] {
             let frame = DataFrame {
                 kind: Some(Kind::Records(broken.to_vec().into())),
             };
-            assert!(from_frame(frame, edge.as_ref()).is_err());
+            let Err(e) = from_frame(frame, edge.as_ref()) else {
+                panic!("a broken batch is rejected");
+            };
+            assert!(e.to_string().contains(says), "{e}");
         }
         // A count far beyond the bytes: an error, not a huge allocation.
         let mut huge = Vec::new();
