@@ -166,6 +166,7 @@ pub fn worker(master_port: u16, id: String) -> anyhow::Result<()> {
             data_bind: ([127, 0, 0, 1], 0).into(),
             advertise_host: "127.0.0.1".into(),
             reconnect_interval: Duration::from_millis(50),
+            channel_wait: Duration::from_secs(60),
         },
     )
 }

@@ -218,6 +218,10 @@ struct WorkerArgs {
     /// Pause between attempts to reach the master, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     reconnect_interval_ms: u64,
+    /// How long a channel from another worker waits for its consuming subtask to be
+    /// deployed here before it is refused, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    channel_wait_ms: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -480,6 +484,7 @@ fn worker(registry: JobRegistry, args: WorkerArgs) -> ExitCode {
         data_bind: args.data_bind,
         advertise_host: args.advertise_host,
         reconnect_interval: Duration::from_millis(args.reconnect_interval_ms.max(1)),
+        channel_wait: Duration::from_millis(args.channel_wait_ms.max(1)),
     };
     match run_worker(registry, options) {
         Ok(()) => ExitCode::SUCCESS,

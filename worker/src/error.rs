@@ -87,6 +87,9 @@ pub enum TaskError {
     /// A channel to a subtask in another process failed (network, or that process).
     #[error("sending to another worker failed: {0}")]
     Remote(String),
+    /// A channel from a subtask in another process failed on this side (unreadable data).
+    #[error("receiving from another worker failed: {0}")]
+    RemoteInput(String),
     #[error("the job was cancelled")]
     Cancelled,
 }

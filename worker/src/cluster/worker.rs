@@ -34,6 +34,9 @@ pub struct WorkerOptions {
     pub advertise_host: String,
     /// Pause between attempts to reach the master.
     pub reconnect_interval: Duration,
+    /// How long a channel from another worker waits for its consuming subtask to be
+    /// deployed here before it is refused.
+    pub channel_wait: Duration,
 }
 
 /// A job attempt running here: how to cancel it, and its counters with the subtasks this
@@ -110,7 +113,7 @@ pub fn run_worker(registry: JobRegistry, options: WorkerOptions) -> anyhow::Resu
             options.advertise_host,
             listener.local_addr()?.port()
         );
-        let exchange = Exchange::new(Duration::from_secs(60));
+        let exchange = Exchange::new(options.channel_wait);
         tokio::spawn(exchange.serve(listener));
         tracing::info!(worker = %options.id, data = %data_address, "worker data plane listening");
         let registry = Arc::new(registry);
@@ -317,7 +320,7 @@ fn deploy_tasks(
             network: Some(Network {
                 job_id: deploy.job_id.clone(),
                 attempt: deploy.attempt,
-                exchange,
+                exchange: exchange.clone(),
                 runtime: runtime.clone(),
                 connections,
             }),
@@ -342,6 +345,7 @@ fn deploy_tasks(
         Ok(started) => started,
         Err(why) => {
             tracing::error!(job = %deploy.job_id, error = %why, "could not start the subtasks");
+            exchange.forget_attempt(&deploy.job_id, deploy.attempt);
             return report(TaskState::Failed, &why);
         }
     };
@@ -361,6 +365,7 @@ fn deploy_tasks(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&key);
+    exchange.forget_attempt(&deploy.job_id, deploy.attempt);
     match result {
         Ok(r) if r.cancelled => report(TaskState::Canceled, ""),
         Ok(_) => report(TaskState::Finished, ""),

@@ -82,10 +82,15 @@ impl fmt::Display for ChannelKey {
 /// taken. Granting in batches saves a message and a wake-up per element, and cannot stall
 /// the producer: while it waits for credit, all `capacity` frames are queued or taken, so
 /// the consumer keeps taking until a batch is due.
+///
+/// It also carries why the network side closed the channel, when that was the channel's
+/// own fault (unreadable data, a producer past its credit), so the consuming task fails
+/// with the cause rather than with "a connected task stopped".
 pub(crate) struct CreditReturn {
     taken: AtomicU32,
     batch: u32,
     wake: Notify,
+    closed_because: Mutex<Option<String>>,
 }
 
 impl CreditReturn {
@@ -94,7 +99,23 @@ impl CreditReturn {
             taken: AtomicU32::new(0),
             batch: capacity.div_ceil(2),
             wake: Notify::new(),
+            closed_because: Mutex::new(None),
         }
+    }
+
+    /// Why the network side closed the channel, if it failed there.
+    pub(crate) fn closed_because(&self) -> Option<String> {
+        self.closed_because
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn close_because(&self, why: String) {
+        *self
+            .closed_because
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(why);
     }
 
     /// One element was taken (called on the consuming task's thread).
@@ -209,6 +230,13 @@ impl Exchange {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Forgets the channels of a job attempt that no producer claimed (the attempt ended
+    /// before they connected), so they do not pile up over restarts.
+    pub(crate) fn forget_attempt(&self, job_id: &str, attempt: u32) {
+        self.expected()
+            .retain(|key, _| key.job_id != job_id || key.attempt != attempt);
+    }
+
     /// Takes the expected channel `key`, waiting for it up to the configured time.
     async fn claim(&self, key: &ChannelKey) -> Result<Inbound, Status> {
         let deadline = tokio::time::Instant::now() + self.inner.wait;
@@ -287,6 +315,7 @@ async fn receive(
                     Ok(envelope) => envelope,
                     Err(e) => {
                         tracing::error!(channel = %key, error = %e, "unreadable data frame; closing the channel");
+                        inbound.credit.close_because(format!("{key}: {e}"));
                         let _ = credits.send(Err(Status::invalid_argument(format!("{key}: {e}")))).await;
                         return;
                     }
@@ -297,6 +326,7 @@ async fn receive(
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
                         tracing::error!(channel = %key, "producer sent beyond its credit; closing the channel");
+                        inbound.credit.close_because(format!("{key}: the producer sent beyond its credit"));
                         let _ = credits.send(Err(Status::resource_exhausted(format!("{key}: frame sent without credit")))).await;
                         return;
                     }
@@ -516,7 +546,8 @@ mod tests {
         Records(Vec<(u64, i64)>),
         Watermark(i64),
         End,
-        ProducerFailed,
+        /// The channel ended without end of input; with the reason if this side knows it.
+        ProducerFailed(Option<String>),
     }
 
     fn read_all(gate: &mut InputGate, timeout: Duration) -> Vec<Read> {
@@ -541,8 +572,8 @@ mod tests {
                 }),
                 Polled::Empty => gate.wait(Duration::from_millis(50)),
                 Polled::Finished => return got,
-                Polled::Disconnected => {
-                    got.push(Read::ProducerFailed);
+                Polled::Disconnected(why) => {
+                    got.push(Read::ProducerFailed(why));
                     return got;
                 }
             }
@@ -647,9 +678,38 @@ mod tests {
             got,
             [
                 Read::Records((0..10).map(|v| (v, v as i64 * 10)).collect()),
-                Read::ProducerFailed
+                Read::ProducerFailed(None)
             ]
         );
+    }
+
+    #[test]
+    fn unreadable_data_fails_the_consumer_with_the_reason() {
+        let rt = runtime();
+        let exchange = Exchange::new(Duration::from_secs(5));
+        let address = serve(&rt, &exchange);
+        // The producer sends strings where the consumer reads numbers, as when two
+        // processes of a job run different binaries.
+        let mut gate = InputGate::new(vec![exchange.expect(
+            key(4),
+            TypedEdge::<u64>::plain(),
+            0,
+            4,
+        )]);
+        let sender = RemoteSender::open(
+            rt.handle(),
+            connect(&rt, address),
+            key(4),
+            TypedEdge::<String>::plain(),
+        );
+        let text = Envelope::Records(Box::new(vec![StreamRecord::untimed("x".to_string())]));
+        sender.send(text, &TaskTimes::default()).expect("sent");
+        let got = read_all(&mut gate, Duration::from_secs(10));
+        let [Read::ProducerFailed(Some(why))] = &got[..] else {
+            panic!("the consumer fails with the reason, got {got:?}");
+        };
+        assert!(why.contains("edge 4") && why.contains("u64"), "{why}");
+        assert!(why.contains("same binary"), "{why}");
     }
 
     #[test]
@@ -657,6 +717,9 @@ mod tests {
         let rt = runtime();
         let exchange = Exchange::new(Duration::from_millis(200));
         let address = serve(&rt, &exchange);
+        // Expected by an attempt that has ended since: forgotten, so refused too.
+        let _gone = exchange.expect(key(9), TypedEdge::<u64>::plain(), 0, 4);
+        exchange.forget_attempt("job-1", 0);
         let sender = RemoteSender::open(
             rt.handle(),
             connect(&rt, address),

@@ -27,8 +27,9 @@ pub(crate) enum Polled {
     Empty,
     /// Every channel has ended.
     Finished,
-    /// A producer vanished without ending its channel: it failed.
-    Disconnected,
+    /// A producer vanished without ending its channel: it failed, or (with a reason) the
+    /// channel from another process failed on this side.
+    Disconnected(Option<String>),
 }
 
 pub(crate) struct InputGate {
@@ -89,7 +90,11 @@ impl InputGate {
                     return Polled::Element(i, env);
                 }
                 Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => return Polled::Disconnected,
+                Err(TryRecvError::Disconnected) => {
+                    return Polled::Disconnected(
+                        ch.credit.as_ref().and_then(|c| c.closed_because()),
+                    );
+                }
             }
         }
         Polled::Empty

@@ -303,7 +303,8 @@ fn input_loop(
                 services.times.add_idle(waiting.elapsed());
             }
             Polled::Finished => break,
-            Polled::Disconnected => return Err(TaskError::ChannelClosed),
+            Polled::Disconnected(None) => return Err(TaskError::ChannelClosed),
+            Polled::Disconnected(Some(why)) => return Err(TaskError::RemoteInput(why)),
         }
     }
     head.finish()?;
