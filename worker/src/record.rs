@@ -5,8 +5,8 @@
 //! move them between processes and the state backends can snapshot them; `Clone` because
 //! broadcast and fan-out hand the same record to several consumers.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::hash::Hash;
 
 /// "This record carries no event timestamp" (Flink's `Long.MIN_VALUE`).
@@ -34,7 +34,7 @@ pub trait Key: Data + Hash + Eq {}
 impl<T: Data + Hash + Eq> Key for T {}
 
 /// A record and its event timestamp ([`NO_TIMESTAMP`] when it has none).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRecord<T> {
     pub value: T,
     pub timestamp: i64,

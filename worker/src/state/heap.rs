@@ -7,8 +7,9 @@
 
 use crate::hash::{combine, stable_hash};
 use crate::keygroup::{KeyGroupRange, key_group_for_hash};
-use crate::record::Key;
+use crate::record::{Data, Key};
 use crate::runtime::context::Clock;
+use crate::state::snapshot::{RawEntry, decode, encode};
 use crate::state::ttl::{StateTtlConfig, TtlUpdateType, TtlVisibility};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as TableEntry;
@@ -372,6 +373,75 @@ impl<K: Key, N: Hash + Eq + Clone, V: Clone, X: Expiry> NsTable<N, V> for HeapTa
 
     fn contains(&self, ns: &N) -> bool {
         self.with_entry(ns, |e| e.is_some())
+    }
+}
+
+/// A table's side of snapshots, without its types: the entries of a key group out in
+/// the canonical format (`state::snapshot`), restored entries back in.
+pub(crate) trait SnapshotTable {
+    /// Appends the live (unexpired) entries of key group `group` to `out`.
+    fn snapshot_group(&self, group: usize, out: &mut Vec<RawEntry>) -> Result<(), String>;
+    /// Inserts restored entries, which must belong to this subtask's key groups.
+    fn restore(&self, entries: &[RawEntry]) -> Result<(), String>;
+}
+
+impl<K: Key, N: Data + Hash + Eq, V: Data, X: Expiry> SnapshotTable for HeapTable<K, N, V, X> {
+    fn snapshot_group(&self, group: usize, out: &mut Vec<RawEntry>) -> Result<(), String> {
+        let now = self.clock_now_if_ttl();
+        let range = self.key.range();
+        if !range.contains(group) {
+            return Ok(());
+        }
+        let groups = self.groups.borrow();
+        for e in groups[group - range.start].iter() {
+            if e.expiry.at() <= now {
+                continue;
+            }
+            out.push(RawEntry {
+                key: encode(&e.key)?,
+                ns: encode(&e.ns)?,
+                value: encode(&e.value)?,
+                expiry: X::TRACKED.then(|| e.expiry.at()),
+            });
+        }
+        Ok(())
+    }
+
+    fn restore(&self, entries: &[RawEntry]) -> Result<(), String> {
+        let range = self.key.range();
+        // Entries written without a time-to-live start theirs now.
+        let fresh_expiry = self.expiry_on_write();
+        let mut groups = self.groups.borrow_mut();
+        for raw in entries {
+            let key: K = decode(&raw.key)?;
+            let ns: N = decode(&raw.ns)?;
+            let value: V = decode(&raw.value)?;
+            let key_hash = stable_hash(&key);
+            let kg = key_group_for_hash(key_hash, self.key.max_parallelism);
+            if !range.contains(kg) {
+                return Err(format!(
+                    "restored state holds a key of key group {kg}, which this subtask (key \
+                     groups {}..={}) does not own; was the snapshot written with another \
+                     max parallelism?",
+                    range.start, range.end
+                ));
+            }
+            let entry = Entry {
+                key,
+                ns,
+                value,
+                expiry: X::new(raw.expiry.unwrap_or(fresh_expiry)),
+            };
+            let h = table_hash(key_hash, &entry.ns);
+            let group = &mut groups[kg - range.start];
+            match group.entry(h, |e| e.key == entry.key && e.ns == entry.ns, entry_hash) {
+                TableEntry::Occupied(mut occ) => *occ.get_mut() = entry,
+                TableEntry::Vacant(vacant) => {
+                    vacant.insert(entry);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ pub mod descriptors;
 pub(crate) mod handles;
 pub(crate) mod heap;
 pub mod operator;
+pub(crate) mod snapshot;
 pub(crate) mod timers;
 pub mod ttl;
 

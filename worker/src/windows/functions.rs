@@ -164,7 +164,7 @@ impl<K, T: Clone, W> ProcessWindowFunction<K, T, T, W> for PassThrough {
 
 /// What a window keeps and how it becomes output.
 pub(crate) trait WindowLogic<K, T, W, O>: 'static {
-    type Acc: Clone + 'static;
+    type Acc: crate::record::Data;
     /// Adds a record; returns the new contents when there were none.
     fn add(&self, acc: Option<&mut Self::Acc>, record: StreamRecord<T>) -> Option<Self::Acc>;
     /// Merges `other` into `into` (session windows).
@@ -247,7 +247,7 @@ where
     K: 'static,
     T: 'static,
     W: 'static,
-    ACC: Clone + 'static,
+    ACC: crate::record::Data,
     R: 'static,
     A: AggregateFunction<T, ACC, R>,
     P: ProcessWindowFunction<K, R, O, W>,

@@ -89,7 +89,7 @@ impl<W: Window, S: Clone + Default> TriggerContext<'_, W, S> {
 /// Decides when windows fire (Flink's `Trigger`).
 pub trait Trigger<T, W: Window>: Clone + Send + Sync + 'static {
     /// What the trigger remembers per key and window; `()` for none.
-    type State: Clone + Default + Serialize + DeserializeOwned + 'static;
+    type State: Clone + Default + Send + Serialize + DeserializeOwned + 'static;
 
     fn on_element(
         &self,
