@@ -131,6 +131,7 @@ pub fn master(
             max_parallelism: strom::keygroup::DEFAULT_MAX_PARALLELISM,
             batch_size: strom::config::ExecutionConfig::default().batch_size,
             batch_mode: false,
+            checkpoints: None,
         }),
         heartbeat_interval: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_secs(10),

@@ -7,7 +7,7 @@
 
 use crate::api::StreamEnv;
 use crate::cluster::client::{RestClient, job_text, jobs_text};
-use crate::cluster::job::JobSubmission;
+use crate::cluster::job::{CheckpointSettings, JobSubmission, S3Settings};
 use crate::cluster::master::{
     JobOutcome, JobStatus, JobView, MasterExit, MasterOptions, run_master,
 };
@@ -266,6 +266,68 @@ struct JobSettings {
     /// Records per batch between tasks.
     #[arg(long, default_value_t = 1024)]
     batch_size: usize,
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
+}
+
+/// Checkpoint options (Flink's `execution.checkpointing.*`, `state.checkpoints.dir`).
+#[derive(clap::Args, Debug)]
+struct CheckpointArgs {
+    /// Take a checkpoint this often, in milliseconds; none: no checkpoints.
+    #[arg(long)]
+    checkpoint_interval_ms: Option<u64>,
+    /// Where checkpoints go: s3://bucket/prefix, file:///dir, a directory, or memory://name.
+    #[arg(long, default_value = crate::checkpoint::storage::DEFAULT_LOCATION, env = "STROM_CHECKPOINT_DIR")]
+    checkpoint_dir: String,
+    /// A checkpoint not complete after this long is given up, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    checkpoint_timeout_ms: u64,
+    /// The least pause between the end of a checkpoint and the start of the next, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 0)]
+    checkpoint_min_pause_ms: u64,
+    /// Completed checkpoints kept; older ones are deleted.
+    #[arg(long, default_value_t = 1)]
+    checkpoints_retained: usize,
+    /// An S3-compatible server for s3:// directories, e.g. http://127.0.0.1:9000
+    /// [default: AWS, or AWS_ENDPOINT].
+    #[arg(long, env = "STROM_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The S3 region [default: AWS_REGION, or us-east-1].
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// Path-style S3 requests (true/false) [default: true exactly when --s3-endpoint is set].
+    #[arg(long)]
+    s3_path_style: Option<bool>,
+    /// S3 access key id [default: AWS_ACCESS_KEY_ID].
+    #[arg(long)]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key [default: AWS_SECRET_ACCESS_KEY].
+    #[arg(long)]
+    s3_secret_access_key: Option<String>,
+    /// An AWS shared-credentials file (its [default] profile), e.g. a mounted Secret.
+    #[arg(long)]
+    s3_credentials_file: Option<String>,
+}
+
+impl CheckpointArgs {
+    fn settings(&self) -> Option<CheckpointSettings> {
+        Some(CheckpointSettings {
+            interval_ms: self.checkpoint_interval_ms?,
+            dir: self.checkpoint_dir.clone(),
+            timeout_ms: self.checkpoint_timeout_ms,
+            min_pause_ms: self.checkpoint_min_pause_ms,
+            retained: self.checkpoints_retained,
+            s3: S3Settings {
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                path_style: self.s3_path_style,
+                access_key_id: self.s3_access_key_id.clone(),
+                secret_access_key: self.s3_secret_access_key.clone(),
+                credentials_file: self.s3_credentials_file.clone(),
+            },
+        })
+    }
 }
 
 impl JobSettings {
@@ -277,6 +339,7 @@ impl JobSettings {
             max_parallelism: self.max_parallelism,
             batch_size: self.batch_size,
             batch_mode: matches!(self.runtime_mode, Mode::Batch),
+            checkpoints: self.checkpoints.settings(),
         }
     }
 }
@@ -560,7 +623,13 @@ fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     // The same settings a master sends its workers.
-    let config = job.submission().config();
+    let config = match job.submission().config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let env = StreamEnv::with_config(config);
     if let Err(e) = (spec.build)(&env, &job_args) {
         eprintln!("error: {e:#}");

@@ -51,6 +51,8 @@ pub struct ExecutionConfig {
     pub processing_time: ProcessingTimeMode,
     /// Whether operators may be chained into one task (Flink's `disableOperatorChaining`).
     pub chaining: bool,
+    /// Periodic checkpoints, if the job takes them.
+    pub checkpointing: Option<crate::checkpoint::CheckpointConfig>,
 }
 
 impl Default for ExecutionConfig {
@@ -65,6 +67,7 @@ impl Default for ExecutionConfig {
             runtime_mode: RuntimeMode::Streaming,
             processing_time: ProcessingTimeMode::Wall,
             chaining: true,
+            checkpointing: None,
         }
     }
 }

@@ -59,6 +59,12 @@ pub trait SourceReader<T: Data> {
     /// task cancels, fires timers and (later) injects checkpoint barriers between polls, so a
     /// poll that blocks or loops for ever makes the job impossible to stop.
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourcePoll, BoxError>;
+    /// Where the reader is, for a checkpoint (any bytes it can read back): taken between
+    /// polls, so it covers exactly the records emitted so far. `None`: the reader keeps
+    /// no position, and a restored job reads its input from the start.
+    fn snapshot_position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(None)
+    }
     /// Releases resources; called once at the end or on failure.
     fn close(&mut self) {}
 }

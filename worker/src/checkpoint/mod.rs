@@ -5,6 +5,17 @@
 //!   crate), with the layout `<root>/<job>/chk-<n>/…` and `_metadata` written last.
 //! - [`sealed`]: the container every file is written in, with a magic header and a
 //!   checksum, so a truncated or altered file is found before it is read.
+//! - [`metadata`]: what `_metadata` says of a checkpoint.
+//! - [`coordinator`]: triggers checkpoints, collects what every subtask snapshotted at
+//!   the barrier, and writes it out.
+//! - [`restore`]: reads a checkpoint back, by the key groups a subtask owns.
 
+pub(crate) mod coordinator;
+pub mod metadata;
+pub(crate) mod restore;
 pub(crate) mod sealed;
 pub mod storage;
+#[cfg(test)]
+mod tests;
+
+pub use coordinator::CheckpointConfig;

@@ -132,7 +132,12 @@ impl CheckpointStorage {
                 return Err(config("no directory".into()));
             }
             std::fs::create_dir_all(dir).map_err(|e| config(format!("creating {dir}: {e}")))?;
-            Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(|e| config(e.to_string()))?)
+            // Deleting a checkpoint removes its directories too.
+            Arc::new(
+                LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| config(e.to_string()))?
+                    .with_automatic_cleanup(true),
+            )
         };
         Ok(CheckpointStorage {
             store,
@@ -167,6 +172,40 @@ impl CheckpointStorage {
             .await
             .map(|_| ())
             .map_err(|e| self.io("writing", path, e))
+    }
+
+    /// Writes `bytes` to `path` as they are: for files that carry their own checksums
+    /// (keyed-state files seal each section).
+    pub(crate) async fn put_raw(&self, path: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.store
+            .put(&Path::from(path), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.io("writing", path, e))
+    }
+
+    /// The size of the file at `path`, in bytes.
+    pub(crate) async fn size(&self, path: &str) -> Result<u64, StorageError> {
+        self.store
+            .head(&Path::from(path))
+            .await
+            .map(|meta| meta.size)
+            .map_err(|e| self.io("reading", path, e))
+    }
+
+    /// Byte ranges of the file at `path`, as they are (for files with their own checks).
+    pub(crate) async fn get_ranges(
+        &self,
+        path: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<Vec<bytes::Bytes>, StorageError> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .get_ranges(&Path::from(path), ranges)
+            .await
+            .map_err(|e| self.io("reading", path, e))
     }
 
     /// The payload of the sealed file at `path`, checked.

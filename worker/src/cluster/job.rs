@@ -2,11 +2,14 @@
 //! every process builds and plans the same graph.
 
 use crate::api::StreamEnv;
+use crate::checkpoint::CheckpointConfig;
+use crate::checkpoint::storage::{CheckpointStorage, StorageOptions};
 use crate::config::{ExecutionConfig, RuntimeMode};
 use crate::graph::StreamGraph;
 use crate::graph::plan::Plan;
 use crate::jobs::{JobArgs, JobRegistry};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// What to run: a job of the binary's registry, its `--arg key=value` arguments, and the
 /// settings `strom run` also takes. As JSON (the body of `POST /v1/jobs`) only `name` is
@@ -27,6 +30,88 @@ pub struct JobSubmission {
     /// Batch runtime mode (final results of bounded input) instead of streaming.
     #[serde(default)]
     pub batch_mode: bool,
+    /// Periodic checkpoints; none: the job takes none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<CheckpointSettings>,
+}
+
+/// How a job checkpoints, as flags and JSON give it (Flink's `execution.checkpointing.*`
+/// and `state.checkpoints.dir`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSettings {
+    pub interval_ms: u64,
+    /// `s3://bucket/prefix`, `file:///dir`, a directory, or `memory://name`.
+    #[serde(default = "default_checkpoint_dir")]
+    pub dir: String,
+    #[serde(default = "default_checkpoint_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub min_pause_ms: u64,
+    #[serde(default = "default_retained")]
+    pub retained: usize,
+    /// For `s3://` directories.
+    #[serde(default)]
+    pub s3: S3Settings,
+}
+
+/// How to reach an S3-compatible store; unset fields come from the AWS environment
+/// variables.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub credentials_file: Option<String>,
+}
+
+fn default_checkpoint_dir() -> String {
+    crate::checkpoint::storage::DEFAULT_LOCATION.to_string()
+}
+
+fn default_checkpoint_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_retained() -> usize {
+    1
+}
+
+impl CheckpointSettings {
+    /// The coordinator's settings for job `job`; opens the storage (which checks its
+    /// address but contacts nothing).
+    pub(crate) fn config(&self, job: &str) -> Result<CheckpointConfig, String> {
+        if self.interval_ms == 0 {
+            return Err("checkpoint interval is 0: give a positive number of milliseconds".into());
+        }
+        let options = StorageOptions {
+            endpoint: self.s3.endpoint.clone(),
+            region: self.s3.region.clone(),
+            path_style: self.s3.path_style,
+            access_key_id: self.s3.access_key_id.clone(),
+            secret_access_key: self.s3.secret_access_key.clone(),
+            credentials_file: self.s3.credentials_file.clone().map(Into::into),
+            ..StorageOptions::default()
+        };
+        let storage = CheckpointStorage::open(&self.dir, &options).map_err(|e| e.to_string())?;
+        Ok(CheckpointConfig {
+            interval: Duration::from_millis(self.interval_ms),
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            min_pause: Duration::from_millis(self.min_pause_ms),
+            retained: self.retained.max(1),
+            storage,
+            job_dir: job.to_string(),
+        })
+    }
 }
 
 fn default_parallelism() -> usize {
@@ -42,8 +127,12 @@ fn default_batch_size() -> usize {
 }
 
 impl JobSubmission {
-    pub(crate) fn config(&self) -> ExecutionConfig {
-        ExecutionConfig {
+    pub(crate) fn config(&self) -> Result<ExecutionConfig, String> {
+        let checkpointing = match &self.checkpoints {
+            Some(c) => Some(c.config(&self.name)?),
+            None => None,
+        };
+        Ok(ExecutionConfig {
             parallelism: self.parallelism,
             max_parallelism: self.max_parallelism,
             batch_size: self.batch_size.max(1),
@@ -52,8 +141,9 @@ impl JobSubmission {
             } else {
                 RuntimeMode::Streaming
             },
+            checkpointing,
             ..ExecutionConfig::default()
-        }
+        })
     }
 
     /// Builds and plans the job, as every process of it does.
@@ -72,7 +162,7 @@ impl JobSubmission {
             )
         })?;
         let args = JobArgs::parse(spec.name, spec.args, &self.args).map_err(|e| e.to_string())?;
-        let env = StreamEnv::with_config(self.config());
+        let env = StreamEnv::with_config(self.config()?);
         (spec.build)(&env, &args).map_err(|e| format!("{e:#}"))?;
         env.plan_job().map_err(|e| e.to_string())
     }

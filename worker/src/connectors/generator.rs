@@ -131,4 +131,9 @@ impl<T: Data, F: Fn(u64) -> T> SourceReader<T> for GeneratorReader<F> {
             SourcePoll::More
         })
     }
+
+    /// The index of the next record.
+    fn snapshot_position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(Some(rmp_serde::to_vec(&self.next)?))
+    }
 }

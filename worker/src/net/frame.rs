@@ -5,6 +5,7 @@
 use crate::graph::EdgeOps;
 use crate::net::codec::CodecError;
 use crate::record::WatermarkStatus;
+use crate::runtime::barrier::Barrier;
 use crate::runtime::envelope::Envelope;
 use strom_proto::data::{self as wire, DataFrame, data_frame::Kind};
 
@@ -25,14 +26,17 @@ pub(crate) fn to_frame(envelope: Envelope, edge: &dyn EdgeOps) -> Result<DataFra
             .into(),
         ),
         Envelope::ProcessingTime(t) => Kind::ProcessingTime(t),
+        Envelope::Barrier(b) => Kind::Barrier(wire::Barrier {
+            checkpoint_id: b.id,
+            timestamp_ms: b.timestamp,
+        }),
         Envelope::EndOfInput => Kind::EndOfInput(wire::EndOfInput {}),
     };
     Ok(DataFrame { kind: Some(kind) })
 }
 
-/// The channel element a frame carries. `open` frames belong to the channel layer, and
-/// barriers to checkpointing, which this runtime does not take part in yet: both are
-/// errors here.
+/// The channel element a frame carries. `open` frames belong to the channel layer: one
+/// here is an error.
 pub(crate) fn from_frame(frame: DataFrame, edge: &dyn EdgeOps) -> Result<Envelope, CodecError> {
     let bad = |what: String| Err(CodecError::Frame(what));
     match frame.kind {
@@ -46,10 +50,10 @@ pub(crate) fn from_frame(frame: DataFrame, edge: &dyn EdgeOps) -> Result<Envelop
         Some(Kind::ProcessingTime(t)) => Ok(Envelope::ProcessingTime(t)),
         Some(Kind::EndOfInput(_)) => Ok(Envelope::EndOfInput),
         Some(Kind::Open(id)) => bad(format!("a second 'open' frame ({id:?}) on an open channel")),
-        Some(Kind::Barrier(b)) => bad(format!(
-            "checkpoint barrier {} on a job that does not checkpoint",
-            b.checkpoint_id
-        )),
+        Some(Kind::Barrier(b)) => Ok(Envelope::Barrier(Barrier {
+            id: b.checkpoint_id,
+            timestamp: b.timestamp_ms,
+        })),
         None => bad("an empty data frame (from a newer version of Strom?)".into()),
     }
 }
@@ -158,6 +162,11 @@ mod tests {
             Envelope::ProcessingTime(42)
         ));
         assert!(matches!(check(Envelope::EndOfInput), Envelope::EndOfInput));
+        let barrier = Barrier {
+            id: 7,
+            timestamp: 1_700_000_000_000,
+        };
+        assert!(matches!(check(Envelope::Barrier(barrier)), Envelope::Barrier(b) if b == barrier));
         let Envelope::Records(empty) = check(Envelope::Records(Box::new(Batch::<u64>::new())))
         else {
             panic!("an empty batch stays a batch");
@@ -218,10 +227,6 @@ mod tests {
         for kind in [
             None,
             Some(Kind::Open(wire::ChannelId::default())),
-            Some(Kind::Barrier(wire::Barrier {
-                checkpoint_id: 7,
-                timestamp_ms: 0,
-            })),
             Some(Kind::Status(99)),
         ] {
             assert!(from_frame(DataFrame { kind }, edge.as_ref()).is_err());

@@ -97,6 +97,17 @@ impl<K: Key, T: Data, F: FnMut(T, T) -> T> Consumer<T> for RollingOp<K, T, F> {
     fn on_processing_time(&mut self, now: i64) -> TaskResult {
         self.base.out.on_processing_time(now)
     }
+    fn process_barrier(
+        &mut self,
+        barrier: crate::runtime::barrier::Barrier,
+        snapshots: &mut Vec<crate::runtime::barrier::OperatorSnapshot>,
+    ) -> TaskResult {
+        let snapshot =
+            crate::runtime::barrier::snapshot_keyed::<K, ()>(&self.base.info, &self.backend, None)
+                .map_err(|e| self.base.info.error(e))?;
+        snapshots.push(snapshot);
+        self.base.out.emit_barrier(barrier, snapshots)
+    }
     fn end_input(&mut self) -> TaskResult {
         if self.final_only {
             for key in self.backend.keys_of(&STATE_NAME) {

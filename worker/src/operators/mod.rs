@@ -91,10 +91,30 @@ macro_rules! forward_control {
         fn flush(&mut self) -> $crate::error::TaskResult {
             self.base.out.flush_downstream()
         }
+        fn process_barrier(
+            &mut self,
+            barrier: $crate::runtime::barrier::Barrier,
+            snapshots: &mut Vec<$crate::runtime::barrier::OperatorSnapshot>,
+        ) -> $crate::error::TaskResult {
+            $crate::operators::forward_control!(@snapshot $timers, self, snapshots);
+            self.base.out.emit_barrier(barrier, snapshots)
+        }
         fn close(&mut self) {
             $crate::operators::forward_control!(@close $close, self);
         }
     };
+    // Operators with timers are the keyed ones: their state and timers go into the
+    // snapshot.
+    (@snapshot yes, $self:ident, $snapshots:ident) => {
+        let snapshot = $crate::runtime::barrier::snapshot_keyed(
+            &$self.base.info,
+            &$self.backend,
+            Some(&$self.timers),
+        )
+        .map_err(|e| $self.base.info.error(e))?;
+        $snapshots.push(snapshot);
+    };
+    (@snapshot no, $self:ident, $snapshots:ident) => {};
     (@fire yes, $self:ident, $domain:ident, $time:expr) => {
         $self.fire($crate::record::TimeDomain::$domain, $time)?;
     };

@@ -3,6 +3,7 @@
 use crate::error::{Position, TaskResult};
 use crate::operators::OpBase;
 use crate::record::{Batch, Data, WatermarkStatus};
+use crate::runtime::barrier::{Barrier, OperatorSnapshot};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::context::guard;
 use crate::sink::SinkWriter;
@@ -50,6 +51,11 @@ impl<T: Data> Consumer<T> for SinkOp<T> {
             w.flush()
                 .map_err(|e| b.info.error(format!("sink failed to flush: {e}")))
         })
+    }
+    /// What the sink wrote before the barrier is flushed (at-least-once); sinks have no
+    /// one to pass the barrier to.
+    fn process_barrier(&mut self, _: Barrier, _: &mut Vec<OperatorSnapshot>) -> TaskResult {
+        self.flush()
     }
     fn close(&mut self) {
         let w = &mut self.writer;

@@ -94,6 +94,13 @@ impl<T: Data> Consumer<T> for TimestampsOp<T> {
     fn flush(&mut self) -> TaskResult {
         self.base.out.flush_downstream()
     }
+    fn process_barrier(
+        &mut self,
+        barrier: crate::runtime::barrier::Barrier,
+        snapshots: &mut Vec<crate::runtime::barrier::OperatorSnapshot>,
+    ) -> TaskResult {
+        self.base.out.emit_barrier(barrier, snapshots)
+    }
     fn close(&mut self) {
         self.base.out.close();
     }

@@ -6,6 +6,7 @@
 
 use crate::error::TaskResult;
 use crate::record::{Batch, WatermarkStatus};
+use crate::runtime::barrier::{Barrier, OperatorSnapshot};
 
 /// Receives the elements of one stream, in order.
 pub(crate) trait Consumer<T> {
@@ -20,6 +21,13 @@ pub(crate) trait Consumer<T> {
     fn end_input(&mut self) -> TaskResult;
     /// Push buffered records to other tasks (the task's input ran dry).
     fn flush(&mut self) -> TaskResult;
+    /// A checkpoint barrier: add this operator's snapshot (if it has state) to
+    /// `snapshots`, then pass the barrier on after every record before it.
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult;
     /// Release resources. Called once, after `end_input` or on failure/cancellation.
     fn close(&mut self);
 }
@@ -75,6 +83,15 @@ impl<T: Clone> Consumer<T> for FanOut<T> {
     fn flush(&mut self) -> TaskResult {
         self.targets.iter_mut().try_for_each(|t| t.flush())
     }
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        self.targets
+            .iter_mut()
+            .try_for_each(|t| t.process_barrier(barrier, snapshots))
+    }
     fn close(&mut self) {
         self.targets.iter_mut().for_each(|t| t.close());
     }
@@ -101,6 +118,9 @@ impl<T> Consumer<T> for Discard {
         Ok(())
     }
     fn flush(&mut self) -> TaskResult {
+        Ok(())
+    }
+    fn process_barrier(&mut self, _: Barrier, _: &mut Vec<OperatorSnapshot>) -> TaskResult {
         Ok(())
     }
     fn close(&mut self) {}

@@ -88,6 +88,8 @@ pub(crate) struct TaskServices {
     pub config: Arc<ExecutionConfig>,
     /// The task's idle and backpressured time and input watermark.
     pub times: Arc<crate::runtime::metrics::TaskTimes>,
+    /// The link to the checkpoint coordinator, when the job checkpoints.
+    pub checkpoints: Option<crate::runtime::barrier::TaskCheckpointing>,
 }
 
 /// Identity of one operator instance.

@@ -15,6 +15,8 @@ pub(crate) enum Envelope {
     /// The simulated processing-time clock of the producer (only in
     /// `ProcessingTimeMode::Simulated`).
     ProcessingTime(i64),
+    /// A checkpoint barrier: what came before belongs to its checkpoint.
+    Barrier(crate::runtime::barrier::Barrier),
     /// The producer will send nothing more on this channel.
     EndOfInput,
 }

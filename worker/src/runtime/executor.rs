@@ -2,12 +2,14 @@
 //! them. The first task that fails cancels the others, and the job reports that failure
 //! (not the secondary ones it caused).
 
+use crate::checkpoint::coordinator::Coordinator;
 use crate::config::ExecutionConfig;
 use crate::error::{JobError, TaskError, TaskResult};
 use crate::graph::build::ChainBuilder;
 use crate::graph::plan::{Plan, targets_of};
-use crate::graph::{Built, StreamGraph};
+use crate::graph::{Built, NodeKind, StreamGraph};
 use crate::net::exchange::{ChannelKey, Exchange, RemoteSender};
+use crate::runtime::barrier::TaskCheckpointing;
 use crate::runtime::context::{Clock, TaskServices, TimerWakeup};
 use crate::runtime::input::{InputChannel, InputGate};
 use crate::runtime::metrics::{JobMetrics, OperatorEntry};
@@ -58,6 +60,8 @@ pub struct JobHandle {
     token: CancelToken,
     done: Receiver<Done>,
     threads: Vec<JoinHandle<()>>,
+    /// The checkpoint coordinator's stop flag and thread, when the job checkpoints.
+    coordinator: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 impl JobHandle {
@@ -114,6 +118,11 @@ impl JobHandle {
         }
         for t in self.threads {
             let _ = t.join();
+        }
+        // A checkpoint being written is finished first; one being collected is given up.
+        if let Some((stop, thread)) = self.coordinator {
+            stop.store(true, Ordering::SeqCst);
+            let _ = thread.join();
         }
         let by_user = self.token.by_user.load(Ordering::SeqCst);
         let result = JobResult {
@@ -282,6 +291,7 @@ pub(crate) fn launch_deployment(
         }
     }
 
+    let (mut links, coordinator) = start_checkpointing(name, &graph, &plan, &config, &deployment)?;
     let graph = Arc::new(graph);
     let plan = Arc::new(plan);
     let config = Arc::new(config);
@@ -300,6 +310,7 @@ pub(crate) fn launch_deployment(
             if !deployment.runs_here(vi, s) {
                 continue;
             }
+            let my_checkpoints = links.remove(&(vi, s));
             let (graph, plan, config, metrics, task_cancel, done_tx) = (
                 graph.clone(),
                 plan.clone(),
@@ -322,6 +333,7 @@ pub(crate) fn launch_deployment(
                             s,
                             my_inputs,
                             my_senders,
+                            my_checkpoints,
                             &task_cancel,
                         )
                     }))
@@ -361,7 +373,79 @@ pub(crate) fn launch_deployment(
         token,
         done: done_rx,
         threads,
+        coordinator,
     })
+}
+
+/// The coordinator's thread and each local subtask's link to it, when the job
+/// checkpoints. Across workers the master coordinates instead (not yet: such a job runs
+/// without checkpoints, and says so).
+#[allow(clippy::type_complexity)]
+fn start_checkpointing(
+    name: &str,
+    graph: &StreamGraph,
+    plan: &Plan,
+    config: &ExecutionConfig,
+    deployment: &Deployment,
+) -> Result<
+    (
+        HashMap<(usize, usize), TaskCheckpointing>,
+        Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    ),
+    JobError,
+> {
+    let mut links = HashMap::new();
+    let mut names = std::collections::BTreeMap::new();
+    let Some(checkpointing) = &config.checkpointing else {
+        return Ok((links, None));
+    };
+    if deployment.network.is_some() {
+        tracing::warn!(
+            job = name,
+            "checkpoints of a job across workers are not supported yet; it runs without"
+        );
+        return Ok((links, None));
+    }
+    let (acks_tx, acks) = unbounded();
+    let mut triggers = Vec::new();
+    for (vi, vertex) in plan.vertices.iter().enumerate() {
+        let is_source = matches!(graph.nodes[vertex.head].kind, NodeKind::Source(_));
+        for s in 0..vertex.parallelism {
+            let trigger = is_source.then(|| {
+                let (tx, rx) = bounded(16);
+                triggers.push(tx);
+                rx
+            });
+            names.insert(
+                (vi, s),
+                format!("{} ({}/{})", vertex.name, s + 1, vertex.parallelism),
+            );
+            links.insert(
+                (vi, s),
+                TaskCheckpointing {
+                    vertex: vi,
+                    subtask: s,
+                    triggers: trigger,
+                    acks: acks_tx.clone(),
+                },
+            );
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let coordinator = Coordinator {
+        config: checkpointing.clone(),
+        job: name.to_string(),
+        max_parallelism: config.max_parallelism,
+        triggers,
+        acks,
+        subtasks: names,
+        stop: stop.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("checkpoint coordinator".into())
+        .spawn(move || coordinator.run())
+        .map_err(|e| JobError::Spawn(e.to_string()))?;
+    Ok((links, Some((stop, thread))))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -374,6 +458,7 @@ fn run_subtask(
     subtask: usize,
     inputs: Vec<InputChannel>,
     senders: HashMap<usize, Vec<OutChannel>>,
+    checkpoints: Option<TaskCheckpointing>,
     cancel: &AtomicBool,
 ) -> TaskResult {
     let services = TaskServices {
@@ -381,6 +466,7 @@ fn run_subtask(
         wakeup: Rc::new(TimerWakeup::new()),
         config: config.clone(),
         times: metrics.tasks[vertex][subtask].clone(),
+        checkpoints,
     };
     let mut builder = ChainBuilder {
         graph,

@@ -36,16 +36,37 @@ pub(crate) struct InputGate {
     pub channels: Vec<InputChannel>,
     next: usize,
     open: usize,
+    /// Channels held back until a checkpoint's barriers are aligned: what follows their
+    /// barrier belongs to the next checkpoint.
+    blocked: Vec<bool>,
 }
 
 impl InputGate {
     pub(crate) fn new(channels: Vec<InputChannel>) -> Self {
         let open = channels.len();
         InputGate {
+            blocked: vec![false; channels.len()],
             channels,
             next: 0,
             open,
         }
+    }
+
+    /// Holds channel `channel` back: `poll` and `wait` skip it until `unblock_all`.
+    pub(crate) fn block(&mut self, channel: usize) {
+        self.blocked[channel] = true;
+    }
+
+    pub(crate) fn unblock_all(&mut self) {
+        self.blocked.fill(false);
+    }
+
+    /// Whether every channel has delivered the barrier being aligned or has ended.
+    pub(crate) fn aligned(&self) -> bool {
+        self.channels
+            .iter()
+            .zip(&self.blocked)
+            .all(|(c, &b)| b || c.finished)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -78,7 +99,7 @@ impl InputGate {
         for step in 0..n {
             let i = (self.next + step) % n;
             let ch = &self.channels[i];
-            if ch.finished {
+            if ch.finished || self.blocked[i] {
                 continue;
             }
             match ch.rx.try_recv() {
@@ -105,7 +126,12 @@ impl InputGate {
     pub(crate) fn wait(&self, timeout: Duration) {
         let mut sel = Select::new();
         let mut any = false;
-        for ch in self.channels.iter().filter(|c| !c.finished) {
+        for (ch, _) in self
+            .channels
+            .iter()
+            .zip(&self.blocked)
+            .filter(|(c, b)| !c.finished && !**b)
+        {
             sel.recv(&ch.rx);
             any = true;
         }

@@ -6,6 +6,7 @@
 
 use crate::error::TaskResult;
 use crate::record::{Batch, Data, StreamRecord, WatermarkStatus};
+use crate::runtime::barrier::{Barrier, OperatorSnapshot};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::metrics::OperatorMetrics;
 use std::any::Any;
@@ -61,6 +62,11 @@ pub(crate) trait ErasedSideOutput {
     fn on_processing_time(&mut self, now: i64) -> TaskResult;
     fn end_input(&mut self) -> TaskResult;
     fn flush_downstream(&mut self) -> TaskResult;
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult;
     fn close(&mut self);
 }
 
@@ -111,6 +117,14 @@ impl<X: Data> ErasedSideOutput for SideOutput<X> {
     fn flush_downstream(&mut self) -> TaskResult {
         self.flush()?;
         self.consumer.flush()
+    }
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        self.flush()?;
+        self.consumer.process_barrier(barrier, snapshots)
     }
     fn close(&mut self) {
         self.consumer.close();
@@ -177,6 +191,13 @@ impl SideOutputs {
     pub(crate) fn flush_downstream(&mut self) -> TaskResult {
         self.each(|o| o.flush_downstream())
     }
+    pub(crate) fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        self.each(|o| o.process_barrier(barrier, snapshots))
+    }
     pub(crate) fn close(&mut self) {
         for out in &mut self.outputs {
             out.close();
@@ -234,6 +255,17 @@ impl<O> Output<O> {
         self.flush()?;
         self.main.process_watermark(watermark)?;
         self.sides.process_watermark(watermark)
+    }
+
+    /// Passes a checkpoint barrier on, after every buffered record.
+    pub(crate) fn emit_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        self.flush()?;
+        self.main.process_barrier(barrier, snapshots)?;
+        self.sides.process_barrier(barrier, snapshots)
     }
 
     pub(crate) fn emit_status(&mut self, status: WatermarkStatus) -> TaskResult {

@@ -4,6 +4,7 @@
 
 use crate::error::{Position, TaskError, TaskResult};
 use crate::record::{Data, MAX_WATERMARK, WatermarkStatus};
+use crate::runtime::barrier::{Barrier, OperatorSnapshot};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::context::{OperatorInfo, TaskServices, guard};
 use crate::runtime::envelope::{Envelope, ErasedBatch, downcast_batch};
@@ -28,6 +29,12 @@ pub(crate) trait TaskHead {
     /// Every input has ended.
     fn finish(&mut self) -> TaskResult;
     fn flush(&mut self) -> TaskResult;
+    /// Every input delivered the barrier: snapshot the chain and pass the barrier on.
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult;
     fn close(&mut self);
 }
 
@@ -75,6 +82,13 @@ impl<I: Data> TaskHead for OneInputHead<I> {
     fn flush(&mut self) -> TaskResult {
         self.consumer.flush()
     }
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        self.consumer.process_barrier(barrier, snapshots)
+    }
     fn close(&mut self) {
         self.consumer.close();
     }
@@ -93,6 +107,12 @@ pub(crate) trait TwoInputOperator<I1, I2> {
     /// Both inputs ended: emit what is pending and forward the end.
     fn finish(&mut self) -> TaskResult;
     fn flush(&mut self) -> TaskResult;
+    /// Both inputs delivered the barrier: snapshot and pass it on.
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult;
     fn close(&mut self);
 }
 
@@ -135,6 +155,13 @@ impl<I1: Data, I2: Data> TaskHead for TwoInputHead<I1, I2> {
     fn flush(&mut self) -> TaskResult {
         self.op.flush()
     }
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        self.op.process_barrier(barrier, snapshots)
+    }
     fn close(&mut self) {
         self.op.close();
     }
@@ -149,6 +176,9 @@ pub(crate) trait SourceDriver {
     /// The source ended: the final watermark and end of input.
     fn finish(&mut self) -> TaskResult;
     fn flush(&mut self) -> TaskResult;
+    /// Snapshots the reader's position and sends the barrier after every record before it.
+    fn checkpoint(&mut self, barrier: Barrier, snapshots: &mut Vec<OperatorSnapshot>)
+    -> TaskResult;
     fn close(&mut self);
 }
 
@@ -225,6 +255,27 @@ impl<T: Data> SourceDriver for SourceHead<T> {
         self.state.out.flush_downstream()
     }
 
+    fn checkpoint(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        let info = self.state.info.clone();
+        let position = self
+            .reader
+            .snapshot_position()
+            .map_err(|e| info.error(format!("source could not snapshot its position: {e}")))?;
+        snapshots.push(OperatorSnapshot {
+            uid: info.uid.clone(),
+            subtask: info.subtask,
+            parallelism: info.parallelism,
+            key_groups: None,
+            keyed: Vec::new(),
+            source_position: position,
+        });
+        self.state.out.emit_barrier(barrier, snapshots)
+    }
+
     fn close(&mut self) {
         let name = self.info().name.clone();
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reader.close())).is_err() {
@@ -256,6 +307,8 @@ fn input_loop(
     let mut valve = WatermarkValve::new(gate.len());
     let mut clocks = ClockValve::new(gate.len());
     let mut valve_out = Vec::new();
+    // The checkpoint whose barriers are being aligned.
+    let mut aligning: Option<Barrier> = None;
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
@@ -280,9 +333,32 @@ fn input_loop(
                         head.on_processing_time(now)?;
                     }
                 }
+                Envelope::Barrier(barrier) => {
+                    match aligning {
+                        // A barrier of a checkpoint already given up on.
+                        Some(a) if barrier.id < a.id => {}
+                        Some(a) if barrier.id == a.id => gate.block(ch),
+                        // A newer checkpoint: the one being aligned cannot complete any
+                        // more (the coordinator moved on), so start over with this one.
+                        _ => {
+                            gate.unblock_all();
+                            gate.block(ch);
+                            aligning = Some(barrier);
+                        }
+                    }
+                    if let Some(a) = aligning.take_if(|_| gate.aligned()) {
+                        complete_checkpoint(head, a, services)?;
+                        gate.unblock_all();
+                    }
+                }
                 Envelope::EndOfInput => {
                     let input = gate.input_of(ch);
                     let input_done = gate.finish(ch);
+                    // A channel that ended has nothing more before any barrier.
+                    if let Some(a) = aligning.take_if(|_| gate.aligned()) {
+                        complete_checkpoint(head, a, services)?;
+                        gate.unblock_all();
+                    }
                     valve.input_ended(ch, &mut valve_out);
                     apply_valve(head, &mut valve_out, &services.times)?;
                     let now = clocks.ended(ch);
@@ -309,6 +385,21 @@ fn input_loop(
     }
     head.finish()?;
     head.flush()
+}
+
+/// Every input delivered `barrier`: the chain snapshots and passes it on, and the
+/// coordinator gets the snapshots.
+fn complete_checkpoint(
+    head: &mut dyn TaskHead,
+    barrier: Barrier,
+    services: &TaskServices,
+) -> TaskResult {
+    let mut snapshots = Vec::new();
+    head.process_barrier(barrier, &mut snapshots)?;
+    if let Some(link) = &services.checkpoints {
+        link.ack(barrier.id, snapshots);
+    }
+    Ok(())
 }
 
 fn apply_valve(
@@ -380,6 +471,15 @@ fn source_loop(
         }
         if !simulated {
             fire_wall_clock_timers(services, |now| driver.on_processing_time(now))?;
+        }
+        if let Some(link) = &services.checkpoints
+            && let Some(triggers) = &link.triggers
+        {
+            while let Ok(barrier) = triggers.try_recv() {
+                let mut snapshots = Vec::new();
+                driver.checkpoint(barrier, &mut snapshots)?;
+                link.ack(barrier.id, snapshots);
+            }
         }
         match driver.poll()? {
             SourcePoll::More => {}

@@ -8,6 +8,7 @@ use crate::error::{TaskError, TaskResult};
 use crate::keygroup::operator_index_for_key_group;
 use crate::net::exchange::RemoteSender;
 use crate::record::{Batch, Data, StreamRecord, WatermarkStatus};
+use crate::runtime::barrier::{Barrier, OperatorSnapshot};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::envelope::Envelope;
 use crate::runtime::metrics::TaskTimes;
@@ -334,6 +335,10 @@ impl<T: Data> Consumer<T> for NetworkWriter<T> {
 
     fn end_input(&mut self) -> TaskResult {
         self.broadcast_control(|| Envelope::EndOfInput)
+    }
+
+    fn process_barrier(&mut self, barrier: Barrier, _: &mut Vec<OperatorSnapshot>) -> TaskResult {
+        self.broadcast_control(|| Envelope::Barrier(barrier))
     }
 
     fn flush(&mut self) -> TaskResult {

@@ -125,13 +125,6 @@ impl<K: Key> KeyedBackend<K> {
 
     /// Every named state's entries, one snapshot per key group of this subtask (in order;
     /// timers are added by the operator that owns them).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "called by the checkpoint path, the next step of issue 5"
-        )
-    )]
     pub(crate) fn snapshot(&self) -> Result<Vec<KeyGroupSnapshot>, String> {
         let range = self.key.range();
         let mut groups: Vec<KeyGroupSnapshot> = range

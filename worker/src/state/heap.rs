@@ -90,6 +90,10 @@ impl<K: Key> KeyContext<K> {
     pub(crate) fn range(&self) -> KeyGroupRange {
         self.range
     }
+
+    pub(crate) fn max_parallelism(&self) -> usize {
+        self.max_parallelism
+    }
 }
 
 /// Namespaced keyed state bound to the current key: the one interface every keyed state

@@ -211,6 +211,7 @@ mod tests {
                 max_parallelism: 128,
                 batch_size: 1024,
                 batch_mode: false,
+                checkpoints: None,
             },
             parallelisms: parallelisms.to_vec(),
             vertex_names: parallelisms.iter().map(|p| format!("v{p}")).collect(),

@@ -1,0 +1,271 @@
+//! The checkpoint coordinator (Flink's `CheckpointCoordinator`): every interval it sends a
+//! barrier into each source subtask, waits until every subtask of the job has
+//! acknowledged it with its snapshot, and writes the checkpoint: each operator subtask's
+//! keyed state to its own file, then `_metadata`, then the `latest` pointer, and finally
+//! drops checkpoints beyond the number retained.
+//!
+//! Tasks hand their snapshot over and go on; the writing happens here, on the
+//! coordinator's thread (the asynchronous part of a checkpoint). One checkpoint is in
+//! flight at a time. A checkpoint that is not acknowledged within the timeout, or cannot
+//! be written (storage down), is given up with a log line and the next one is tried at
+//! the next interval; the job goes on either way.
+
+use crate::checkpoint::metadata::{
+    CheckpointMetadata, FORMAT_VERSION, OperatorMetadata, SubtaskMetadata,
+};
+use crate::checkpoint::storage::{CheckpointStorage, METADATA, StorageError, checkpoint_dir};
+use crate::hash::stable_hash;
+use crate::runtime::barrier::{Barrier, SubtaskAck};
+use crate::state::snapshot::write_keyed_file;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How a job checkpoints (Flink's `execution.checkpointing.*`).
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// Time between the start of one checkpoint and the next.
+    pub interval: Duration,
+    /// A checkpoint not complete after this long is given up.
+    pub timeout: Duration,
+    /// The least time between the end of one checkpoint and the start of the next.
+    pub min_pause: Duration,
+    /// Completed checkpoints kept; older ones are deleted.
+    pub retained: usize,
+    pub storage: CheckpointStorage,
+    /// The job's directory under the storage root (`<job>` in `<job>/chk-<n>`).
+    pub job_dir: String,
+}
+
+/// How long the coordinator sleeps at most before it looks at the stop flag again.
+const STOP_CHECK: Duration = Duration::from_millis(20);
+
+pub(crate) struct Coordinator {
+    pub config: CheckpointConfig,
+    pub job: String,
+    pub max_parallelism: usize,
+    /// One per source subtask.
+    pub triggers: Vec<Sender<Barrier>>,
+    pub acks: Receiver<SubtaskAck>,
+    /// Subtasks that must acknowledge each checkpoint, by (vertex, subtask), with their
+    /// task names for log lines.
+    pub subtasks: BTreeMap<(usize, usize), String>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Coordinator {
+    /// Triggers and writes checkpoints until the job ends (its sources are gone) or
+    /// `stop` is set.
+    pub(crate) fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the checkpoint coordinator; the job runs without checkpoints");
+                return;
+            }
+        };
+        let storage = &self.config.storage;
+        // Ids go on from the checkpoints already there, which are never overwritten.
+        let mut id = match runtime.block_on(storage.completed_checkpoints(&self.config.job_dir)) {
+            Ok(done) => done.last().map_or(1, |last| last + 1),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list earlier checkpoints; numbering from 1");
+                1
+            }
+        };
+        let mut last_start = Instant::now();
+        let mut last_end = Instant::now();
+        loop {
+            let due = (last_start + self.config.interval).max(last_end + self.config.min_pause);
+            while Instant::now() < due {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(STOP_CHECK.min(due.saturating_duration_since(Instant::now())));
+            }
+            last_start = Instant::now();
+            let barrier = Barrier {
+                id,
+                timestamp: now_ms(),
+            };
+            if self.triggers.iter().any(|t| t.send(barrier).is_err()) {
+                tracing::debug!(checkpoint = id, "a source has ended; no more checkpoints");
+                return;
+            }
+            let Some(acks) = self.collect(id) else {
+                return;
+            };
+            if let Some(acks) = acks {
+                let started = Instant::now();
+                match runtime.block_on(self.write(barrier, acks)) {
+                    Ok(bytes) => tracing::info!(
+                        checkpoint = id,
+                        bytes,
+                        took_ms = last_start.elapsed().as_millis() as u64,
+                        write_ms = started.elapsed().as_millis() as u64,
+                        "checkpoint completed"
+                    ),
+                    Err(e) => tracing::warn!(
+                        checkpoint = id,
+                        error = %e,
+                        "checkpoint could not be written; the next one will be tried"
+                    ),
+                }
+            }
+            last_end = Instant::now();
+            id += 1;
+        }
+    }
+
+    /// Every subtask's acknowledgement of checkpoint `id`: `Some(None)` if it expired,
+    /// `None` if the job is ending.
+    fn collect(&self, id: u64) -> Option<Option<Vec<SubtaskAck>>> {
+        let deadline = Instant::now() + self.config.timeout;
+        let mut acks: BTreeMap<(usize, usize), SubtaskAck> = BTreeMap::new();
+        while acks.len() < self.subtasks.len() {
+            if self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let wait = STOP_CHECK.min(deadline.saturating_duration_since(Instant::now()));
+            match self.acks.recv_timeout(wait) {
+                Ok(ack) if ack.checkpoint == id => {
+                    acks.insert((ack.vertex, ack.subtask), ack);
+                }
+                // Late acknowledgements of a checkpoint already given up.
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    let missing: Vec<&str> = self
+                        .subtasks
+                        .iter()
+                        .filter(|(k, _)| !acks.contains_key(k))
+                        .map(|(_, name)| name.as_str())
+                        .take(5)
+                        .collect();
+                    tracing::warn!(
+                        checkpoint = id,
+                        acknowledged = acks.len(),
+                        subtasks = self.subtasks.len(),
+                        timeout_ms = self.config.timeout.as_millis() as u64,
+                        waiting_for = ?missing,
+                        "checkpoint expired before every subtask acknowledged it"
+                    );
+                    return Some(None);
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+        Some(Some(acks.into_values().collect()))
+    }
+
+    /// Writes checkpoint `barrier.id`; the bytes written.
+    async fn write(&self, barrier: Barrier, acks: Vec<SubtaskAck>) -> Result<u64, StorageError> {
+        let storage = &self.config.storage;
+        let dir = checkpoint_dir(&self.config.job_dir, barrier.id);
+        let mut bytes = 0u64;
+        let mut operators: BTreeMap<String, OperatorMetadata> = BTreeMap::new();
+        for op in acks.into_iter().flat_map(|a| a.operators) {
+            let uid = op.uid.to_string();
+            let mut subtask = SubtaskMetadata {
+                subtask: op.subtask,
+                source_position: op.source_position,
+                ..SubtaskMetadata::default()
+            };
+            if let Some(range) = op.key_groups {
+                subtask.key_groups = Some((range.start, range.end));
+                for group in &op.keyed {
+                    for (name, entries) in &group.tables {
+                        *subtask.states.entry(name.clone()).or_default() += entries.len() as u64;
+                    }
+                    subtask.event_timers += group.event_timers.len() as u64;
+                    subtask.processing_timers += group.processing_timers.len() as u64;
+                }
+                if op.keyed.iter().any(|g| !g.is_empty()) {
+                    let file =
+                        write_keyed_file(&op.keyed).map_err(|why| StorageError::Corrupt {
+                            url: storage.url().to_string(),
+                            path: dir.clone(),
+                            why,
+                        })?;
+                    let name = format!("{}/keyed-{}", operator_dir(&uid), op.subtask);
+                    storage
+                        .put_raw(&format!("{dir}/{name}"), file.clone())
+                        .await?;
+                    subtask.keyed_bytes = file.len() as u64;
+                    bytes += file.len() as u64;
+                    subtask.keyed_file = Some(name);
+                }
+            }
+            let entry = operators
+                .entry(uid.clone())
+                .or_insert_with(|| OperatorMetadata {
+                    uid,
+                    parallelism: op.parallelism,
+                    subtasks: Vec::new(),
+                });
+            entry.subtasks.push(subtask);
+        }
+        let mut operators: Vec<OperatorMetadata> = operators.into_values().collect();
+        for op in &mut operators {
+            op.subtasks.sort_by_key(|s| s.subtask);
+        }
+        let metadata = CheckpointMetadata {
+            format: FORMAT_VERSION,
+            id: barrier.id,
+            job: self.job.clone(),
+            timestamp_ms: barrier.timestamp,
+            max_parallelism: self.max_parallelism,
+            operators,
+        };
+        let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
+        bytes += json.len() as u64;
+        storage.put(&format!("{dir}/{METADATA}"), &json).await?;
+        storage.set_latest(&self.config.job_dir, barrier.id).await?;
+        self.drop_old_checkpoints().await;
+        Ok(bytes)
+    }
+
+    /// Deletes completed checkpoints beyond the number retained (oldest first). A failure
+    /// only leaves files behind.
+    async fn drop_old_checkpoints(&self) {
+        let storage = &self.config.storage;
+        let job_dir = &self.config.job_dir;
+        let Ok(done) = storage.completed_checkpoints(job_dir).await else {
+            return;
+        };
+        let excess = done.len().saturating_sub(self.config.retained.max(1));
+        for old in &done[..excess] {
+            if let Err(e) = storage.delete_all(&checkpoint_dir(job_dir, *old)).await {
+                tracing::warn!(checkpoint = old, error = %e, "could not delete an old checkpoint");
+            }
+        }
+    }
+}
+
+/// An operator's directory in a checkpoint: its uid made safe for any store, and a hash
+/// of the uid so two uids that read alike do not share it.
+pub(crate) fn operator_dir(uid: &str) -> String {
+    let safe: String = uid
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    format!("{safe}-{:08x}", stable_hash(&uid) as u32)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

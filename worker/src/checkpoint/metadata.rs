@@ -1,0 +1,47 @@
+//! The `_metadata` file of a checkpoint or savepoint: which operators it holds state for,
+//! at which parallelism, where each subtask's keyed state is, what states it has and how
+//! big they are, and each source subtask's position. JSON in a sealed file, so people can
+//! read it (`strom savepoint inspect`) and no byte of it goes unchecked.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The version of this layout; a reader refuses others with a clear message.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointMetadata {
+    pub format: u32,
+    pub id: u64,
+    pub job: String,
+    /// When the checkpoint was triggered (ms since the Unix epoch).
+    pub timestamp_ms: i64,
+    pub max_parallelism: usize,
+    /// By uid.
+    pub operators: Vec<OperatorMetadata>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorMetadata {
+    pub uid: String,
+    pub parallelism: usize,
+    /// By subtask index.
+    pub subtasks: Vec<SubtaskMetadata>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskMetadata {
+    pub subtask: usize,
+    /// First and last key group of the subtask, for keyed operators.
+    pub key_groups: Option<(usize, usize)>,
+    /// The keyed-state file, relative to the checkpoint's directory.
+    pub keyed_file: Option<String>,
+    pub keyed_bytes: u64,
+    /// Entries per named state.
+    pub states: BTreeMap<String, u64>,
+    pub event_timers: u64,
+    pub processing_timers: u64,
+    /// A source subtask's position (the reader's own bytes).
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub source_position: Option<Vec<u8>>,
+}

@@ -1,0 +1,125 @@
+//! Checkpoints of a running job: what a completed checkpoint holds is the state exactly
+//! at its barrier. The keyed counts of a word count equal the words of the lines its
+//! sources had emitted when they took the barrier, at every parallelism.
+
+use crate::api::StreamEnv;
+use crate::checkpoint::CheckpointConfig;
+use crate::checkpoint::restore::{read_keyed_state, read_metadata};
+use crate::checkpoint::storage::{CheckpointStorage, StorageOptions, checkpoint_dir};
+use crate::config::ExecutionConfig;
+use crate::connectors::generator::GeneratorSource;
+use crate::jobs::wordcount::{HAMLET, generated_line, tokenize, word_counts};
+use crate::keygroup::KeyGroupRange;
+use crate::state::snapshot::decode;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
+fn run_with_checkpoints(parallelism: usize, storage: &CheckpointStorage) {
+    let config = ExecutionConfig {
+        parallelism,
+        checkpointing: Some(CheckpointConfig {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(10),
+            min_pause: Duration::ZERO,
+            retained: 3,
+            storage: storage.clone(),
+            job_dir: "word-count".into(),
+        }),
+        ..ExecutionConfig::default()
+    };
+    let env = StreamEnv::with_config(config);
+    // About 1.5 s of input: several checkpoints while it flows.
+    let lines = env.add_source(
+        GeneratorSource::new(generated_line)
+            .count(HAMLET.len() as u64 * 40)
+            .rate(1000.0),
+        None,
+        "Hamlet Lines",
+    );
+    word_counts(&lines).add_sink(|_| {});
+    env.execute("word-count").expect("the job runs");
+}
+
+#[test]
+fn a_checkpoint_holds_the_counts_of_exactly_the_lines_before_its_barrier() {
+    for parallelism in [1, 2] {
+        let url = format!("memory://checkpoint-consistency-{parallelism}");
+        let storage = CheckpointStorage::open(&url, &StorageOptions::default()).expect("opens");
+        run_with_checkpoints(parallelism, &storage);
+        let done = block_on(storage.completed_checkpoints("word-count")).expect("lists");
+        assert!(
+            !done.is_empty(),
+            "no checkpoint completed at p={parallelism}"
+        );
+        assert!(done.len() <= 3, "more than the retained 3: {done:?}");
+        assert_eq!(
+            block_on(storage.latest("word-count")).expect("reads"),
+            done.last().copied()
+        );
+        for id in done {
+            let dir = checkpoint_dir("word-count", id);
+            let metadata = block_on(read_metadata(&storage, &dir)).expect("metadata");
+            assert_eq!(metadata.id, id);
+            // Line i goes to source subtask s when s*n/p <= i < (s+1)*n/p: the positions
+            // say how many lines each had emitted, i.e. which lines.
+            let source = metadata
+                .operators
+                .iter()
+                .find(|o| o.subtasks.iter().any(|s| s.source_position.is_some()))
+                .expect("the source's positions");
+            let total = HAMLET.len() as u64 * 40;
+            let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+            let mut emitted = 0;
+            for s in &source.subtasks {
+                let next: u64 =
+                    decode(s.source_position.as_deref().expect("a position")).expect("an index");
+                let first = s.subtask as u64 * total / parallelism as u64;
+                emitted += next - first;
+                for i in first..next {
+                    for w in tokenize(&generated_line(i)) {
+                        *expected.entry(w).or_default() += 1;
+                    }
+                }
+            }
+            let counts_op = metadata
+                .operators
+                .iter()
+                .find(|o| o.uid == "word-counts")
+                .expect("the keyed counts");
+            assert_eq!(counts_op.parallelism, parallelism);
+            let groups = block_on(read_keyed_state(
+                &storage,
+                &dir,
+                counts_op,
+                KeyGroupRange { start: 0, end: 127 },
+            ))
+            .expect("keyed state");
+            let mut got: BTreeMap<String, u64> = BTreeMap::new();
+            for g in &groups {
+                for (name, entries) in &g.tables {
+                    assert_eq!(name, "rolling-aggregate");
+                    for e in entries {
+                        let word: String = decode(&e.key).expect("a word");
+                        let wc: crate::jobs::wordcount::WordCount =
+                            decode(&e.value).expect("a count");
+                        got.insert(word, wc.count);
+                    }
+                }
+            }
+            assert_eq!(got, expected, "checkpoint {id} at p={parallelism}");
+            // Taken while lines still flowed, not before or after.
+            assert!(
+                0 < emitted && emitted < total,
+                "checkpoint {id}: {emitted} lines"
+            );
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Checkpoint barriers as they travel through a job (Chandy–Lamport, as Flink aligns
+//! them): a source that is told to checkpoint snapshots its position and sends a barrier
+//! down every channel; a task that has a barrier from every input snapshots its operators
+//! and passes the barrier on. What each operator snapshotted goes to the checkpoint
+//! coordinator, which writes it out while the task goes on.
+
+use crate::keygroup::KeyGroupRange;
+use crate::record::{Data, Key};
+use crate::runtime::context::OperatorInfo;
+use crate::state::backend::KeyedBackend;
+use crate::state::snapshot::KeyGroupSnapshot;
+use crate::state::timers::Timers;
+use crossbeam_channel::{Receiver, Sender};
+use std::hash::Hash;
+use std::sync::Arc;
+
+/// Everything before the barrier belongs to checkpoint `id`, everything after to later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Barrier {
+    pub id: u64,
+    /// When the coordinator triggered it (ms since the Unix epoch).
+    pub timestamp: i64,
+}
+
+/// What one operator instance snapshotted at a barrier.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OperatorSnapshot {
+    /// The operator's uid: state is matched to operators by it on restore.
+    pub uid: Arc<str>,
+    pub subtask: usize,
+    pub parallelism: usize,
+    /// The key groups of a keyed operator's subtask.
+    pub key_groups: Option<KeyGroupRange>,
+    /// Keyed state and timers, one entry per key group of the subtask.
+    pub keyed: Vec<KeyGroupSnapshot>,
+    /// A source's position (MessagePack), to resume from.
+    pub source_position: Option<Vec<u8>>,
+}
+
+/// The snapshot of a keyed operator's state and timers.
+pub(crate) fn snapshot_keyed<K: Key, N: Data + Hash + Eq>(
+    info: &OperatorInfo,
+    backend: &KeyedBackend<K>,
+    timers: Option<&Timers<K, N>>,
+) -> Result<OperatorSnapshot, String> {
+    let mut keyed = backend.snapshot()?;
+    if let Some(timers) = timers {
+        let range = backend.key.range();
+        timers.snapshot_into(backend.key.max_parallelism(), range, &mut keyed)?;
+    }
+    Ok(OperatorSnapshot {
+        uid: info.uid.clone(),
+        subtask: info.subtask,
+        parallelism: info.parallelism,
+        key_groups: Some(backend.key.range()),
+        keyed,
+        source_position: None,
+    })
+}
+
+/// What a subtask hands the coordinator once it has passed a barrier on.
+#[derive(Debug)]
+pub(crate) struct SubtaskAck {
+    pub checkpoint: u64,
+    pub vertex: usize,
+    pub subtask: usize,
+    pub operators: Vec<OperatorSnapshot>,
+}
+
+/// A subtask's link to the checkpoint coordinator, when the job checkpoints.
+#[derive(Clone)]
+pub(crate) struct TaskCheckpointing {
+    pub vertex: usize,
+    pub subtask: usize,
+    /// Barriers to inject: for source subtasks only.
+    pub triggers: Option<Receiver<Barrier>>,
+    pub acks: Sender<SubtaskAck>,
+}
+
+impl TaskCheckpointing {
+    /// Sends the snapshot of checkpoint `id` to the coordinator. A coordinator that is
+    /// gone (the job is ending) is not an error of the task.
+    pub(crate) fn ack(&self, checkpoint: u64, operators: Vec<OperatorSnapshot>) {
+        let _ = self.acks.send(SubtaskAck {
+            checkpoint,
+            vertex: self.vertex,
+            subtask: self.subtask,
+            operators,
+        });
+    }
+}
