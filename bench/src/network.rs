@@ -132,6 +132,8 @@ pub fn master(
             batch_size: strom::config::ExecutionConfig::default().batch_size,
             batch_mode: false,
             checkpoints: None,
+            from_checkpoint: None,
+            allow_non_restored_state: false,
         }),
         heartbeat_interval: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_secs(10),

@@ -268,6 +268,14 @@ struct JobSettings {
     batch_size: usize,
     #[command(flatten)]
     checkpoints: CheckpointArgs,
+    /// Start from this completed checkpoint or savepoint (its chk-<n> directory, in any
+    /// form --checkpoint-dir takes).
+    #[arg(long)]
+    from_checkpoint: Option<String>,
+    /// With --from-checkpoint: drop the state of operators the job no longer has instead
+    /// of failing.
+    #[arg(long)]
+    allow_non_restored_state: bool,
 }
 
 /// Checkpoint options (Flink's `execution.checkpointing.*`, `state.checkpoints.dir`).
@@ -340,6 +348,8 @@ impl JobSettings {
             batch_size: self.batch_size,
             batch_mode: matches!(self.runtime_mode, Mode::Batch),
             checkpoints: self.checkpoints.settings(),
+            from_checkpoint: self.from_checkpoint.clone(),
+            allow_non_restored_state: self.allow_non_restored_state,
         }
     }
 }

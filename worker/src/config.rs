@@ -53,6 +53,10 @@ pub struct ExecutionConfig {
     pub chaining: bool,
     /// Periodic checkpoints, if the job takes them.
     pub checkpointing: Option<crate::checkpoint::CheckpointConfig>,
+    /// The checkpoint or savepoint the job starts from.
+    pub restore: Option<std::sync::Arc<crate::checkpoint::restore::RestoredCheckpoint>>,
+    /// Whether state of operators the job no longer has may be dropped on restore.
+    pub allow_non_restored_state: bool,
 }
 
 impl Default for ExecutionConfig {
@@ -68,6 +72,8 @@ impl Default for ExecutionConfig {
             processing_time: ProcessingTimeMode::Wall,
             chaining: true,
             checkpointing: None,
+            restore: None,
+            allow_non_restored_state: false,
         }
     }
 }

@@ -65,6 +65,11 @@ pub trait SourceReader<T: Data> {
     fn snapshot_position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
         Ok(None)
     }
+    /// Resumes at a position `snapshot_position` returned, before the first poll.
+    fn restore_position(&mut self, position: &[u8]) -> Result<(), BoxError> {
+        let _ = position;
+        Err("this source cannot resume from a checkpoint's position".into())
+    }
     /// Releases resources; called once at the end or on failure.
     fn close(&mut self) {}
 }

@@ -135,7 +135,7 @@ impl<K: Key, A: Data, B: Data> ConnectedKeyedStreams<K, A, B> {
             true,
             move |ctx, outputs| {
                 let base = op_base::<O>(ctx, outputs)?;
-                let (backend, timers) = keyed_parts::<K, ()>(ctx);
+                let (backend, timers) = keyed_parts::<K, ()>(ctx)?;
                 let mut f = f.clone();
                 base.open_with(|rc| f.open(rc))?;
                 let op = KeyedCoProcessOp {
@@ -250,7 +250,7 @@ impl<K: Key, A: Data, B: Data> KeyedBroadcastConnectedStream<K, A, B> {
             true,
             move |ctx, outputs| {
                 let base = op_base::<O>(ctx, outputs)?;
-                let (backend, timers) = keyed_parts::<K, ()>(ctx);
+                let (backend, timers) = keyed_parts::<K, ()>(ctx)?;
                 let mut f = f.clone();
                 base.open_with(|rc| f.open(rc))?;
                 let op = KeyedBroadcastProcessOp {

@@ -81,7 +81,7 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceNode<T, S> {
             simulated_time: ctx.services.clock.is_simulated(),
         };
         let info = ctx.info.clone();
-        let reader = crate::runtime::context::guard!(
+        let mut reader = crate::runtime::context::guard!(
             info,
             crate::error::Position::Lifecycle("opening the source"),
             {
@@ -90,6 +90,16 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceNode<T, S> {
                     .map_err(|e| info.error(format!("could not open the source: {e}")))
             }
         )?;
+        if let Some(restored) = &ctx.config.restore {
+            let position = restored
+                .source_position(&info.uid, info.subtask, info.parallelism)
+                .map_err(|e| info.error(e))?;
+            if let Some(position) = position {
+                reader
+                    .restore_position(&position)
+                    .map_err(|e| info.error(format!("could not resume the source: {e}")))?;
+            }
+        }
         let emitter = self
             .strategy
             .as_ref()

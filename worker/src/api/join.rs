@@ -280,7 +280,7 @@ impl<K: Key, A: Data, B: Data> IntervalJoined<K, A, B> {
             true,
             move |ctx, outputs| {
                 let base = op_base::<O>(ctx, outputs)?;
-                let (backend, timers) = keyed_parts::<K, u8>(ctx);
+                let (backend, timers) = keyed_parts::<K, u8>(ctx)?;
                 let op = IntervalJoinOp::new(
                     base,
                     f.clone(),

@@ -48,7 +48,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         self.stream
             .one_input::<O>("KeyedProcess", true, move |ctx, outputs| {
                 let base = op_base::<O>(ctx, outputs)?;
-                let (backend, timers) = keyed_parts::<K, ()>(ctx);
+                let (backend, timers) = keyed_parts::<K, ()>(ctx)?;
                 let mut f = f.clone();
                 base.open_with(|rc| f.open(rc))?;
                 Ok(Built::one_input::<T>(
@@ -82,7 +82,7 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         let final_only = self.stream.env.runtime_mode() == RuntimeMode::Batch;
         self.stream.one_input::<T>(name, true, move |ctx, outputs| {
             let base = op_base::<T>(ctx, outputs)?;
-            let (backend, _) = keyed_parts::<K, ()>(ctx);
+            let (backend, _) = keyed_parts::<K, ()>(ctx)?;
             Ok(Built::one_input::<T>(
                 Box::new(RollingOp::new(
                     base,

@@ -137,7 +137,7 @@ impl<K: Key, T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> WindowedStream
             .stream
             .one_input::<O>(&name, true, move |ctx, outputs| {
                 let base = op_base::<O>(ctx, outputs)?;
-                let (backend, timers) = keyed_parts::<K, A::W>(ctx);
+                let (backend, timers) = keyed_parts::<K, A::W>(ctx)?;
                 let mut op = WindowOperator::new(
                     base,
                     assigner.clone(),

@@ -12,7 +12,7 @@
 
 pub(crate) mod coordinator;
 pub mod metadata;
-pub(crate) mod restore;
+pub mod restore;
 pub(crate) mod sealed;
 pub mod storage;
 #[cfg(test)]

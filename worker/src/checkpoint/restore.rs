@@ -1,17 +1,12 @@
 //! Reading a completed checkpoint or savepoint back: its `_metadata`, and the keyed state
 //! a subtask owns now, read by key-group sections so that a subtask at a new parallelism
 //! reads only the ranges it owns.
-
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "restoring jobs from it is the next step of issue 5"
-    )
-)]
+//!
+//! A job that starts from a checkpoint holds a [`RestoredCheckpoint`] in its settings;
+//! every operator instance takes its share from it while the job is built.
 
 use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorMetadata};
-use crate::checkpoint::storage::{CheckpointStorage, METADATA, StorageError};
+use crate::checkpoint::storage::{CheckpointStorage, METADATA, StorageError, StorageOptions};
 use crate::keygroup::KeyGroupRange;
 use crate::state::snapshot::{
     INDEX_LENGTH_BYTES, KeyGroupSnapshot, index_length, read_index, read_section, sections_in,
@@ -25,12 +20,21 @@ fn corrupt(storage: &CheckpointStorage, path: &str, why: String) -> StorageError
     }
 }
 
+/// `name` in directory `dir` (the root when empty).
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 /// The `_metadata` of the checkpoint in directory `dir` (relative to the storage root).
 pub(crate) async fn read_metadata(
     storage: &CheckpointStorage,
     dir: &str,
 ) -> Result<CheckpointMetadata, StorageError> {
-    let path = format!("{dir}/{METADATA}");
+    let path = join(dir, METADATA);
     let bytes = storage.get(&path).await?;
     let metadata: CheckpointMetadata =
         serde_json::from_slice(&bytes).map_err(|e| corrupt(storage, &path, e.to_string()))?;
@@ -63,7 +67,7 @@ pub(crate) async fn read_keyed_state(
         if end < wanted.start || start > wanted.end {
             continue;
         }
-        let path = format!("{dir}/{file}");
+        let path = join(dir, file);
         let size = storage.size(&path).await?;
         let broken = |why: String| corrupt(storage, &path, why);
         let tail_start = size
@@ -93,4 +97,108 @@ pub(crate) async fn read_keyed_state(
     }
     groups.sort_by_key(|g| g.group);
     Ok(groups)
+}
+
+/// A completed checkpoint or savepoint a job starts from.
+#[derive(Debug)]
+pub struct RestoredCheckpoint {
+    /// Opened at the checkpoint's directory.
+    storage: CheckpointStorage,
+    pub metadata: CheckpointMetadata,
+}
+
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(f))
+        .map_err(|e| format!("cannot start an I/O runtime: {e}"))
+}
+
+impl RestoredCheckpoint {
+    /// Reads the `_metadata` of the checkpoint or savepoint directory `location`
+    /// (`…/chk-<n>`, in any form `CheckpointStorage::open` takes).
+    pub fn open(location: &str, options: &StorageOptions) -> Result<Self, String> {
+        let storage = CheckpointStorage::open(location, options).map_err(|e| e.to_string())?;
+        let metadata = block_on(read_metadata(&storage, ""))?.map_err(|e| {
+            format!("{e} (is '{location}' the directory of a completed checkpoint, chk-<n>?)")
+        })?;
+        Ok(RestoredCheckpoint { storage, metadata })
+    }
+
+    fn operator(&self, uid: &str) -> Option<&OperatorMetadata> {
+        self.metadata.operators.iter().find(|o| o.uid == uid)
+    }
+
+    /// The keyed state and timers of operator `uid` in key groups `range`.
+    pub(crate) fn keyed(
+        &self,
+        uid: &str,
+        range: KeyGroupRange,
+    ) -> Result<Vec<KeyGroupSnapshot>, String> {
+        let Some(operator) = self.operator(uid) else {
+            return Ok(Vec::new());
+        };
+        block_on(read_keyed_state(&self.storage, "", operator, range))?.map_err(|e| e.to_string())
+    }
+
+    /// Where source `uid`'s subtask `subtask` of `parallelism` resumes, if it recorded it.
+    pub(crate) fn source_position(
+        &self,
+        uid: &str,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let Some(operator) = self.operator(uid) else {
+            return Ok(None);
+        };
+        if operator
+            .subtasks
+            .iter()
+            .all(|s| s.source_position.is_none())
+        {
+            return Ok(None);
+        }
+        if operator.parallelism != parallelism {
+            return Err(format!(
+                "the checkpoint has this source at parallelism {}, the job now runs it at \
+                 {parallelism}; a source's positions cannot be redistributed yet, so give it \
+                 its old parallelism",
+                operator.parallelism
+            ));
+        }
+        Ok(operator
+            .subtasks
+            .iter()
+            .find(|s| s.subtask == subtask)
+            .and_then(|s| s.source_position.clone()))
+    }
+
+    /// Fails when the checkpoint holds state of an operator the job does not have
+    /// (`uids`), unless that state may be dropped.
+    pub(crate) fn check_operators(
+        &self,
+        uids: &[&str],
+        allow_non_restored_state: bool,
+    ) -> Result<(), String> {
+        let missing: Vec<&str> = self
+            .metadata
+            .operators
+            .iter()
+            .filter(|o| !uids.contains(&o.uid.as_str()))
+            .map(|o| o.uid.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if allow_non_restored_state {
+            tracing::warn!(operators = ?missing, "dropping the state of operators this job does not have");
+            return Ok(());
+        }
+        Err(format!(
+            "the checkpoint holds state of operators this job does not have: {}; give them \
+             their uids back (`.uid(\"…\")`), or pass --allow-non-restored-state to drop it",
+            missing.join(", ")
+        ))
+    }
 }

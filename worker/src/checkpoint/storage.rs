@@ -2,7 +2,7 @@
 //!
 //! A location is a URL: `s3://bucket/prefix` (AWS, or any S3-compatible server through
 //! `endpoint`), `file:///absolute/dir` or a plain path (local disk; the default is
-//! `./.strom/checkpoints`), or `memory://name` (in this process only, for tests). Every file
+//! `./.strom/checkpoints`), or `memory://name/prefix` (in this process only, for tests). Every file
 //! is written sealed (`checkpoint::sealed`: magic header and CRC-32) and checked when read.
 //!
 //! Layout under the root, as DESIGN.md §4 fixes it: `<job>/chk-<n>/…` holds checkpoint `n`
@@ -114,12 +114,14 @@ impl CheckpointStorage {
                 .build()
                 .map_err(|e| config(e.to_string()))?;
             with_prefix(Arc::new(s3), prefix)
-        } else if let Some(name) = url.strip_prefix("memory://") {
+        } else if let Some(rest) = url.strip_prefix("memory://") {
+            let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let mut stores = MEMORY.lock().unwrap_or_else(|p| p.into_inner());
-            stores
+            let store: Arc<dyn ObjectStore> = stores
                 .entry(name.to_string())
                 .or_insert_with(|| Arc::new(InMemory::new()))
-                .clone()
+                .clone();
+            with_prefix(store, prefix)
         } else if url.contains("://") && !url.starts_with("file://") {
             return Err(config(
                 "unknown scheme; use s3://bucket/prefix, file:///dir, a plain directory, or \

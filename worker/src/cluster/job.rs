@@ -3,6 +3,7 @@
 
 use crate::api::StreamEnv;
 use crate::checkpoint::CheckpointConfig;
+use crate::checkpoint::restore::RestoredCheckpoint;
 use crate::checkpoint::storage::{CheckpointStorage, StorageOptions};
 use crate::config::{ExecutionConfig, RuntimeMode};
 use crate::graph::StreamGraph;
@@ -33,6 +34,12 @@ pub struct JobSubmission {
     /// Periodic checkpoints; none: the job takes none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoints: Option<CheckpointSettings>,
+    /// The directory of a completed checkpoint or savepoint to start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_checkpoint: Option<String>,
+    /// Drop the state of operators the job no longer has, instead of failing.
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
 }
 
 /// How a job checkpoints, as flags and JSON give it (Flink's `execution.checkpointing.*`
@@ -74,6 +81,20 @@ pub struct S3Settings {
     pub credentials_file: Option<String>,
 }
 
+impl S3Settings {
+    fn options(&self) -> StorageOptions {
+        StorageOptions {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            credentials_file: self.credentials_file.clone().map(Into::into),
+            ..StorageOptions::default()
+        }
+    }
+}
+
 fn default_checkpoint_dir() -> String {
     crate::checkpoint::storage::DEFAULT_LOCATION.to_string()
 }
@@ -93,16 +114,8 @@ impl CheckpointSettings {
         if self.interval_ms == 0 {
             return Err("checkpoint interval is 0: give a positive number of milliseconds".into());
         }
-        let options = StorageOptions {
-            endpoint: self.s3.endpoint.clone(),
-            region: self.s3.region.clone(),
-            path_style: self.s3.path_style,
-            access_key_id: self.s3.access_key_id.clone(),
-            secret_access_key: self.s3.secret_access_key.clone(),
-            credentials_file: self.s3.credentials_file.clone().map(Into::into),
-            ..StorageOptions::default()
-        };
-        let storage = CheckpointStorage::open(&self.dir, &options).map_err(|e| e.to_string())?;
+        let storage =
+            CheckpointStorage::open(&self.dir, &self.s3.options()).map_err(|e| e.to_string())?;
         Ok(CheckpointConfig {
             interval: Duration::from_millis(self.interval_ms),
             timeout: Duration::from_millis(self.timeout_ms.max(1)),
@@ -132,6 +145,16 @@ impl JobSubmission {
             Some(c) => Some(c.config(&self.name)?),
             None => None,
         };
+        let restore = match &self.from_checkpoint {
+            Some(location) => {
+                let s3 = self.checkpoints.as_ref().map(|c| &c.s3);
+                let options = s3.map(S3Settings::options).unwrap_or_default();
+                Some(std::sync::Arc::new(RestoredCheckpoint::open(
+                    location, &options,
+                )?))
+            }
+            None => None,
+        };
         Ok(ExecutionConfig {
             parallelism: self.parallelism,
             max_parallelism: self.max_parallelism,
@@ -142,6 +165,8 @@ impl JobSubmission {
                 RuntimeMode::Streaming
             },
             checkpointing,
+            restore,
+            allow_non_restored_state: self.allow_non_restored_state,
             ..ExecutionConfig::default()
         })
     }

@@ -136,4 +136,17 @@ impl<T: Data, F: Fn(u64) -> T> SourceReader<T> for GeneratorReader<F> {
     fn snapshot_position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
         Ok(Some(rmp_serde::to_vec(&self.next)?))
     }
+
+    fn restore_position(&mut self, position: &[u8]) -> Result<(), BoxError> {
+        let next: u64 = rmp_serde::from_slice(position)?;
+        if next < self.next || next > self.end {
+            return Err(format!(
+                "position {next} is outside this reader's indices {}..{}",
+                self.next, self.end
+            )
+            .into());
+        }
+        self.next = next;
+        Ok(())
+    }
 }

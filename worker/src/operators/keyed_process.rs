@@ -19,15 +19,23 @@ use std::sync::Arc;
 /// Extracts a record's key.
 pub(crate) type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
-/// A keyed backend and timers for an operator instance.
-pub(crate) fn keyed_parts<K: Key, N: std::hash::Hash + Eq + Clone>(
+/// A keyed backend and timers for an operator instance, with the state and timers of
+/// its key groups when the job starts from a checkpoint.
+pub(crate) fn keyed_parts<K: Key, N: Data + std::hash::Hash + Eq>(
     ctx: &BuildContext<'_>,
-) -> (KeyedBackend<K>, Timers<K, N>) {
+) -> TaskResult<(KeyedBackend<K>, Timers<K, N>)> {
     let key = Rc::new(KeyContext::new(ctx.key_groups, ctx.info.max_parallelism));
-    (
-        KeyedBackend::new(key, ctx.services.clock.clone()),
-        Timers::new(ctx.services.wakeup.clone()),
-    )
+    let backend = KeyedBackend::new(key, ctx.services.clock.clone());
+    let mut timers = Timers::new(ctx.services.wakeup.clone());
+    if let Some(restored) = &ctx.config.restore {
+        let mut restore = || -> Result<(), String> {
+            let groups = restored.keyed(&ctx.info.uid, ctx.key_groups)?;
+            backend.restore(&groups)?;
+            timers.restore(&groups)
+        };
+        restore().map_err(|e| ctx.info.error(format!("restoring its keyed state: {e}")))?;
+    }
+    Ok((backend, timers))
 }
 
 /// Makes `key` current, or fails naming the operator.

@@ -291,6 +291,16 @@ pub(crate) fn launch_deployment(
         }
     }
 
+    if let Some(restored) = &config.restore {
+        let uids: Vec<&str> = graph
+            .nodes
+            .iter()
+            .filter_map(|n| n.uid.as_deref())
+            .collect();
+        restored
+            .check_operators(&uids, config.allow_non_restored_state)
+            .map_err(JobError::InvalidGraph)?;
+    }
     let (mut links, coordinator) = start_checkpointing(name, &graph, &plan, &config, &deployment)?;
     let graph = Arc::new(graph);
     let plan = Arc::new(plan);

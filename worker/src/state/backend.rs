@@ -154,13 +154,6 @@ impl<K: Key> KeyedBackend<K> {
     }
 
     /// Restores the named states of `groups`, which must be key groups of this subtask.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "called by the checkpoint path, the next step of issue 5"
-        )
-    )]
     pub(crate) fn restore(&self, groups: &[KeyGroupSnapshot]) -> Result<(), String> {
         let range = self.key.range();
         for group in groups {

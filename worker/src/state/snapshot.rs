@@ -12,14 +12,6 @@
 //! length in the last 8 bytes. A subtask restoring at another parallelism reads the index
 //! and then only the sections of the key groups it now owns.
 
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "called by the checkpoint path, the next step of issue 5"
-    )
-)]
-
 use crate::checkpoint::sealed::{seal, unseal};
 use crate::keygroup::KeyGroupRange;
 use serde::de::DeserializeOwned;
@@ -155,7 +147,9 @@ pub(crate) fn read_section(section: &[u8]) -> Result<KeyGroupSnapshot, String> {
     decode(unseal(section).map_err(|e| format!("key group section: {e}"))?)
 }
 
-/// The key groups of `wanted` from a whole keyed-state file in memory.
+/// The key groups of `wanted` from a whole keyed-state file in memory (jobs read files
+/// by ranges, `checkpoint::restore`).
+#[cfg(test)]
 pub(crate) fn read_keyed_file(
     file: &[u8],
     wanted: KeyGroupRange,

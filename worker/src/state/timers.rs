@@ -198,13 +198,6 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Timers<K, N> {
     }
 }
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "called by the checkpoint path, the next step of issue 5"
-    )
-)]
 impl<K: Data + Hash + Eq, N: Data + Hash + Eq> Timers<K, N> {
     /// Adds both queues' timers to the snapshots of their keys' groups.
     pub(crate) fn snapshot_into(

@@ -212,6 +212,8 @@ mod tests {
                 batch_size: 1024,
                 batch_mode: false,
                 checkpoints: None,
+                from_checkpoint: None,
+                allow_non_restored_state: false,
             },
             parallelisms: parallelisms.to_vec(),
             vertex_names: parallelisms.iter().map(|p| format!("v{p}")).collect(),
