@@ -1,22 +1,21 @@
 //! The checkpoint coordinator (Flink's `CheckpointCoordinator`): every interval it sends a
 //! barrier into each source subtask, waits until every subtask of the job has
-//! acknowledged it with its snapshot, and writes the checkpoint: each operator subtask's
-//! keyed state to its own file, then `_metadata`, then the `latest` pointer, and finally
-//! drops checkpoints beyond the number retained.
+//! acknowledged it (its state written by its uploader), and completes the checkpoint:
+//! `_metadata`, then the `latest` pointer, and finally drops checkpoints beyond the number
+//! retained.
 //!
-//! Tasks hand their snapshot over and go on; the writing happens here, on the
-//! coordinator's thread (the asynchronous part of a checkpoint). One checkpoint is in
+//! Tasks hand their snapshot to their process's uploader (`checkpoint::uploader`) and go
+//! on; the uploader writes the state files (the asynchronous part of a checkpoint) and
+//! sends the coordinator their handles, from which it writes `_metadata`. One checkpoint is in
 //! flight at a time. A checkpoint that is not acknowledged within the timeout, or cannot
 //! be written (storage down), is given up with a log line and the next one is tried at
 //! the next interval; the job goes on either way.
 
-use crate::checkpoint::metadata::{
-    CheckpointMetadata, FORMAT_VERSION, OperatorMetadata, SubtaskMetadata,
-};
+use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorMetadata};
 use crate::checkpoint::storage::{CheckpointStorage, METADATA, StorageError, checkpoint_dir};
+use crate::checkpoint::uploader::{SubtaskHandles, Upload};
 use crate::hash::stable_hash;
-use crate::runtime::barrier::{Barrier, SubtaskAck};
-use crate::state::snapshot::write_keyed_file;
+use crate::runtime::barrier::Barrier;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,7 +47,8 @@ pub(crate) struct Coordinator {
     pub max_parallelism: usize,
     /// One per source subtask.
     pub triggers: Vec<Sender<Barrier>>,
-    pub acks: Receiver<SubtaskAck>,
+    /// What the uploaders wrote of each subtask's snapshot.
+    pub acks: Receiver<Upload>,
     /// Subtasks that must acknowledge each checkpoint, by (vertex, subtask), with their
     /// task names for log lines.
     pub subtasks: BTreeMap<(usize, usize), String>,
@@ -124,19 +124,32 @@ impl Coordinator {
 
     /// Every subtask's acknowledgement of checkpoint `id`: `Some(None)` if it expired,
     /// `None` if the job is ending.
-    fn collect(&self, id: u64) -> Option<Option<Vec<SubtaskAck>>> {
+    fn collect(&self, id: u64) -> Option<Option<Vec<SubtaskHandles>>> {
         let deadline = Instant::now() + self.config.timeout;
-        let mut acks: BTreeMap<(usize, usize), SubtaskAck> = BTreeMap::new();
+        let mut acks: BTreeMap<(usize, usize), SubtaskHandles> = BTreeMap::new();
         while acks.len() < self.subtasks.len() {
             if self.stop.load(Ordering::Relaxed) {
                 return None;
             }
             let wait = STOP_CHECK.min(deadline.saturating_duration_since(Instant::now()));
             match self.acks.recv_timeout(wait) {
-                Ok(ack) if ack.checkpoint == id => {
+                Ok(Ok(ack)) if ack.checkpoint == id => {
                     acks.insert((ack.vertex, ack.subtask), ack);
                 }
-                // Late acknowledgements of a checkpoint already given up.
+                Ok(Err(failure)) if failure.checkpoint == id => {
+                    let task = self
+                        .subtasks
+                        .get(&(failure.vertex, failure.subtask))
+                        .map_or("?", String::as_str);
+                    tracing::warn!(
+                        checkpoint = id,
+                        task,
+                        error = %failure.error,
+                        "checkpoint failed: a subtask could not write its state; the next one will be tried"
+                    );
+                    return Some(None);
+                }
+                // Late answers about a checkpoint already given up.
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
                 Err(RecvTimeoutError::Timeout) => {
@@ -163,52 +176,28 @@ impl Coordinator {
         Some(Some(acks.into_values().collect()))
     }
 
-    /// Writes checkpoint `barrier.id`; the bytes written.
-    async fn write(&self, barrier: Barrier, acks: Vec<SubtaskAck>) -> Result<u64, StorageError> {
+    /// Completes checkpoint `barrier.id` from every subtask's handles: `_metadata`, then
+    /// the `latest` pointer, then old checkpoints go. The bytes of state it holds.
+    async fn write(
+        &self,
+        barrier: Barrier,
+        acks: Vec<SubtaskHandles>,
+    ) -> Result<u64, StorageError> {
         let storage = &self.config.storage;
         let dir = checkpoint_dir(&self.config.job_dir, barrier.id);
         let mut bytes = 0u64;
         let mut operators: BTreeMap<String, OperatorMetadata> = BTreeMap::new();
         for op in acks.into_iter().flat_map(|a| a.operators) {
-            let uid = op.uid.to_string();
-            let mut subtask = SubtaskMetadata {
-                subtask: op.subtask,
-                source_position: op.source_position,
-                ..SubtaskMetadata::default()
-            };
-            if let Some(range) = op.key_groups {
-                subtask.key_groups = Some((range.start, range.end));
-                for group in &op.keyed {
-                    for (name, entries) in &group.tables {
-                        *subtask.states.entry(name.clone()).or_default() += entries.len() as u64;
-                    }
-                    subtask.event_timers += group.event_timers.len() as u64;
-                    subtask.processing_timers += group.processing_timers.len() as u64;
-                }
-                if op.keyed.iter().any(|g| !g.is_empty()) {
-                    let file =
-                        write_keyed_file(&op.keyed).map_err(|why| StorageError::Corrupt {
-                            url: storage.url().to_string(),
-                            path: dir.clone(),
-                            why,
-                        })?;
-                    let name = format!("{}/keyed-{}", operator_dir(&uid), op.subtask);
-                    storage
-                        .put_raw(&format!("{dir}/{name}"), file.clone())
-                        .await?;
-                    subtask.keyed_bytes = file.len() as u64;
-                    bytes += file.len() as u64;
-                    subtask.keyed_file = Some(name);
-                }
-            }
-            let entry = operators
-                .entry(uid.clone())
+            bytes += op.state.keyed_bytes;
+            operators
+                .entry(op.uid.clone())
                 .or_insert_with(|| OperatorMetadata {
-                    uid,
+                    uid: op.uid,
                     parallelism: op.parallelism,
                     subtasks: Vec::new(),
-                });
-            entry.subtasks.push(subtask);
+                })
+                .subtasks
+                .push(op.state);
         }
         let mut operators: Vec<OperatorMetadata> = operators.into_values().collect();
         for op in &mut operators {
@@ -223,7 +212,6 @@ impl Coordinator {
             operators,
         };
         let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
-        bytes += json.len() as u64;
         storage.put(&format!("{dir}/{METADATA}"), &json).await?;
         storage.set_latest(&self.config.job_dir, barrier.id).await?;
         self.drop_old_checkpoints().await;

@@ -8,6 +8,7 @@
 //! - [`metadata`]: what `_metadata` says of a checkpoint.
 //! - [`coordinator`]: triggers checkpoints, collects what every subtask snapshotted at
 //!   the barrier, and writes it out.
+//! - [`uploader`]: writes what the subtasks of a process snapshotted, off their threads.
 //! - [`restore`]: reads a checkpoint back, by the key groups a subtask owns.
 
 pub(crate) mod coordinator;
@@ -17,5 +18,6 @@ pub(crate) mod sealed;
 pub mod storage;
 #[cfg(test)]
 mod tests;
+pub(crate) mod uploader;
 
 pub use coordinator::CheckpointConfig;

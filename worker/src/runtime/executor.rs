@@ -441,19 +441,31 @@ fn start_checkpointing(
             );
         }
     }
+    let (uploads_tx, uploads) = unbounded();
+    let uploader = crate::checkpoint::uploader::spawn(
+        checkpointing.storage.clone(),
+        checkpointing.job_dir.clone(),
+        acks,
+        uploads_tx,
+    )
+    .map_err(|e| JobError::Spawn(e.to_string()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let coordinator = Coordinator {
         config: checkpointing.clone(),
         job: name.to_string(),
         max_parallelism: config.max_parallelism,
         triggers,
-        acks,
+        acks: uploads,
         subtasks: names,
         stop: stop.clone(),
     };
     let thread = std::thread::Builder::new()
         .name("checkpoint coordinator".into())
-        .spawn(move || coordinator.run())
+        .spawn(move || {
+            coordinator.run();
+            // The uploader ends once every subtask has ended.
+            let _ = uploader.join();
+        })
         .map_err(|e| JobError::Spawn(e.to_string()))?;
     Ok((links, Some((stop, thread))))
 }

@@ -1,0 +1,133 @@
+//! Writes what subtasks snapshotted at a barrier to checkpoint storage, off the task
+//! threads, and tells the coordinator where it went. Each process that runs subtasks has
+//! one: the coordinator, in this process or in the master, only ever sees these small
+//! handles and writes `_metadata` from them.
+
+use crate::checkpoint::coordinator::operator_dir;
+use crate::checkpoint::metadata::SubtaskMetadata;
+use crate::checkpoint::storage::{CheckpointStorage, StorageError, checkpoint_dir};
+use crate::runtime::barrier::{OperatorSnapshot, SubtaskAck};
+use crate::state::snapshot::write_keyed_file;
+use crossbeam_channel::{Receiver, Sender};
+use std::thread::JoinHandle;
+
+/// Where one operator subtask's state of a checkpoint went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OperatorHandle {
+    pub uid: String,
+    pub parallelism: usize,
+    pub state: SubtaskMetadata,
+}
+
+/// A subtask's part of checkpoint `checkpoint`, written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SubtaskHandles {
+    pub checkpoint: u64,
+    pub vertex: usize,
+    pub subtask: usize,
+    pub operators: Vec<OperatorHandle>,
+}
+
+/// A subtask whose part of a checkpoint could not be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct UploadFailure {
+    pub checkpoint: u64,
+    pub vertex: usize,
+    pub subtask: usize,
+    pub error: String,
+}
+
+pub(crate) type Upload = Result<SubtaskHandles, UploadFailure>;
+
+/// Writes one operator subtask's keyed state (if it has any) and describes it.
+async fn upload_operator(
+    storage: &CheckpointStorage,
+    dir: &str,
+    op: OperatorSnapshot,
+) -> Result<OperatorHandle, StorageError> {
+    let uid = op.uid.to_string();
+    let mut state = SubtaskMetadata {
+        subtask: op.subtask,
+        source_position: op.source_position,
+        ..SubtaskMetadata::default()
+    };
+    if let Some(range) = op.key_groups {
+        state.key_groups = Some((range.start, range.end));
+        for group in &op.keyed {
+            for (name, entries) in &group.tables {
+                *state.states.entry(name.clone()).or_default() += entries.len() as u64;
+            }
+            state.event_timers += group.event_timers.len() as u64;
+            state.processing_timers += group.processing_timers.len() as u64;
+        }
+        if op.keyed.iter().any(|g| !g.is_empty()) {
+            let file = write_keyed_file(&op.keyed).map_err(|why| StorageError::Corrupt {
+                url: storage.url().to_string(),
+                path: dir.to_string(),
+                why,
+            })?;
+            let name = format!("{}/keyed-{}", operator_dir(&uid), op.subtask);
+            state.keyed_bytes = file.len() as u64;
+            storage.put_raw(&format!("{dir}/{name}"), file).await?;
+            state.keyed_file = Some(name);
+        }
+    }
+    Ok(OperatorHandle {
+        uid,
+        parallelism: op.parallelism,
+        state,
+    })
+}
+
+/// Writes a subtask's snapshots of a checkpoint of job directory `job_dir`.
+pub(crate) async fn upload(storage: &CheckpointStorage, job_dir: &str, ack: SubtaskAck) -> Upload {
+    let dir = checkpoint_dir(job_dir, ack.checkpoint);
+    let writes = ack
+        .operators
+        .into_iter()
+        .map(|op| upload_operator(storage, &dir, op));
+    match futures::future::try_join_all(writes).await {
+        Ok(operators) => Ok(SubtaskHandles {
+            checkpoint: ack.checkpoint,
+            vertex: ack.vertex,
+            subtask: ack.subtask,
+            operators,
+        }),
+        Err(e) => Err(UploadFailure {
+            checkpoint: ack.checkpoint,
+            vertex: ack.vertex,
+            subtask: ack.subtask,
+            error: e.to_string(),
+        }),
+    }
+}
+
+/// Starts the uploader of this process: it writes every acknowledgement from `acks` and
+/// sends the result to `done`, until every subtask has dropped its sender.
+pub(crate) fn spawn(
+    storage: CheckpointStorage,
+    job_dir: String,
+    acks: Receiver<SubtaskAck>,
+    done: Sender<Upload>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("checkpoint uploader".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the checkpoint uploader");
+                    return;
+                }
+            };
+            for ack in acks.iter() {
+                let result = runtime.block_on(upload(&storage, &job_dir, ack));
+                if done.send(result).is_err() {
+                    return;
+                }
+            }
+        })
+}
