@@ -770,3 +770,79 @@ fn a_session_master_runs_submitted_jobs_as_slots_come_free() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_master_killed_mid_run_comes_back_and_resumes_from_the_latest_checkpoint() {
+    use strom::jobs::wordcount::{generated_line, tokenize};
+    let tmp = TempDir::new("cluster-master-checkpoint");
+    let dir = tmp.path();
+    let checkpoints = dir.join("checkpoints");
+    let lines = 3000u64;
+    let args = |output: &str| -> Vec<String> {
+        [
+            "word-count",
+            "--parallelism",
+            "2",
+            "--arg",
+            &format!("events={lines}"),
+            "--arg",
+            "rate=1000",
+            "--arg",
+            &format!("output={}", dir.join(output).display()),
+            "--checkpoint-interval-ms",
+            "200",
+            "--checkpoint-dir",
+            &checkpoints.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let port = free_port();
+    let mut processes = Processes(vec![
+        master(port, &args("first")),
+        worker(port, "w1"),
+        worker(port, "w2"),
+    ]);
+    let latest = checkpoints.join("word-count/latest");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !latest.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    processes.0[0].kill().unwrap();
+    let _ = processes.0[0].wait();
+
+    // The same master again: it finds the checkpoint and the job goes on from there.
+    processes.0[0] = master(port, &args("second"));
+    let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(60));
+    assert!(status.success(), "the master failed:\n{stderr}");
+    assert!(stderr.contains("deploying from a checkpoint"), "{stderr}");
+
+    let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
+    for i in 0..lines {
+        for w in tokenize(&generated_line(i)) {
+            *totals.entry(w).or_default() += 1;
+        }
+    }
+    // After the restart, every word's count goes on from where the checkpoint had it
+    // (not from 1) and reaches the count of the whole input.
+    let mut seen: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for line in read_parts(&dir.join("second")) {
+        let (word, count) = line
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .rsplit_once(',')
+            .unwrap();
+        let count: u64 = count.parse().unwrap();
+        let e = seen.entry(word.to_string()).or_insert((u64::MAX, 0));
+        e.0 = e.0.min(count);
+        e.1 = e.1.max(count);
+    }
+    for (word, total) in &totals {
+        let (first, last) = seen[word];
+        assert_eq!(last, *total, "{word}");
+        if word == "the" {
+            assert!(first > 1, "'the' counted from scratch after the restart");
+        }
+    }
+}

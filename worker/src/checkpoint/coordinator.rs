@@ -176,63 +176,83 @@ impl Coordinator {
         Some(Some(acks.into_values().collect()))
     }
 
-    /// Completes checkpoint `barrier.id` from every subtask's handles: `_metadata`, then
-    /// the `latest` pointer, then old checkpoints go. The bytes of state it holds.
     async fn write(
         &self,
         barrier: Barrier,
         acks: Vec<SubtaskHandles>,
     ) -> Result<u64, StorageError> {
-        let storage = &self.config.storage;
-        let dir = checkpoint_dir(&self.config.job_dir, barrier.id);
-        let mut bytes = 0u64;
-        let mut operators: BTreeMap<String, OperatorMetadata> = BTreeMap::new();
-        for op in acks.into_iter().flat_map(|a| a.operators) {
-            bytes += op.state.keyed_bytes;
-            operators
-                .entry(op.uid.clone())
-                .or_insert_with(|| OperatorMetadata {
-                    uid: op.uid,
-                    parallelism: op.parallelism,
-                    subtasks: Vec::new(),
-                })
-                .subtasks
-                .push(op.state);
-        }
-        let mut operators: Vec<OperatorMetadata> = operators.into_values().collect();
-        for op in &mut operators {
-            op.subtasks.sort_by_key(|s| s.subtask);
-        }
-        let metadata = CheckpointMetadata {
-            format: FORMAT_VERSION,
-            id: barrier.id,
-            job: self.job.clone(),
-            timestamp_ms: barrier.timestamp,
-            max_parallelism: self.max_parallelism,
-            operators,
-        };
-        let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
-        storage.put(&format!("{dir}/{METADATA}"), &json).await?;
-        storage.set_latest(&self.config.job_dir, barrier.id).await?;
-        self.drop_old_checkpoints().await;
-        Ok(bytes)
+        complete(&self.config, &self.job, self.max_parallelism, barrier, acks).await
     }
+}
 
-    /// Deletes completed checkpoints beyond the number retained (oldest first). A failure
-    /// only leaves files behind.
-    async fn drop_old_checkpoints(&self) {
-        let storage = &self.config.storage;
-        let job_dir = &self.config.job_dir;
-        let Ok(done) = storage.completed_checkpoints(job_dir).await else {
-            return;
-        };
-        let excess = done.len().saturating_sub(self.config.retained.max(1));
-        for old in &done[..excess] {
-            if let Err(e) = storage.delete_all(&checkpoint_dir(job_dir, *old)).await {
-                tracing::warn!(checkpoint = old, error = %e, "could not delete an old checkpoint");
-            }
+/// Completes checkpoint `barrier.id` of job `job` from every subtask's handles:
+/// `_metadata`, then the `latest` pointer, then checkpoints beyond the number retained
+/// go. The bytes of state it holds.
+pub(crate) async fn complete(
+    config: &CheckpointConfig,
+    job: &str,
+    max_parallelism: usize,
+    barrier: Barrier,
+    acks: Vec<SubtaskHandles>,
+) -> Result<u64, StorageError> {
+    let storage = &config.storage;
+    let dir = checkpoint_dir(&config.job_dir, barrier.id);
+    let mut bytes = 0u64;
+    let mut operators: BTreeMap<String, OperatorMetadata> = BTreeMap::new();
+    for op in acks.into_iter().flat_map(|a| a.operators) {
+        bytes += op.state.keyed_bytes;
+        operators
+            .entry(op.uid.clone())
+            .or_insert_with(|| OperatorMetadata {
+                uid: op.uid,
+                parallelism: op.parallelism,
+                subtasks: Vec::new(),
+            })
+            .subtasks
+            .push(op.state);
+    }
+    let mut operators: Vec<OperatorMetadata> = operators.into_values().collect();
+    for op in &mut operators {
+        op.subtasks.sort_by_key(|s| s.subtask);
+    }
+    let metadata = CheckpointMetadata {
+        format: FORMAT_VERSION,
+        id: barrier.id,
+        job: job.to_string(),
+        timestamp_ms: barrier.timestamp,
+        max_parallelism,
+        operators,
+    };
+    let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
+    storage.put(&format!("{dir}/{METADATA}"), &json).await?;
+    storage.set_latest(&config.job_dir, barrier.id).await?;
+    drop_old_checkpoints(config).await;
+    Ok(bytes)
+}
+
+/// Deletes completed checkpoints beyond the number retained (oldest first). A failure
+/// only leaves files behind.
+async fn drop_old_checkpoints(config: &CheckpointConfig) {
+    let storage = &config.storage;
+    let job_dir = &config.job_dir;
+    let Ok(done) = storage.completed_checkpoints(job_dir).await else {
+        return;
+    };
+    let excess = done.len().saturating_sub(config.retained.max(1));
+    for old in &done[..excess] {
+        if let Err(e) = storage.delete_all(&checkpoint_dir(job_dir, *old)).await {
+            tracing::warn!(checkpoint = old, error = %e, "could not delete an old checkpoint");
         }
     }
+}
+
+/// Where checkpoint `id` of `config`'s job is, as `--from-checkpoint` takes it.
+pub(crate) fn checkpoint_location(config: &CheckpointConfig, id: u64) -> String {
+    format!(
+        "{}/{}",
+        config.storage.url().trim_end_matches('/'),
+        checkpoint_dir(&config.job_dir, id)
+    )
 }
 
 /// An operator's directory in a checkpoint: its uid made safe for any store, and a hash

@@ -93,7 +93,7 @@ async fn submit(State(master): State<MasterService>, body: axum::body::Bytes) ->
             );
         }
     };
-    match master.submit(submission) {
+    match master.submit(submission, false).await {
         Ok(job) => (StatusCode::ACCEPTED, Json(job)).into_response(),
         Err(why) => error(StatusCode::BAD_REQUEST, "invalid_job", why),
     }

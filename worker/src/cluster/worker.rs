@@ -3,9 +3,11 @@
 //! name and arguments, as every process of a job does), and reports their states. When
 //! the master's stream ends the worker attaches again, until it is stopped.
 
+use crate::checkpoint::uploader::Upload;
 use crate::cluster::job::JobSubmission;
 use crate::jobs::JobRegistry;
 use crate::net::exchange::{Exchange, connect};
+use crate::runtime::barrier::Barrier;
 use crate::runtime::executor::{CancelToken, Deployment, Network, launch_deployment};
 use crate::runtime::metrics::JobMetrics;
 use std::collections::HashMap;
@@ -14,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strom_proto::control::master_client::MasterClient;
 use strom_proto::control::{
-    DeployTasks, Heartbeat, MasterMessage, OperatorMetrics, RegisterWorker, TaskId, TaskMetrics,
-    TaskState, TaskStateReport, WorkerMessage, master_message, worker_message,
+    CheckpointAck, CheckpointDeclined, DeployTasks, Heartbeat, MasterMessage, OperatorMetrics,
+    RegisterWorker, StateHandle, TaskId, TaskMetrics, TaskState, TaskStateReport, WorkerMessage,
+    master_message, worker_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -46,6 +49,8 @@ struct RunningAttempt {
     cancel: CancelToken,
     metrics: JobMetrics,
     subtasks: Vec<(TaskId, Vec<u32>)>,
+    /// Where barriers for this worker's source subtasks go, when the job checkpoints.
+    checkpoint_triggers: Vec<crossbeam_channel::Sender<Barrier>>,
 }
 
 /// Job attempts running here, by (job id, attempt).
@@ -215,6 +220,26 @@ async fn attach(
                         )
                     });
                 }
+                Some(master_message::Kind::TriggerCheckpoint(trigger)) => {
+                    let triggers = running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&(trigger.job_id.clone(), trigger.attempt))
+                        .map(|a| a.checkpoint_triggers.clone())
+                        .unwrap_or_default();
+                    let barrier = Barrier {
+                        id: trigger.checkpoint_id,
+                        timestamp: trigger.timestamp_ms,
+                    };
+                    for t in triggers {
+                        // A source that has ended takes no more barriers; the master
+                        // finds out when the checkpoint expires.
+                        let _ = t.send(barrier);
+                    }
+                }
+                Some(master_message::Kind::CheckpointComplete(done)) => {
+                    tracing::debug!(job = %done.job_id, checkpoint = done.checkpoint_id, "checkpoint complete");
+                }
                 Some(master_message::Kind::Cancel(cancel)) => {
                     let token = running
                         .lock()
@@ -261,8 +286,11 @@ fn deploy_tasks(
         }
     };
     let started = (|| -> Result<_, String> {
-        let job: JobSubmission = serde_json::from_str(&deploy.config_json)
+        let mut job: JobSubmission = serde_json::from_str(&deploy.config_json)
             .map_err(|e| format!("the master sent unreadable job settings: {e}"))?;
+        if !deploy.restore_from.is_empty() {
+            job.from_checkpoint = Some(deploy.restore_from.clone());
+        }
         if job.name != deploy.job_name {
             return Err(format!(
                 "the master's job settings are for '{}', its deployment for '{}'",
@@ -341,7 +369,7 @@ fn deploy_tasks(
             .map(|job| (job, subtasks))
             .map_err(|e| e.to_string())
     })();
-    let (job, subtasks) = match started {
+    let (mut job, subtasks) = match started {
         Ok(started) => started,
         Err(why) => {
             tracing::error!(job = %deploy.job_id, error = %why, "could not start the subtasks");
@@ -350,12 +378,30 @@ fn deploy_tasks(
         }
     };
     let key = (deploy.job_id.clone(), deploy.attempt);
+    let mut checkpoint_triggers = Vec::new();
+    if let Some(port) = job.take_checkpoint_port() {
+        checkpoint_triggers = port.triggers;
+        let (to_master, job_id, attempt) =
+            (to_master.clone(), deploy.job_id.clone(), deploy.attempt);
+        // Until every subtask here has ended: what the uploader wrote, to the master.
+        std::thread::spawn(move || {
+            for upload in port.uploads.iter() {
+                if to_master
+                    .blocking_send(checkpoint_answer(&job_id, attempt, upload))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
     running.lock().unwrap_or_else(|p| p.into_inner()).insert(
         key.clone(),
         RunningAttempt {
             cancel: job.cancel_token(),
             metrics: job.metrics().clone(),
             subtasks,
+            checkpoint_triggers,
         },
     );
     tracing::info!(job = %deploy.job_id, tasks = deploy.tasks.len(), "subtasks running");
@@ -371,4 +417,35 @@ fn deploy_tasks(
         Ok(_) => report(TaskState::Finished, ""),
         Err(e) => report(TaskState::Failed, &e.to_string()),
     }
+}
+
+/// The master's message for what the uploader wrote of a subtask's snapshot.
+fn checkpoint_answer(job_id: &str, attempt: u32, upload: Upload) -> WorkerMessage {
+    let task = |vertex: usize, subtask: usize| TaskId {
+        job_id: job_id.to_string(),
+        attempt,
+        vertex: vertex as u32,
+        subtask: subtask as u32,
+    };
+    let kind = match upload {
+        Ok(handles) => worker_message::Kind::CheckpointAck(CheckpointAck {
+            task: Some(task(handles.vertex, handles.subtask)),
+            checkpoint_id: handles.checkpoint,
+            state: handles
+                .operators
+                .into_iter()
+                .map(|op| StateHandle {
+                    operator_uid: op.uid,
+                    parallelism: op.parallelism as u32,
+                    metadata_json: serde_json::to_vec(&op.state).unwrap_or_default(),
+                })
+                .collect(),
+        }),
+        Err(failure) => worker_message::Kind::CheckpointDeclined(CheckpointDeclined {
+            task: Some(task(failure.vertex, failure.subtask)),
+            checkpoint_id: failure.checkpoint,
+            reason: failure.error,
+        }),
+    };
+    WorkerMessage { kind: Some(kind) }
 }

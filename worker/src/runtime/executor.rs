@@ -3,19 +3,20 @@
 //! (not the secondary ones it caused).
 
 use crate::checkpoint::coordinator::Coordinator;
+use crate::checkpoint::uploader::Upload;
 use crate::config::ExecutionConfig;
 use crate::error::{JobError, TaskError, TaskResult};
 use crate::graph::build::ChainBuilder;
 use crate::graph::plan::{Plan, targets_of};
 use crate::graph::{Built, NodeKind, StreamGraph};
 use crate::net::exchange::{ChannelKey, Exchange, RemoteSender};
-use crate::runtime::barrier::TaskCheckpointing;
+use crate::runtime::barrier::{Barrier, TaskCheckpointing};
 use crate::runtime::context::{Clock, TaskServices, TimerWakeup};
 use crate::runtime::input::{InputChannel, InputGate};
 use crate::runtime::metrics::{JobMetrics, OperatorEntry};
 use crate::runtime::task::{run_input_task, run_source_task};
 use crate::runtime::writer::OutChannel;
-use crossbeam_channel::{Receiver, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -60,8 +61,10 @@ pub struct JobHandle {
     token: CancelToken,
     done: Receiver<Done>,
     threads: Vec<JoinHandle<()>>,
-    /// The checkpoint coordinator's stop flag and thread, when the job checkpoints.
+    /// The checkpoint coordinator's stop flag and thread, when the job checkpoints here.
     coordinator: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// The port to the master's coordinator, when the job checkpoints across workers.
+    checkpoint_port: Option<CheckpointPort>,
 }
 
 impl JobHandle {
@@ -81,6 +84,12 @@ impl JobHandle {
 
     pub fn cancel_token(&self) -> CancelToken {
         self.token.clone()
+    }
+
+    /// The port to the master's checkpoint coordinator (once), for a job across workers
+    /// that checkpoints.
+    pub(crate) fn take_checkpoint_port(&mut self) -> Option<CheckpointPort> {
+        self.checkpoint_port.take()
     }
 
     /// Waits until `condition` holds for the job's counters, or `timeout` passes; returns
@@ -301,7 +310,12 @@ pub(crate) fn launch_deployment(
             .check_operators(&uids, config.allow_non_restored_state)
             .map_err(JobError::InvalidGraph)?;
     }
-    let (mut links, coordinator) = start_checkpointing(name, &graph, &plan, &config, &deployment)?;
+    let (mut links, setup) = start_checkpointing(name, &graph, &plan, &config, &deployment)?;
+    let (coordinator, checkpoint_port) = match setup {
+        CheckpointSetup::None => (None, None),
+        CheckpointSetup::Local(stop, thread) => (Some((stop, thread)), None),
+        CheckpointSetup::Remote(port) => (None, Some(port)),
+    };
     let graph = Arc::new(graph);
     let plan = Arc::new(plan);
     let config = Arc::new(config);
@@ -384,43 +398,49 @@ pub(crate) fn launch_deployment(
         done: done_rx,
         threads,
         coordinator,
+        checkpoint_port,
     })
 }
 
-/// The coordinator's thread and each local subtask's link to it, when the job
-/// checkpoints. Across workers the master coordinates instead (not yet: such a job runs
-/// without checkpoints, and says so).
-#[allow(clippy::type_complexity)]
+/// How the subtasks of a job in this process take part in checkpoints.
+enum CheckpointSetup {
+    None,
+    /// Every subtask is here: so is the coordinator (its stop flag and thread).
+    Local(Arc<AtomicBool>, JoinHandle<()>),
+    /// The master coordinates: see [`CheckpointPort`].
+    Remote(CheckpointPort),
+}
+
+/// A worker's side of the master's checkpoints for one job attempt: barriers to inject
+/// go into `triggers` (one per source subtask here), and what this process's uploader
+/// wrote of each subtask's snapshot comes out of `uploads`, for the master.
+pub(crate) struct CheckpointPort {
+    pub triggers: Vec<Sender<Barrier>>,
+    pub uploads: Receiver<Upload>,
+}
+
+/// Each local subtask's link to the checkpoint coordinator, by (vertex, subtask).
+type CheckpointLinks = HashMap<(usize, usize), TaskCheckpointing>;
+
+/// Each local subtask's link to the checkpoint coordinator, and the coordinator or the
+/// port to the master's, when the job checkpoints.
 fn start_checkpointing(
     name: &str,
     graph: &StreamGraph,
     plan: &Plan,
     config: &ExecutionConfig,
     deployment: &Deployment,
-) -> Result<
-    (
-        HashMap<(usize, usize), TaskCheckpointing>,
-        Option<(Arc<AtomicBool>, JoinHandle<()>)>,
-    ),
-    JobError,
-> {
+) -> Result<(CheckpointLinks, CheckpointSetup), JobError> {
     let mut links = HashMap::new();
     let mut names = std::collections::BTreeMap::new();
     let Some(checkpointing) = &config.checkpointing else {
-        return Ok((links, None));
+        return Ok((links, CheckpointSetup::None));
     };
-    if deployment.network.is_some() {
-        tracing::warn!(
-            job = name,
-            "checkpoints of a job across workers are not supported yet; it runs without"
-        );
-        return Ok((links, None));
-    }
     let (acks_tx, acks) = unbounded();
     let mut triggers = Vec::new();
     for (vi, vertex) in plan.vertices.iter().enumerate() {
         let is_source = matches!(graph.nodes[vertex.head].kind, NodeKind::Source(_));
-        for s in 0..vertex.parallelism {
+        for s in (0..vertex.parallelism).filter(|&s| deployment.runs_here(vi, s)) {
             let trigger = is_source.then(|| {
                 let (tx, rx) = bounded(16);
                 triggers.push(tx);
@@ -449,6 +469,14 @@ fn start_checkpointing(
         uploads_tx,
     )
     .map_err(|e| JobError::Spawn(e.to_string()))?;
+    if deployment.network.is_some() {
+        // The uploader ends by itself once every subtask here has ended.
+        drop(uploader);
+        return Ok((
+            links,
+            CheckpointSetup::Remote(CheckpointPort { triggers, uploads }),
+        ));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let coordinator = Coordinator {
         config: checkpointing.clone(),
@@ -467,7 +495,7 @@ fn start_checkpointing(
             let _ = uploader.join();
         })
         .map_err(|e| JobError::Spawn(e.to_string()))?;
-    Ok((links, Some((stop, thread))))
+    Ok((links, CheckpointSetup::Local(stop, thread)))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -3,6 +3,7 @@
 //! and the counters the workers' heartbeats bring. The master's `State` owns the workers
 //! and hands them in; placing subtasks on free slots is its job too.
 
+use super::checkpoints::JobCheckpoints;
 use super::state::WorkerEntry;
 use super::{JobOutcome, JobStatus};
 use crate::cluster::job::JobSubmission;
@@ -10,8 +11,9 @@ use crate::cluster::restart::{RestartStrategy, RestartTracker};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 use strom_proto::control::{
-    CancelJob, DeployTasks, JobArg, MasterMessage, OperatorMetrics, Placement, TaskId, TaskMetrics,
-    TaskState, TaskStateReport, master_message,
+    CancelJob, CheckpointKind, DeployTasks, JobArg, MasterMessage, NotifyCheckpointComplete,
+    OperatorMetrics, Placement, TaskId, TaskMetrics, TaskState, TaskStateReport, TriggerCheckpoint,
+    master_message,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -23,6 +25,9 @@ pub(crate) struct PlannedJob {
     pub vertex_names: Vec<String>,
     /// Names of the job graph's operators, by node index.
     pub operator_names: Vec<String>,
+    /// Vertices whose head is a source: where checkpoints are triggered.
+    pub source_vertices: Vec<u32>,
+    pub max_parallelism: usize,
 }
 
 /// Asks for a restart of job `.0` after delay `.1`.
@@ -53,6 +58,11 @@ pub(crate) struct JobRun {
     pub(crate) failure: Option<String>,
     /// The free slots last logged while the job waited for more.
     pub(crate) waiting_for: Option<usize>,
+    /// Checkpoints, when the job takes them.
+    pub(crate) checkpoints: Option<JobCheckpoints>,
+    /// What the first attempt restores from when no checkpoint completed since (the
+    /// newest checkpoint a restarted master found).
+    pub(crate) initial_restore: Option<String>,
 }
 
 impl JobRun {
@@ -80,6 +90,8 @@ impl JobRun {
             task_times: HashMap::new(),
             failure: None,
             waiting_for: None,
+            checkpoints: None,
+            initial_restore: None,
         }
     }
 
@@ -169,6 +181,9 @@ impl JobRun {
         self.cancel_attempt(workers);
         self.tasks.clear();
         self.failure = Some(why.clone());
+        if let Some(c) = &mut self.checkpoints {
+            c.pending = None;
+        }
         match self.restart.on_failure(Instant::now()) {
             Some(delay) => {
                 self.attempt += 1;
@@ -222,6 +237,16 @@ impl JobRun {
             Ok(json) => json,
             Err(e) => return self.end(JobOutcome::Failed(format!("job settings: {e}"))),
         };
+        // The newest completed checkpoint, else what a restarted master found.
+        let restore_from = self
+            .checkpoints
+            .as_ref()
+            .and_then(|c| c.latest.clone())
+            .or_else(|| self.initial_restore.clone())
+            .unwrap_or_default();
+        if !restore_from.is_empty() {
+            tracing::info!(job = %self.id, checkpoint = %restore_from, "deploying from a checkpoint");
+        }
         let args = submission
             .args
             .iter()
@@ -261,7 +286,7 @@ impl JobRun {
                 config_json: config_json.clone(),
                 placements: placements.clone(),
                 tasks,
-                restore_from: String::new(),
+                restore_from: restore_from.clone(),
             };
             tracing::info!(
                 job = %self.id,
@@ -304,6 +329,70 @@ impl JobRun {
         if !self.tasks.is_empty() && self.tasks.values().all(|(_, s)| *s == TaskState::Finished) {
             let ran_for = self.deployed_at.map_or(Duration::ZERO, |t| t.elapsed());
             self.end(JobOutcome::Finished { ran_for });
+        }
+    }
+
+    /// Starts a checkpoint if the job checkpoints, runs every subtask, and has none in
+    /// flight: tells the workers of its source subtasks to inject the barrier. Its id.
+    pub(crate) fn trigger_checkpoint(&mut self, workers: &[WorkerEntry]) -> Option<u64> {
+        let checkpoints = self.checkpoints.as_mut()?;
+        let running = self.status == JobStatus::Running
+            && !self.tasks.is_empty()
+            && self.tasks.values().all(|(_, s)| *s == TaskState::Running);
+        if !running || checkpoints.pending.is_some() {
+            return None;
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let barrier = checkpoints.start(self.attempt, self.tasks.len(), now_ms);
+        let trigger = TriggerCheckpoint {
+            job_id: self.id.clone(),
+            attempt: self.attempt,
+            checkpoint_id: barrier.id,
+            timestamp_ms: barrier.timestamp,
+            kind: CheckpointKind::Checkpoint.into(),
+            target: String::new(),
+            drain: false,
+        };
+        for worker in workers {
+            let runs_a_source = self
+                .tasks
+                .iter()
+                .any(|((v, _), (w, _))| *w == worker.id && self.plan.source_vertices.contains(v));
+            if runs_a_source {
+                let _ = worker.to_worker.try_send(Ok(MasterMessage {
+                    kind: Some(master_message::Kind::TriggerCheckpoint(trigger.clone())),
+                }));
+            }
+        }
+        Some(barrier.id)
+    }
+
+    /// Checkpoint `id` completed at `location`: restarts deploy from it, and every worker
+    /// of the attempt hears of it.
+    pub(crate) fn checkpoint_completed(
+        &mut self,
+        workers: &[WorkerEntry],
+        id: u64,
+        location: String,
+    ) {
+        let Some(checkpoints) = &mut self.checkpoints else {
+            return;
+        };
+        checkpoints.latest = Some(location);
+        checkpoints.completed += 1;
+        let done = NotifyCheckpointComplete {
+            job_id: self.id.clone(),
+            attempt: self.attempt,
+            checkpoint_id: id,
+        };
+        for worker in workers {
+            if self.tasks.values().any(|(w, _)| *w == worker.id) {
+                let _ = worker.to_worker.try_send(Ok(MasterMessage {
+                    kind: Some(master_message::Kind::CheckpointComplete(done.clone())),
+                }));
+            }
         }
     }
 

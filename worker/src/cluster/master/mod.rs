@@ -28,14 +28,19 @@
 //! The REST API (`cluster::rest`) reads the jobs, the workers and the counters the
 //! workers' heartbeats carry from here, and submits and cancels jobs through here.
 
+mod checkpoints;
 mod job_run;
 mod prometheus;
 mod state;
 mod views;
 
+use crate::checkpoint::CheckpointConfig;
+use crate::checkpoint::coordinator::{checkpoint_location, complete};
 use crate::cluster::job::JobSubmission;
 use crate::cluster::restart::RestartStrategy;
+use crate::graph::NodeKind;
 use crate::jobs::JobRegistry;
+use checkpoints::{JobCheckpoints, Progress};
 use job_run::PlannedJob;
 use state::{State, WorkerEntry};
 use std::net::SocketAddr;
@@ -104,15 +109,30 @@ pub enum JobStatus {
     Finished,
 }
 
-/// Builds and plans a job as the master keeps it.
-fn plan_job(registry: &JobRegistry, submission: JobSubmission) -> Result<PlannedJob, String> {
-    let (graph, plan, _) = submission.plan(registry)?;
-    Ok(PlannedJob {
-        parallelisms: plan.vertices.iter().map(|v| v.parallelism).collect(),
-        vertex_names: plan.vertices.iter().map(|v| v.name.clone()).collect(),
-        operator_names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
-        submission,
-    })
+/// Builds and plans a job as the master keeps it, with its checkpoint settings.
+fn plan_job(
+    registry: &JobRegistry,
+    submission: JobSubmission,
+) -> Result<(PlannedJob, Option<CheckpointConfig>), String> {
+    let (graph, plan, config) = submission.plan(registry)?;
+    let source_vertices = plan
+        .vertices
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| matches!(graph.nodes[v.head].kind, NodeKind::Source(_)))
+        .map(|(i, _)| i as u32)
+        .collect();
+    Ok((
+        PlannedJob {
+            parallelisms: plan.vertices.iter().map(|v| v.parallelism).collect(),
+            vertex_names: plan.vertices.iter().map(|v| v.name.clone()).collect(),
+            operator_names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
+            source_vertices,
+            max_parallelism: config.max_parallelism,
+            submission,
+        },
+        config.checkpointing,
+    ))
 }
 
 /// Resolves when the process gets `SIGINT` or `SIGTERM`, with the signal's name.
@@ -133,13 +153,10 @@ async fn stop_signal() -> &'static str {
 /// Runs the master: until its job ends (application mode) or until it is stopped.
 pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Result<MasterExit> {
     // A job that cannot be planned is an error before anything listens.
-    let first_job = match options.job.clone() {
-        Some(job) => Some(
-            plan_job(registry, job.clone())
-                .map_err(|e| anyhow::anyhow!("job '{}': {e}", job.name))?,
-        ),
-        None => None,
-    };
+    let first_job = options.job.clone();
+    if let Some(job) = &first_job {
+        plan_job(registry, job.clone()).map_err(|e| anyhow::anyhow!("job '{}': {e}", job.name))?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -190,11 +207,18 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
             let app = crate::cluster::rest::router(master.clone());
             tokio::spawn(async move { axum::serve(rest, app).await });
         }
-        let mut job_outcome = first_job.map(|plan| {
-            let mut state = master.state();
-            let id = state.submit(plan);
-            state.job_mut(&id).map(|j| j.outcome())
-        });
+        let mut job_outcome = match first_job {
+            // The job this master exists for resumes from its newest checkpoint, as a
+            // Flink JobManager recovers its job after a failover.
+            Some(submission) => {
+                let view = master
+                    .submit(submission, true)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                Some(master.state().job_mut(&view.id).map(|j| j.outcome()))
+            }
+            None => None,
+        };
         let serving = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(MasterServer::new(master))
@@ -256,16 +280,111 @@ impl MasterService {
     }
 
     /// Plans and adds a job (the REST API's `POST /v1/jobs`): its view, or why it cannot
-    /// run.
-    pub(crate) fn submit(&self, submission: JobSubmission) -> Result<JobView, String> {
+    /// run. With `resume_latest`, a job that checkpoints starts from the newest completed
+    /// checkpoint in its checkpoint directory, if there is one.
+    pub(crate) async fn submit(
+        &self,
+        submission: JobSubmission,
+        resume_latest: bool,
+    ) -> Result<JobView, String> {
         // Building the job runs user code: not under the state's lock.
-        let plan = plan_job(&self.registry, submission)?;
-        let mut state = self.state();
-        let id = state.submit(plan);
-        Ok(state
-            .job_mut(&id)
-            .map(|j| j.view())
-            .expect("a job just submitted is there"))
+        let (plan, checkpointing) = plan_job(&self.registry, submission)?;
+        let (checkpoints, initial_restore) = match checkpointing {
+            Some(config) => {
+                let storage = &config.storage;
+                let done = storage
+                    .completed_checkpoints(&config.job_dir)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let initial = match (resume_latest, done.last()) {
+                    (true, Some(&id)) => Some(checkpoint_location(&config, id)),
+                    _ => None,
+                };
+                let next_id = done.last().map_or(1, |last| last + 1);
+                let max_parallelism = plan.max_parallelism;
+                (
+                    Some(JobCheckpoints::new(config, max_parallelism, next_id)),
+                    initial,
+                )
+            }
+            None => (None, None),
+        };
+        let checkpointed = checkpoints.is_some();
+        let (id, view) = {
+            let mut state = self.state();
+            let id = state.submit(plan, checkpoints, initial_restore);
+            let view = state.job_mut(&id).map(|j| j.view());
+            (id, view)
+        };
+        if checkpointed {
+            tokio::spawn(self.clone().coordinate_checkpoints(id));
+        }
+        view.ok_or_else(|| "the job was forgotten at once".to_string())
+    }
+
+    /// Triggers and completes job `id`'s checkpoints until it ends.
+    async fn coordinate_checkpoints(self, id: String) {
+        loop {
+            let interval = {
+                let mut state = self.state();
+                match state.job_mut(&id) {
+                    Some(job) if !job.ended() => job.checkpoints.as_ref().map(|c| c.interval()),
+                    _ => None,
+                }
+            };
+            let Some(interval) = interval else { return };
+            tokio::time::sleep(interval).await;
+            let Some(checkpoint) = self.state().trigger_checkpoint(&id) else {
+                continue;
+            };
+            let progress = loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let mut state = self.state();
+                let Some(c) = state.job_mut(&id).and_then(|j| j.checkpoints.as_mut()) else {
+                    return;
+                };
+                match c.progress(checkpoint) {
+                    Progress::Waiting => continue,
+                    done => break done,
+                }
+            };
+            let (barrier, handles) = match progress {
+                Progress::Acknowledged(barrier, handles) => (barrier, handles),
+                Progress::Failed(why) => {
+                    tracing::warn!(job = %id, checkpoint, reason = %why, "checkpoint failed; the next one will be tried");
+                    continue;
+                }
+                Progress::Waiting => continue,
+            };
+            let settings = {
+                let mut state = self.state();
+                state.job_mut(&id).and_then(|j| {
+                    let c = j.checkpoints.as_ref()?;
+                    Some((
+                        c.config.clone(),
+                        c.max_parallelism,
+                        j.plan.submission.name.clone(),
+                    ))
+                })
+            };
+            let Some((config, max_parallelism, name)) = settings else {
+                return;
+            };
+            let started = std::time::Instant::now();
+            match complete(&config, &name, max_parallelism, barrier, handles).await {
+                Ok(bytes) => {
+                    tracing::info!(job = %id, checkpoint, bytes, write_ms = started.elapsed().as_millis() as u64, "checkpoint completed");
+                    self.state().checkpoint_completed(
+                        &id,
+                        checkpoint,
+                        checkpoint_location(&config, checkpoint),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, checkpoint, error = %e, "checkpoint could not be completed; the next one will be tried");
+                }
+            }
+        }
     }
 
     /// Cancels job `id`: `None` if there is no such job, else its state after the call or
@@ -306,6 +425,12 @@ impl MasterService {
                             state.on_task_state(report)
                         }
                         Some(worker_message::Kind::Heartbeat(beat)) => state.on_heartbeat(beat),
+                        Some(worker_message::Kind::CheckpointAck(ack)) => {
+                            state.on_checkpoint_ack(ack)
+                        }
+                        Some(worker_message::Kind::CheckpointDeclined(declined)) => {
+                            state.on_checkpoint_declined(declined)
+                        }
                         None => {}
                         Some(other) => {
                             tracing::debug!(worker = %id, message = ?other, "ignored");

@@ -3,11 +3,14 @@
 //! free, and routes what workers report to the job it concerns.
 
 use super::JobStatus;
+use super::checkpoints::JobCheckpoints;
 use super::job_run::{JobRun, PlannedJob, RestartRequests};
 use crate::cluster::placement::{place, slots_needed};
 use crate::cluster::restart::RestartStrategy;
 use std::time::{Instant, SystemTime};
-use strom_proto::control::{Heartbeat, MasterMessage, TaskStateReport};
+use strom_proto::control::{
+    CheckpointAck, CheckpointDeclined, Heartbeat, MasterMessage, TaskStateReport,
+};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -49,9 +52,14 @@ impl State {
         self.jobs.iter_mut().find(|j| j.id == id)
     }
 
-    /// Adds a planned job under a new id (its name and the submission time) and deploys
-    /// it if slots are free.
-    pub(crate) fn submit(&mut self, plan: PlannedJob) -> String {
+    /// Adds a planned job under a new id (its name and the submission time), with its
+    /// checkpointing, and deploys it if slots are free.
+    pub(crate) fn submit(
+        &mut self,
+        plan: PlannedJob,
+        checkpoints: Option<JobCheckpoints>,
+        initial_restore: Option<String>,
+    ) -> String {
         let millis = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
@@ -64,12 +72,15 @@ impl State {
             id = format!("{base}-{n}");
         }
         tracing::info!(job = %id, parallelism = plan.submission.parallelism, "job submitted");
-        self.jobs.push(JobRun::new(
+        let mut job = JobRun::new(
             id.clone(),
             plan,
             self.restart.clone(),
             self.schedule_restart.clone(),
-        ));
+        );
+        job.checkpoints = checkpoints;
+        job.initial_restore = initial_restore;
+        self.jobs.push(job);
         self.settle();
         id
     }
@@ -133,6 +144,40 @@ impl State {
         }
         // A job that ended or failed freed its slots.
         self.settle();
+    }
+
+    pub(crate) fn on_checkpoint_ack(&mut self, ack: CheckpointAck) {
+        let Some(job_id) = ack.task.as_ref().map(|t| t.job_id.clone()) else {
+            return;
+        };
+        if let Some(c) = self.job_mut(&job_id).and_then(|j| j.checkpoints.as_mut()) {
+            c.on_ack(ack);
+        }
+    }
+
+    pub(crate) fn on_checkpoint_declined(&mut self, declined: CheckpointDeclined) {
+        let Some(job_id) = declined.task.as_ref().map(|t| t.job_id.clone()) else {
+            return;
+        };
+        if let Some(c) = self.job_mut(&job_id).and_then(|j| j.checkpoints.as_mut()) {
+            c.on_declined(declined);
+        }
+    }
+
+    /// Starts a checkpoint of job `id` if it can take one now.
+    pub(crate) fn trigger_checkpoint(&mut self, id: &str) -> Option<u64> {
+        let State { workers, jobs, .. } = self;
+        jobs.iter_mut()
+            .find(|j| j.id == id)?
+            .trigger_checkpoint(workers)
+    }
+
+    /// Checkpoint `checkpoint` of job `id` completed at `location`.
+    pub(crate) fn checkpoint_completed(&mut self, id: &str, checkpoint: u64, location: String) {
+        let State { workers, jobs, .. } = self;
+        if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
+            job.checkpoint_completed(workers, checkpoint, location);
+        }
     }
 
     pub(crate) fn on_heartbeat(&mut self, beat: Heartbeat) {
@@ -218,6 +263,8 @@ mod tests {
             parallelisms: parallelisms.to_vec(),
             vertex_names: parallelisms.iter().map(|p| format!("v{p}")).collect(),
             operator_names: Vec::new(),
+            source_vertices: vec![0],
+            max_parallelism: 128,
         }
     }
 
@@ -257,9 +304,9 @@ mod tests {
     fn jobs_take_free_slots_and_a_waiting_job_runs_when_one_ends() {
         let (mut state, mut inboxes) = state_with_workers(&[("w1", 2), ("w2", 1)]);
         // A fills w1's two slots (slots are filled worker by worker), B takes w2's.
-        let a = state.submit(job("a", &[2, 2]));
-        let b = state.submit(job("b", &[1]));
-        let c = state.submit(job("c", &[1]));
+        let a = state.submit(job("a", &[2, 2]), None, None);
+        let b = state.submit(job("b", &[1]), None, None);
+        let c = state.submit(job("c", &[1]), None, None);
         assert_eq!(deployed(&mut inboxes[0]), [a.as_str()]);
         assert_eq!(deployed(&mut inboxes[1]), [b.as_str()]);
         assert_eq!(status(&state, &c), JobStatus::Created);
@@ -291,8 +338,8 @@ mod tests {
     #[test]
     fn a_lost_worker_fails_only_the_jobs_that_ran_on_it() {
         let (mut state, _inboxes) = state_with_workers(&[("w1", 1), ("w2", 1)]);
-        let a = state.submit(job("a", &[1]));
-        let b = state.submit(job("b", &[1]));
+        let a = state.submit(job("a", &[1]), None, None);
+        let b = state.submit(job("b", &[1]), None, None);
         state.lose("w2", "no heartbeat");
         assert_eq!(status(&state, &a), JobStatus::Running);
         assert_eq!(status(&state, &b), JobStatus::Failed);
@@ -303,8 +350,8 @@ mod tests {
     #[test]
     fn a_failed_subtask_fails_its_job_and_frees_its_slots() {
         let (mut state, mut inboxes) = state_with_workers(&[("w1", 1)]);
-        let a = state.submit(job("a", &[1]));
-        let b = state.submit(job("b", &[1]));
+        let a = state.submit(job("a", &[1]), None, None);
+        let b = state.submit(job("b", &[1]), None, None);
         assert_eq!(status(&state, &b), JobStatus::Created);
         report_all(&mut state, &a, TaskState::Failed);
         assert_eq!(status(&state, &a), JobStatus::Failed);
@@ -315,11 +362,11 @@ mod tests {
     #[test]
     fn only_the_newest_ended_jobs_are_kept() {
         let (mut state, mut inboxes) = state_with_workers(&[("w1", 1)]);
-        let first = state.submit(job("first", &[1]));
+        let first = state.submit(job("first", &[1]), None, None);
         assert_eq!(deployed(&mut inboxes[0]), [first.as_str()]);
         report_all(&mut state, &first, TaskState::Finished);
         for n in 0..ENDED_JOBS_KEPT {
-            let id = state.submit(job(&format!("j{n}"), &[1]));
+            let id = state.submit(job(&format!("j{n}"), &[1]), None, None);
             assert_eq!(deployed(&mut inboxes[0]), [id.as_str()]);
             report_all(&mut state, &id, TaskState::Finished);
         }

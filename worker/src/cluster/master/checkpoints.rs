@@ -1,0 +1,166 @@
+//! Checkpoints of a job across workers, as the master coordinates them: it triggers a
+//! checkpoint at the workers that run source subtasks, counts the acknowledgements every
+//! subtask's worker sends once it has written that subtask's state, and completes the
+//! checkpoint (`checkpoint::coordinator::complete`: `_metadata`, `latest`, retention).
+//! A restart of the job deploys it from the newest completed checkpoint.
+
+use crate::checkpoint::CheckpointConfig;
+use crate::checkpoint::metadata::SubtaskMetadata;
+use crate::checkpoint::uploader::{OperatorHandle, SubtaskHandles};
+use crate::runtime::barrier::Barrier;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use strom_proto::control::{CheckpointAck, CheckpointDeclined};
+
+/// One checkpoint in flight.
+pub(crate) struct Pending {
+    pub barrier: Barrier,
+    pub attempt: u32,
+    pub deadline: Instant,
+    /// Subtasks of the attempt that must acknowledge.
+    pub expected: usize,
+    pub acks: BTreeMap<(u32, u32), SubtaskHandles>,
+    /// Why it failed, when a subtask declined it.
+    pub declined: Option<String>,
+}
+
+/// Where a checkpoint in flight stands.
+pub(crate) enum Progress {
+    Waiting,
+    /// Every subtask acknowledged: the handles to complete it with.
+    Acknowledged(Barrier, Vec<SubtaskHandles>),
+    Failed(String),
+}
+
+/// A job's checkpointing on the master.
+pub(crate) struct JobCheckpoints {
+    pub config: CheckpointConfig,
+    pub max_parallelism: usize,
+    pub next_id: u64,
+    pub pending: Option<Pending>,
+    /// The newest completed checkpoint (its directory, as `--from-checkpoint` takes it).
+    pub latest: Option<String>,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+impl JobCheckpoints {
+    pub(crate) fn new(config: CheckpointConfig, max_parallelism: usize, next_id: u64) -> Self {
+        JobCheckpoints {
+            config,
+            max_parallelism,
+            next_id,
+            pending: None,
+            latest: None,
+            completed: 0,
+            failed: 0,
+        }
+    }
+
+    /// Starts checkpoint `next_id` of `attempt`, which has `expected` subtasks.
+    pub(crate) fn start(&mut self, attempt: u32, expected: usize, now_ms: i64) -> Barrier {
+        let barrier = Barrier {
+            id: self.next_id,
+            timestamp: now_ms,
+        };
+        self.next_id += 1;
+        self.pending = Some(Pending {
+            barrier,
+            attempt,
+            deadline: Instant::now() + self.config.timeout,
+            expected,
+            acks: BTreeMap::new(),
+            declined: None,
+        });
+        barrier
+    }
+
+    pub(crate) fn on_ack(&mut self, ack: CheckpointAck) {
+        let Some(task) = ack.task else { return };
+        let Some(pending) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.barrier.id == ack.checkpoint_id && p.attempt == task.attempt)
+        else {
+            return;
+        };
+        let operators: Result<Vec<OperatorHandle>, String> = ack
+            .state
+            .into_iter()
+            .map(|h| {
+                let state: SubtaskMetadata = serde_json::from_slice(&h.metadata_json)
+                    .map_err(|e| format!("unreadable state handle of {}: {e}", h.operator_uid))?;
+                Ok(OperatorHandle {
+                    uid: h.operator_uid,
+                    parallelism: h.parallelism as usize,
+                    state,
+                })
+            })
+            .collect();
+        match operators {
+            Ok(operators) => {
+                pending.acks.insert(
+                    (task.vertex, task.subtask),
+                    SubtaskHandles {
+                        checkpoint: ack.checkpoint_id,
+                        vertex: task.vertex as usize,
+                        subtask: task.subtask as usize,
+                        operators,
+                    },
+                );
+            }
+            Err(e) => pending.declined = Some(e),
+        }
+    }
+
+    pub(crate) fn on_declined(&mut self, declined: CheckpointDeclined) {
+        let attempt = declined.task.as_ref().map(|t| t.attempt);
+        if let Some(pending) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.barrier.id == declined.checkpoint_id && Some(p.attempt) == attempt)
+        {
+            pending.declined = Some(declined.reason);
+        }
+    }
+
+    /// Where checkpoint `id` stands; a finished one (acknowledged, failed, expired) is no
+    /// longer pending.
+    pub(crate) fn progress(&mut self, id: u64) -> Progress {
+        let Some(pending) = self.pending.as_ref().filter(|p| p.barrier.id == id) else {
+            return Progress::Failed("the job restarted or ended".into());
+        };
+        let outcome = if let Some(why) = &pending.declined {
+            Progress::Failed(why.clone())
+        } else if pending.acks.len() == pending.expected {
+            Progress::Acknowledged(pending.barrier, Vec::new())
+        } else if Instant::now() > pending.deadline {
+            Progress::Failed(format!(
+                "expired after {:?} with {} of {} subtasks acknowledged",
+                self.config.timeout,
+                pending.acks.len(),
+                pending.expected
+            ))
+        } else {
+            return Progress::Waiting;
+        };
+        let pending = self.pending.take();
+        match outcome {
+            Progress::Acknowledged(barrier, _) => Progress::Acknowledged(
+                barrier,
+                pending
+                    .map(|p| p.acks.into_values().collect())
+                    .unwrap_or_default(),
+            ),
+            other => {
+                self.failed += 1;
+                other
+            }
+        }
+    }
+
+    /// The pause before the next trigger.
+    pub(crate) fn interval(&self) -> Duration {
+        self.config.interval.max(self.config.min_pause)
+    }
+}
