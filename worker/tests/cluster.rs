@@ -773,7 +773,6 @@ fn a_session_master_runs_submitted_jobs_as_slots_come_free() {
 
 #[test]
 fn a_master_killed_mid_run_comes_back_and_resumes_from_the_latest_checkpoint() {
-    use strom::jobs::wordcount::{generated_line, tokenize};
     let tmp = TempDir::new("cluster-master-checkpoint");
     let dir = tmp.path();
     let checkpoints = dir.join("checkpoints");
@@ -818,16 +817,21 @@ fn a_master_killed_mid_run_comes_back_and_resumes_from_the_latest_checkpoint() {
     assert!(status.success(), "the master failed:\n{stderr}");
     assert!(stderr.contains("deploying from a checkpoint"), "{stderr}");
 
+    assert_counts_go_on_from_a_checkpoint(&dir.join("second"), lines);
+}
+
+/// The word counts in `output` (written after a restart from a checkpoint) go on from
+/// where the checkpoint had them, not from 1, and reach the counts of all `lines`.
+fn assert_counts_go_on_from_a_checkpoint(output: &Path, lines: u64) {
+    use strom::jobs::wordcount::{generated_line, tokenize};
     let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
     for i in 0..lines {
         for w in tokenize(&generated_line(i)) {
             *totals.entry(w).or_default() += 1;
         }
     }
-    // After the restart, every word's count goes on from where the checkpoint had it
-    // (not from 1) and reaches the count of the whole input.
     let mut seen: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-    for line in read_parts(&dir.join("second")) {
+    for line in read_parts(output) {
         let (word, count) = line
             .trim_start_matches('(')
             .trim_end_matches(')')
@@ -845,4 +849,56 @@ fn a_master_killed_mid_run_comes_back_and_resumes_from_the_latest_checkpoint() {
             assert!(first > 1, "'the' counted from scratch after the restart");
         }
     }
+}
+
+#[test]
+fn a_job_whose_worker_is_killed_restarts_from_its_latest_checkpoint() {
+    let tmp = TempDir::new("cluster-worker-checkpoint");
+    let dir = tmp.path();
+    let checkpoints = dir.join("checkpoints");
+    let lines = 3000u64;
+    let args: Vec<String> = [
+        "word-count",
+        "--parallelism",
+        "2",
+        "--arg",
+        &format!("events={lines}"),
+        "--arg",
+        "rate=1000",
+        "--arg",
+        &format!("output={}", dir.join("out").display()),
+        "--checkpoint-interval-ms",
+        "200",
+        "--checkpoint-dir",
+        &checkpoints.display().to_string(),
+        "--restart-strategy",
+        "fixed-delay",
+        "--restart-attempts",
+        "2",
+        "--restart-delay-ms",
+        "200",
+    ]
+    .map(String::from)
+    .to_vec();
+    let port = free_port();
+    let mut processes = Processes(vec![
+        master(port, &args),
+        worker(port, "w1"),
+        worker(port, "w2"),
+    ]);
+    let latest = checkpoints.join("word-count/latest");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !latest.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    processes.0.push(worker(port, "w3"));
+    processes.0[2].kill().unwrap();
+    let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(60));
+    assert!(status.success(), "the master failed:\n{stderr}");
+    assert!(
+        stderr.contains("restarting it from its latest checkpoint"),
+        "{stderr}"
+    );
+    assert_counts_go_on_from_a_checkpoint(&dir.join("out"), lines);
 }

@@ -189,12 +189,23 @@ impl JobRun {
                 self.attempt += 1;
                 self.restart_pending = true;
                 self.status = JobStatus::Restarting;
+                let from = self
+                    .checkpoints
+                    .as_ref()
+                    .and_then(|c| c.latest.clone())
+                    .or_else(|| self.initial_restore.clone());
                 tracing::warn!(
                     job = %self.id,
                     error = %why,
                     restart = self.restart.restarts(),
                     delay_ms = delay.as_millis() as u64,
-                    "job failed; restarting it from scratch"
+                    from = from.as_deref().unwrap_or("scratch"),
+                    "{}",
+                    if from.is_some() {
+                        "job failed; restarting it from its latest checkpoint"
+                    } else {
+                        "job failed; restarting it from scratch"
+                    }
                 );
                 let _ = self.schedule_restart.send((self.id.clone(), delay));
             }
