@@ -6,7 +6,9 @@
 //! every operator instance takes its share from it while the job is built.
 
 use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorMetadata};
-use crate::checkpoint::storage::{CheckpointStorage, METADATA, StorageError, StorageOptions};
+use crate::checkpoint::storage::{
+    CheckpointStorage, METADATA, StorageError, StorageOptions, checkpoint_dir,
+};
 use crate::keygroup::KeyGroupRange;
 use crate::state::snapshot::{
     INDEX_LENGTH_BYTES, KeyGroupSnapshot, index_length, read_index, read_section, sections_in,
@@ -201,4 +203,47 @@ impl RestoredCheckpoint {
             missing.join(", ")
         ))
     }
+}
+
+/// Reads every file of the checkpoint in `dir` and checks every checksum.
+pub(crate) async fn verify_checkpoint(
+    storage: &CheckpointStorage,
+    dir: &str,
+) -> Result<(), StorageError> {
+    let metadata = read_metadata(storage, dir).await?;
+    let everything = KeyGroupRange {
+        start: 0,
+        end: metadata.max_parallelism.saturating_sub(1),
+    };
+    for operator in &metadata.operators {
+        read_keyed_state(storage, dir, operator, everything).await?;
+    }
+    Ok(())
+}
+
+/// The newest completed checkpoint of job directory `job_dir` whose files are all there
+/// and whole. Damaged ones are skipped, each with a log line that says why.
+pub(crate) async fn newest_valid_checkpoint(
+    storage: &CheckpointStorage,
+    job_dir: &str,
+) -> Result<Option<u64>, StorageError> {
+    for id in storage
+        .completed_checkpoints(job_dir)
+        .await?
+        .into_iter()
+        .rev()
+    {
+        match verify_checkpoint(storage, &checkpoint_dir(job_dir, id)).await {
+            Ok(()) => return Ok(Some(id)),
+            Err(e @ (StorageError::Corrupt { .. } | StorageError::NotFound { .. })) => {
+                tracing::warn!(
+                    checkpoint = id,
+                    error = %e,
+                    "skipping a damaged checkpoint; trying the one before it"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }

@@ -242,13 +242,18 @@ impl CheckpointStorage {
         Ok(paths)
     }
 
-    /// Deletes every file under `prefix`.
+    /// Deletes the file at `path` (a file already gone is fine).
+    pub async fn delete(&self, path: &str) -> Result<(), StorageError> {
+        match self.store.delete(&Path::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.io("deleting", path, e)),
+        }
+    }
+
+    /// Deletes every file under `prefix` (a directory).
     pub async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
         for path in self.list(prefix).await? {
-            match self.store.delete(&Path::from(path.as_str())).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.io("deleting", &path, e)),
-            }
+            self.delete(&path).await?;
         }
         Ok(())
     }

@@ -241,3 +241,48 @@ fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
         assert!(per_word.is_empty(), "words nobody wrote: {per_word:?}");
     }
 }
+
+#[test]
+fn a_damaged_or_incomplete_checkpoint_is_skipped_for_the_one_before_it() {
+    use crate::checkpoint::restore::newest_valid_checkpoint;
+    let url = "memory://checkpoint-fallback";
+    let storage = CheckpointStorage::open(url, &StorageOptions::default()).expect("opens");
+    run_with_checkpoints(1, &storage);
+    let done = block_on(storage.completed_checkpoints("word-count")).expect("lists");
+    assert!(done.len() >= 3, "{done:?}");
+    let newest = done[done.len() - 1];
+    let keyed_file = |id: u64| {
+        let dir = checkpoint_dir("word-count", id);
+        let metadata = block_on(read_metadata(&storage, &dir)).expect("metadata");
+        let file = metadata
+            .operators
+            .iter()
+            .flat_map(|o| &o.subtasks)
+            .find_map(|s| s.keyed_file.clone())
+            .expect("keyed state");
+        format!("{dir}/{file}")
+    };
+    assert_eq!(
+        block_on(newest_valid_checkpoint(&storage, "word-count")).expect("reads"),
+        Some(newest)
+    );
+    // One byte of the newest checkpoint's state flipped: the one before it is used.
+    let path = keyed_file(newest);
+    let size = block_on(storage.size(&path)).expect("size");
+    let mut bytes = block_on(storage.get_ranges(&path, std::slice::from_ref(&(0..size))))
+        .expect("reads")[0]
+        .to_vec();
+    bytes[20] ^= 0x40;
+    block_on(storage.put_raw(&path, bytes)).expect("writes");
+    let previous = done[done.len() - 2];
+    assert_eq!(
+        block_on(newest_valid_checkpoint(&storage, "word-count")).expect("reads"),
+        Some(previous)
+    );
+    // Its state file gone as well: the one before that.
+    block_on(storage.delete(&keyed_file(previous))).expect("deletes");
+    assert_eq!(
+        block_on(newest_valid_checkpoint(&storage, "word-count")).expect("reads"),
+        Some(done[done.len() - 3])
+    );
+}

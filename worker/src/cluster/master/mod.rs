@@ -36,6 +36,7 @@ mod views;
 
 use crate::checkpoint::CheckpointConfig;
 use crate::checkpoint::coordinator::{checkpoint_location, complete};
+use crate::checkpoint::restore::newest_valid_checkpoint;
 use crate::cluster::job::JobSubmission;
 use crate::cluster::restart::RestartStrategy;
 use crate::graph::NodeKind;
@@ -296,9 +297,13 @@ impl MasterService {
                     .completed_checkpoints(&config.job_dir)
                     .await
                     .map_err(|e| e.to_string())?;
-                let initial = match (resume_latest, done.last()) {
-                    (true, Some(&id)) => Some(checkpoint_location(&config, id)),
-                    _ => None,
+                let initial = if resume_latest {
+                    newest_valid_checkpoint(storage, &config.job_dir)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(|id| checkpoint_location(&config, id))
+                } else {
+                    None
                 };
                 let next_id = done.last().map_or(1, |last| last + 1);
                 let max_parallelism = plan.max_parallelism;
