@@ -138,7 +138,7 @@ impl Context<'_> {
         self.operator_state
     }
     /// Broadcast state, read-only (data side of a broadcast process function).
-    pub fn broadcast_state<K: Ord + 'static, V: 'static>(
+    pub fn broadcast_state<K: crate::record::Data + Ord, V: crate::record::Data>(
         &mut self,
         d: &MapStateDescriptor<K, V>,
     ) -> ReadOnlyBroadcastState<'_, K, V> {
@@ -240,7 +240,7 @@ impl<K: Key> KeyedContext<'_, K> {
         self.sides.emit(tag, value, self.timestamp);
     }
     /// Broadcast state, read-only (data side of a keyed broadcast process function).
-    pub fn broadcast_state<BK: Ord + 'static, BV: 'static>(
+    pub fn broadcast_state<BK: crate::record::Data + Ord, BV: crate::record::Data>(
         &mut self,
         d: &MapStateDescriptor<BK, BV>,
     ) -> ReadOnlyBroadcastState<'_, BK, BV> {
@@ -278,7 +278,7 @@ impl BroadcastContext<'_> {
         self.sides.emit(tag, value, self.timestamp);
     }
     /// Broadcast state, writable.
-    pub fn broadcast_state<K: Ord + 'static, V: 'static>(
+    pub fn broadcast_state<K: crate::record::Data + Ord, V: crate::record::Data>(
         &mut self,
         d: &MapStateDescriptor<K, V>,
     ) -> BroadcastState<'_, K, V> {
@@ -311,7 +311,7 @@ impl<K: Key> KeyedBroadcastContext<'_, K> {
         self.sides.emit(tag, value, self.timestamp);
     }
     /// Broadcast state, writable.
-    pub fn broadcast_state<BK: Ord + 'static, BV: 'static>(
+    pub fn broadcast_state<BK: crate::record::Data + Ord, BV: crate::record::Data>(
         &mut self,
         d: &MapStateDescriptor<BK, BV>,
     ) -> BroadcastState<'_, BK, BV> {

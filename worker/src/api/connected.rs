@@ -12,7 +12,7 @@ use crate::functions::{
 use crate::graph::{BuildContext, Built, ErasedOutputs, NodeKind};
 use crate::operators::broadcast::{BroadcastProcessOp, KeyedBroadcastProcessOp};
 use crate::operators::co_process::{CoFlatMapFns, CoProcessOp, KeyedCoProcessOp};
-use crate::operators::keyed_process::keyed_parts;
+use crate::operators::keyed_process::{broadcast_states, keyed_parts};
 use crate::record::{Data, Key};
 use crate::runtime::task::TwoInputHead;
 use std::marker::PhantomData;
@@ -217,7 +217,7 @@ impl<A: Data, B: Data> BroadcastConnectedStream<A, B> {
                 let op = BroadcastProcessOp {
                     base,
                     f,
-                    states: Default::default(),
+                    states: broadcast_states(ctx)?,
                     operator_state: Default::default(),
                     _in: PhantomData,
                 };
@@ -259,7 +259,7 @@ impl<K: Key, A: Data, B: Data> KeyedBroadcastConnectedStream<K, A, B> {
                     key_selector: key.clone(),
                     backend,
                     timers,
-                    states: Default::default(),
+                    states: broadcast_states(ctx)?,
                     _in: PhantomData,
                 };
                 Ok(Built::TwoInput(Box::new(TwoInputHead::new(

@@ -41,6 +41,12 @@ pub struct SubtaskMetadata {
     pub states: BTreeMap<String, u64>,
     pub event_timers: u64,
     pub processing_timers: u64,
+    /// Broadcast states: the file (relative to the checkpoint's directory) and entries per
+    /// state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast_file: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broadcast_states: BTreeMap<String, u64>,
     /// A source subtask's position (the reader's own bytes).
     #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
     pub source_position: Option<Vec<u8>>,

@@ -10,8 +10,10 @@ use crate::checkpoint::storage::{
     CheckpointStorage, METADATA, StorageError, StorageOptions, checkpoint_dir,
 };
 use crate::keygroup::KeyGroupRange;
+use crate::state::broadcast::RawMap;
 use crate::state::snapshot::{
-    INDEX_LENGTH_BYTES, KeyGroupSnapshot, index_length, read_index, read_section, sections_in,
+    INDEX_LENGTH_BYTES, KeyGroupSnapshot, decode, index_length, read_index, read_section,
+    sections_in,
 };
 
 fn corrupt(storage: &CheckpointStorage, path: &str, why: String) -> StorageError {
@@ -144,6 +146,28 @@ impl RestoredCheckpoint {
         block_on(read_keyed_state(&self.storage, "", operator, range))?.map_err(|e| e.to_string())
     }
 
+    /// The broadcast states of operator `uid` for subtask `subtask`: every subtask held
+    /// the same, so subtask `s` takes the copy of old subtask `s mod` the old parallelism.
+    pub(crate) fn broadcast(
+        &self,
+        uid: &str,
+        subtask: usize,
+    ) -> Result<Vec<(String, RawMap)>, String> {
+        let Some(operator) = self.operator(uid) else {
+            return Ok(Vec::new());
+        };
+        let copies: Vec<&String> = operator
+            .subtasks
+            .iter()
+            .filter_map(|s| s.broadcast_file.as_ref())
+            .collect();
+        if copies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let file = copies[subtask % copies.len()];
+        read_broadcast(&self.storage, "", file).map_err(|e| e.to_string())
+    }
+
     /// Where source `uid`'s subtask `subtask` of `parallelism` resumes, if it recorded it.
     pub(crate) fn source_position(
         &self,
@@ -205,6 +229,17 @@ impl RestoredCheckpoint {
     }
 }
 
+/// The broadcast states in `file` of the checkpoint in `dir`.
+fn read_broadcast(
+    storage: &CheckpointStorage,
+    dir: &str,
+    file: &str,
+) -> Result<Vec<(String, RawMap)>, StorageError> {
+    let path = join(dir, file);
+    let bytes = block_on(storage.get(&path)).map_err(|e| corrupt(storage, &path, e))??;
+    decode(&bytes).map_err(|e| corrupt(storage, &path, e))
+}
+
 /// Reads every file of the checkpoint in `dir` and checks every checksum.
 pub(crate) async fn verify_checkpoint(
     storage: &CheckpointStorage,
@@ -217,6 +252,15 @@ pub(crate) async fn verify_checkpoint(
     };
     for operator in &metadata.operators {
         read_keyed_state(storage, dir, operator, everything).await?;
+        for file in operator
+            .subtasks
+            .iter()
+            .filter_map(|s| s.broadcast_file.as_ref())
+        {
+            let path = join(dir, file);
+            let bytes = storage.get(&path).await?;
+            decode::<Vec<(String, RawMap)>>(&bytes).map_err(|e| corrupt(storage, &path, e))?;
+        }
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use crate::checkpoint::coordinator::operator_dir;
 use crate::checkpoint::metadata::SubtaskMetadata;
 use crate::checkpoint::storage::{CheckpointStorage, StorageError, checkpoint_dir};
 use crate::runtime::barrier::{OperatorSnapshot, SubtaskAck};
-use crate::state::snapshot::write_keyed_file;
+use crate::state::snapshot::{encode, write_keyed_file};
 use crossbeam_channel::{Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -71,6 +71,22 @@ async fn upload_operator(
             storage.put_raw(&format!("{dir}/{name}"), file).await?;
             state.keyed_file = Some(name);
         }
+    }
+    if !op.broadcast.is_empty() {
+        for (name, entries) in &op.broadcast {
+            state
+                .broadcast_states
+                .insert(name.clone(), entries.len() as u64);
+        }
+        let bytes = encode(&op.broadcast).map_err(|why| StorageError::Corrupt {
+            url: storage.url().to_string(),
+            path: dir.to_string(),
+            why,
+        })?;
+        let name = format!("{}/broadcast-{}", operator_dir(&uid), op.subtask);
+        state.keyed_bytes += bytes.len() as u64;
+        storage.put(&format!("{dir}/{name}"), &bytes).await?;
+        state.broadcast_file = Some(name);
     }
     Ok(OperatorHandle {
         uid,

@@ -11,6 +11,7 @@ use crate::operators::co_process::process_plain;
 use crate::operators::keyed_process::{KeySelector, KeyedParts, fire_timers, process_keyed};
 use crate::operators::{OpBase, forward_control};
 use crate::record::{Batch, Data, Key, TimeDomain};
+use crate::runtime::barrier::{Barrier, OperatorSnapshot, snapshot_keyed, with_broadcast};
 use crate::runtime::context::guard;
 use crate::runtime::task::TwoInputOperator;
 use crate::state::backend::KeyedBackend;
@@ -74,7 +75,18 @@ impl<I: Data, B: Data, O: Data, F: BroadcastProcessFunction<I, B, O>> TwoInputOp
         self.base.out.flush()
     }
 
-    forward_control!(end: finish, timers: no, close: f);
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        let snapshot = with_broadcast(&self.base.info, None, &self.states)
+            .map_err(|e| self.base.info.error(e))?;
+        snapshots.push(snapshot);
+        self.base.out.emit_barrier(barrier, snapshots)
+    }
+
+    forward_control!(end: finish, timers: no, close: f, barrier: custom);
 }
 
 pub(crate) struct KeyedBroadcastProcessOp<K, I, B, O, F> {
@@ -152,5 +164,18 @@ impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B
         self.base.out.flush()
     }
 
-    forward_control!(end: finish, timers: yes, close: f);
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        let info = &self.base.info;
+        let snapshot = snapshot_keyed(info, &self.backend, Some(&self.timers))
+            .and_then(|keyed| with_broadcast(info, Some(keyed), &self.states))
+            .map_err(|e| info.error(e))?;
+        snapshots.push(snapshot);
+        self.base.out.emit_barrier(barrier, snapshots)
+    }
+
+    forward_control!(end: finish, timers: yes, close: f, barrier: custom);
 }

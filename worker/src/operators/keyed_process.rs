@@ -38,6 +38,22 @@ pub(crate) fn keyed_parts<K: Key, N: Data + std::hash::Hash + Eq>(
     Ok((backend, timers))
 }
 
+/// The broadcast states of an operator instance, with what a checkpoint it starts from
+/// holds of them.
+pub(crate) fn broadcast_states(ctx: &BuildContext<'_>) -> TaskResult<BroadcastStates> {
+    let mut states = BroadcastStates::default();
+    if let Some(restored) = &ctx.config.restore {
+        let restored = restored
+            .broadcast(&ctx.info.uid, ctx.info.subtask)
+            .map_err(|e| {
+                ctx.info
+                    .error(format!("restoring its broadcast state: {e}"))
+            })?;
+        states.restore(restored);
+    }
+    Ok(states)
+}
+
 /// Makes `key` current, or fails naming the operator.
 #[inline]
 pub(crate) fn set_key<K: Key>(

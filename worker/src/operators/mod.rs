@@ -70,6 +70,19 @@ impl<O> OpBase<O> {
 /// the user function in the named field (or `none`).
 macro_rules! forward_control {
     (end: $end:ident, timers: $timers:ident, close: $close:ident) => {
+        $crate::operators::forward_control!(end: $end, timers: $timers, close: $close, barrier: custom);
+        fn process_barrier(
+            &mut self,
+            barrier: $crate::runtime::barrier::Barrier,
+            snapshots: &mut Vec<$crate::runtime::barrier::OperatorSnapshot>,
+        ) -> $crate::error::TaskResult {
+            $crate::operators::forward_control!(@snapshot $timers, self, snapshots);
+            self.base.out.emit_barrier(barrier, snapshots)
+        }
+    };
+    // The operator writes its own `process_barrier` (one with more state than keyed state
+    // and timers).
+    (end: $end:ident, timers: $timers:ident, close: $close:ident, barrier: custom) => {
         fn process_watermark(&mut self, watermark: i64) -> $crate::error::TaskResult {
             self.base.watermark = watermark;
             $crate::operators::forward_control!(@fire $timers, self, EventTime, watermark);
@@ -90,14 +103,6 @@ macro_rules! forward_control {
         }
         fn flush(&mut self) -> $crate::error::TaskResult {
             self.base.out.flush_downstream()
-        }
-        fn process_barrier(
-            &mut self,
-            barrier: $crate::runtime::barrier::Barrier,
-            snapshots: &mut Vec<$crate::runtime::barrier::OperatorSnapshot>,
-        ) -> $crate::error::TaskResult {
-            $crate::operators::forward_control!(@snapshot $timers, self, snapshots);
-            self.base.out.emit_barrier(barrier, snapshots)
         }
         fn close(&mut self) {
             $crate::operators::forward_control!(@close $close, self);

@@ -8,6 +8,7 @@ use crate::keygroup::KeyGroupRange;
 use crate::record::{Data, Key};
 use crate::runtime::context::OperatorInfo;
 use crate::state::backend::KeyedBackend;
+use crate::state::broadcast::{BroadcastStates, RawMap};
 use crate::state::snapshot::KeyGroupSnapshot;
 use crate::state::timers::Timers;
 use crossbeam_channel::{Receiver, Sender};
@@ -35,6 +36,8 @@ pub(crate) struct OperatorSnapshot {
     pub keyed: Vec<KeyGroupSnapshot>,
     /// A source's position (MessagePack), to resume from.
     pub source_position: Option<Vec<u8>>,
+    /// Broadcast states, by name.
+    pub broadcast: Vec<(String, RawMap)>,
 }
 
 /// The snapshot of a keyed operator's state and timers.
@@ -55,7 +58,24 @@ pub(crate) fn snapshot_keyed<K: Key, N: Data + Hash + Eq>(
         key_groups: Some(backend.key.range()),
         keyed,
         source_position: None,
+        broadcast: Vec::new(),
     })
+}
+
+/// The snapshot of an operator's broadcast states (and its keyed state, if it has any).
+pub(crate) fn with_broadcast(
+    info: &OperatorInfo,
+    keyed: Option<OperatorSnapshot>,
+    states: &BroadcastStates,
+) -> Result<OperatorSnapshot, String> {
+    let mut snapshot = keyed.unwrap_or_else(|| OperatorSnapshot {
+        uid: info.uid.clone(),
+        subtask: info.subtask,
+        parallelism: info.parallelism,
+        ..OperatorSnapshot::default()
+    });
+    snapshot.broadcast = states.snapshot()?;
+    Ok(snapshot)
 }
 
 /// What a subtask hands the coordinator once it has passed a barrier on.

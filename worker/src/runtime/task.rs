@@ -272,6 +272,7 @@ impl<T: Data> SourceDriver for SourceHead<T> {
             key_groups: None,
             keyed: Vec::new(),
             source_position: position,
+            broadcast: Vec::new(),
         });
         self.state.out.emit_barrier(barrier, snapshots)
     }

@@ -2,7 +2,9 @@
 //! that only the broadcast side may change, so all instances stay identical (Flink's
 //! broadcast state pattern). Iteration is in key order, so results are reproducible.
 
+use crate::record::Data;
 use crate::state::descriptors::MapStateDescriptor;
+use crate::state::snapshot::{decode, encode};
 use std::any::Any;
 use std::collections::BTreeMap;
 
@@ -61,26 +63,65 @@ impl<K: Ord, V> ReadOnlyBroadcastState<'_, K, V> {
     }
 }
 
-/// The broadcast states of one operator instance, by descriptor name.
+/// A broadcast state's entries in the canonical encoding: (key, value) as MessagePack.
+pub(crate) type RawMap = Vec<(Vec<u8>, Vec<u8>)>;
+
+struct Named {
+    name: String,
+    map: Box<dyn Any>,
+    /// The map's entries, encoded (the map's types are known only where it was made).
+    snapshot: fn(&dyn Any) -> Result<RawMap, String>,
+}
+
+fn snapshot_map<K: Data + Ord, V: Data>(map: &dyn Any) -> Result<RawMap, String> {
+    let Some(map) = map.downcast_ref::<BTreeMap<K, V>>() else {
+        return Ok(Vec::new());
+    };
+    map.iter()
+        .map(|(k, v)| Ok((encode(k)?, encode(v)?)))
+        .collect()
+}
+
+/// The broadcast states of one operator instance, by descriptor name. Restored entries
+/// wait until a function first asks for their state (the types come with it), and go
+/// into the next snapshot as they are if none does.
 #[derive(Default)]
 pub(crate) struct BroadcastStates {
-    maps: Vec<(String, Box<dyn Any>)>,
+    maps: Vec<Named>,
+    pending: Vec<(String, RawMap)>,
 }
 
 impl BroadcastStates {
-    fn map_mut<K: Ord + 'static, V: 'static>(
+    fn map_mut<K: Data + Ord, V: Data>(
         &mut self,
         d: &MapStateDescriptor<K, V>,
     ) -> &mut BTreeMap<K, V> {
-        let idx = match self.maps.iter().position(|(n, _)| n == d.name()) {
+        let idx = match self.maps.iter().position(|m| m.name == d.name()) {
             Some(i) => i,
             None => {
-                self.maps
-                    .push((d.name().to_string(), Box::new(BTreeMap::<K, V>::new())));
+                let mut map = BTreeMap::<K, V>::new();
+                if let Some(at) = self.pending.iter().position(|(n, _)| n == d.name()) {
+                    let (_, raw) = self.pending.remove(at);
+                    for (k, v) in raw {
+                        match (decode::<K>(&k), decode::<V>(&v)) {
+                            (Ok(k), Ok(v)) => {
+                                map.insert(k, v);
+                            }
+                            (Err(e), _) | (_, Err(e)) => {
+                                panic!("restoring broadcast state '{}': {e}", d.name())
+                            }
+                        }
+                    }
+                }
+                self.maps.push(Named {
+                    name: d.name().to_string(),
+                    map: Box::new(map),
+                    snapshot: snapshot_map::<K, V>,
+                });
                 self.maps.len() - 1
             }
         };
-        match self.maps[idx].1.downcast_mut::<BTreeMap<K, V>>() {
+        match self.maps[idx].map.downcast_mut::<BTreeMap<K, V>>() {
             Some(m) => m,
             None => panic!(
                 "broadcast state '{}' is used with two different types",
@@ -89,7 +130,7 @@ impl BroadcastStates {
         }
     }
 
-    pub(crate) fn writable<K: Ord + 'static, V: 'static>(
+    pub(crate) fn writable<K: Data + Ord, V: Data>(
         &mut self,
         d: &MapStateDescriptor<K, V>,
     ) -> BroadcastState<'_, K, V> {
@@ -98,12 +139,59 @@ impl BroadcastStates {
         }
     }
 
-    pub(crate) fn read_only<K: Ord + 'static, V: 'static>(
+    pub(crate) fn read_only<K: Data + Ord, V: Data>(
         &mut self,
         d: &MapStateDescriptor<K, V>,
     ) -> ReadOnlyBroadcastState<'_, K, V> {
         ReadOnlyBroadcastState {
             map: self.map_mut(d),
         }
+    }
+
+    /// Every broadcast state's entries, by name.
+    pub(crate) fn snapshot(&self) -> Result<Vec<(String, RawMap)>, String> {
+        let mut out = Vec::with_capacity(self.maps.len() + self.pending.len());
+        for m in &self.maps {
+            out.push((m.name.clone(), (m.snapshot)(m.map.as_ref())?));
+        }
+        out.extend(self.pending.iter().cloned());
+        Ok(out)
+    }
+
+    /// Takes restored states (before any function has used one).
+    pub(crate) fn restore(&mut self, states: Vec<(String, RawMap)>) {
+        self.pending.extend(states);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: MapStateDescriptor<u32, String> = MapStateDescriptor::new("rules");
+
+    #[test]
+    fn broadcast_state_comes_back_from_a_snapshot_and_waits_until_asked_for() {
+        let mut before = BroadcastStates::default();
+        before.writable(&RULES).put(7, "amount > 100".into());
+        before.writable(&RULES).put(3, "country = XX".into());
+        let snapshot = before.snapshot().expect("snapshots");
+
+        // Restored, not used, snapshotted again: the entries are kept as they are.
+        let mut middle = BroadcastStates::default();
+        middle.restore(snapshot);
+        let again = middle.snapshot().expect("snapshots");
+
+        let mut after = BroadcastStates::default();
+        after.restore(again);
+        let rules: Vec<(u32, String)> = after
+            .read_only(&RULES)
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        assert_eq!(
+            rules,
+            [(3, "country = XX".into()), (7, "amount > 100".into())]
+        );
     }
 }
