@@ -45,8 +45,8 @@ pub(crate) struct Coordinator {
     pub config: CheckpointConfig,
     pub job: String,
     pub max_parallelism: usize,
-    /// One per source subtask.
-    pub triggers: Vec<Sender<Barrier>>,
+    /// One per source subtask, by (vertex, subtask).
+    pub triggers: BTreeMap<(usize, usize), Sender<Barrier>>,
     /// What the uploaders wrote of each subtask's snapshot.
     pub acks: Receiver<Upload>,
     /// Subtasks that must acknowledge each checkpoint, by (vertex, subtask), with their
@@ -58,7 +58,7 @@ pub(crate) struct Coordinator {
 impl Coordinator {
     /// Triggers and writes checkpoints until the job ends (its sources are gone) or
     /// `stop` is set.
-    pub(crate) fn run(self) {
+    pub(crate) fn run(mut self) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -80,6 +80,8 @@ impl Coordinator {
         };
         let mut last_start = Instant::now();
         let mut last_end = Instant::now();
+        // Subtasks that have ended, with the state that stands for them from then on.
+        let mut finished: BTreeMap<(usize, usize), SubtaskHandles> = BTreeMap::new();
         loop {
             let due = (last_start + self.config.interval).max(last_end + self.config.min_pause);
             while Instant::now() < due {
@@ -93,11 +95,18 @@ impl Coordinator {
                 id,
                 timestamp: now_ms(),
             };
-            if self.triggers.iter().any(|t| t.send(barrier).is_err()) {
-                tracing::debug!(checkpoint = id, "a source has ended; no more checkpoints");
+            // A source that has ended takes no barrier; its final state (on its way, if
+            // not here yet) stands for it.
+            self.triggers
+                .retain(|key, t| !finished.contains_key(key) && t.send(barrier).is_ok());
+            if self.triggers.is_empty() {
+                tracing::debug!(
+                    checkpoint = id,
+                    "every source has ended; no more checkpoints"
+                );
                 return;
             }
-            let Some(acks) = self.collect(id) else {
+            let Some(acks) = self.collect(id, &mut finished) else {
                 return;
             };
             if let Some(acks) = acks {
@@ -124,15 +133,23 @@ impl Coordinator {
 
     /// Every subtask's acknowledgement of checkpoint `id`: `Some(None)` if it expired,
     /// `None` if the job is ending.
-    fn collect(&self, id: u64) -> Option<Option<Vec<SubtaskHandles>>> {
+    fn collect(
+        &self,
+        id: u64,
+        finished: &mut BTreeMap<(usize, usize), SubtaskHandles>,
+    ) -> Option<Option<Vec<SubtaskHandles>>> {
         let deadline = Instant::now() + self.config.timeout;
-        let mut acks: BTreeMap<(usize, usize), SubtaskHandles> = BTreeMap::new();
+        let mut acks = finished.clone();
         while acks.len() < self.subtasks.len() {
             if self.stop.load(Ordering::Relaxed) {
                 return None;
             }
             let wait = STOP_CHECK.min(deadline.saturating_duration_since(Instant::now()));
             match self.acks.recv_timeout(wait) {
+                Ok(Ok(ack)) if ack.finished => {
+                    finished.insert((ack.vertex, ack.subtask), ack.clone());
+                    acks.insert((ack.vertex, ack.subtask), ack);
+                }
                 Ok(Ok(ack)) if ack.checkpoint == id => {
                     acks.insert((ack.vertex, ack.subtask), ack);
                 }

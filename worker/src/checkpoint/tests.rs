@@ -286,3 +286,140 @@ fn a_damaged_or_incomplete_checkpoint_is_skipped_for_the_one_before_it() {
         Some(done[done.len() - 3])
     );
 }
+
+/// Multiplies each number by the sum of the factors in broadcast state, and counts per
+/// key in keyed state.
+#[derive(Clone)]
+struct Scale;
+
+const FACTORS: crate::state::MapStateDescriptor<u64, u64> =
+    crate::state::MapStateDescriptor::new("factors");
+
+impl crate::functions::KeyedBroadcastProcessFunction<u64, u64, u64, (u64, u64)> for Scale {
+    fn process_element(
+        &mut self,
+        value: u64,
+        ctx: &mut crate::functions::KeyedContext<'_, u64>,
+        out: &mut crate::functions::Collector<'_, (u64, u64)>,
+    ) {
+        let sum: u64 = ctx.broadcast_state(&FACTORS).iter().map(|(_, f)| *f).sum();
+        out.collect((value, value * sum));
+    }
+
+    fn process_broadcast_element(
+        &mut self,
+        value: u64,
+        ctx: &mut crate::functions::KeyedBroadcastContext<'_, u64>,
+        _out: &mut crate::functions::Collector<'_, (u64, u64)>,
+    ) {
+        ctx.broadcast_state(&FACTORS).put(value, value);
+    }
+}
+
+#[test]
+fn broadcast_state_and_ended_sources_are_in_checkpoints_and_come_back() {
+    use crate::checkpoint::restore::RestoredCheckpoint;
+    use std::sync::{Arc, Mutex};
+    let url = "memory://broadcast-restore";
+    let storage = CheckpointStorage::open(url, &StorageOptions::default()).expect("opens");
+    let numbers = 3000u64;
+    let job = |config: ExecutionConfig, rate: Option<f64>| {
+        let env = StreamEnv::with_config(config);
+        // Factors 1, 2 and 3: a bounded source that ends long before the numbers do.
+        let factors = env
+            .add_source(GeneratorSource::new(|i| i + 1).count(3), None, "Factors")
+            .uid("factors")
+            .broadcast_stream();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        env.add_source(
+            GeneratorSource::new(|i| i).count(numbers).maybe_rate(rate),
+            None,
+            "Numbers",
+        )
+        .uid("numbers")
+        .key_by(|n: &u64| n % 10)
+        .connect_broadcast(&factors)
+        .process(Scale)
+        .uid("scale")
+        .add_sink(move |pair: (u64, u64)| sink.lock().expect("not poisoned").push(pair));
+        (env, out)
+    };
+    let checkpointed = ExecutionConfig {
+        parallelism: 2,
+        checkpointing: Some(checkpointing(&storage)),
+        ..ExecutionConfig::default()
+    };
+    let (env, first_out) = job(checkpointed, Some(1000.0));
+    let first = env.execute_async("word-count").expect("starts");
+    // Wait for a checkpoint taken once the factors source has ended and every factor
+    // has reached the function (a number scaled by 1 + 2 + 3).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let factors_in = first_out
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .any(|(v, s)| *v > 0 && *s == v * 6);
+        let latest = block_on(storage.latest("word-count")).expect("reads");
+        if let (true, Some(id)) = (factors_in, latest) {
+            // One more checkpoint, surely after the factors arrived.
+            let next = loop {
+                let l = block_on(storage.latest("word-count")).expect("reads");
+                if l > Some(id) {
+                    break l.expect("a checkpoint");
+                }
+                assert!(std::time::Instant::now() < deadline, "no later checkpoint");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            break next;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint with the factors"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    first.cancel();
+    let _ = first.join();
+
+    let location = format!("{url}/{}", checkpoint_dir("word-count", id));
+    let restored = RestoredCheckpoint::open(&location, &StorageOptions::default()).expect("opens");
+    let (env, second_out) = job(
+        ExecutionConfig {
+            parallelism: 2,
+            restore: Some(Arc::new(restored)),
+            ..ExecutionConfig::default()
+        },
+        None,
+    );
+    env.execute("word-count").expect("the restored job runs");
+    let second = second_out.lock().expect("not poisoned").clone();
+    // The factors source ended before the checkpoint: it sends nothing again, and the
+    // restored broadcast state still scales every number by 6.
+    assert!(!second.is_empty());
+    assert!(
+        second.iter().all(|(v, s)| *s == v * 6),
+        "{:?}",
+        &second[..5.min(second.len())]
+    );
+    // The numbers go on exactly where each source subtask's checkpointed position says:
+    // none twice, none missing.
+    let restored = RestoredCheckpoint::open(&location, &StorageOptions::default()).expect("opens");
+    let mut expected = Vec::new();
+    for subtask in 0..2u64 {
+        let position = restored
+            .source_position("numbers", subtask as usize, 2)
+            .expect("a position")
+            .expect("recorded");
+        let next: u64 = decode(&position).expect("an index");
+        expected.extend(next..(subtask + 1) * numbers / 2);
+    }
+    let mut got: Vec<u64> = second.iter().map(|(v, _)| *v).collect();
+    got.sort_unstable();
+    assert_eq!(got, expected);
+    assert!(
+        got.len() < numbers as usize,
+        "the checkpoint was taken mid-stream"
+    );
+}

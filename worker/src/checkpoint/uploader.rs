@@ -19,13 +19,15 @@ pub(crate) struct OperatorHandle {
     pub state: SubtaskMetadata,
 }
 
-/// A subtask's part of checkpoint `checkpoint`, written.
+/// A subtask's part of checkpoint `checkpoint`, written; with `finished`, the final
+/// state of a subtask that has ended (checkpoint 0), for every later checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SubtaskHandles {
     pub checkpoint: u64,
     pub vertex: usize,
     pub subtask: usize,
     pub operators: Vec<OperatorHandle>,
+    pub finished: bool,
 }
 
 /// A subtask whose part of a checkpoint could not be written.
@@ -97,6 +99,8 @@ async fn upload_operator(
 
 /// Writes a subtask's snapshots of a checkpoint of job directory `job_dir`.
 pub(crate) async fn upload(storage: &CheckpointStorage, job_dir: &str, ack: SubtaskAck) -> Upload {
+    // A finished subtask's final state has no files (a source's position is in the
+    // metadata); should it have any, they go with it under `chk-0`.
     let dir = checkpoint_dir(job_dir, ack.checkpoint);
     let writes = ack
         .operators
@@ -108,6 +112,7 @@ pub(crate) async fn upload(storage: &CheckpointStorage, job_dir: &str, ack: Subt
             vertex: ack.vertex,
             subtask: ack.subtask,
             operators,
+            finished: ack.finished,
         }),
         Err(e) => Err(UploadFailure {
             checkpoint: ack.checkpoint,

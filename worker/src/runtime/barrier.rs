@@ -78,13 +78,17 @@ pub(crate) fn with_broadcast(
     Ok(snapshot)
 }
 
-/// What a subtask hands the coordinator once it has passed a barrier on.
+/// What a subtask hands the coordinator once it has passed a barrier on, or, with
+/// `finished`, its final state once it has ended (a source's position at its end), which
+/// stands for it in every later checkpoint.
 #[derive(Debug)]
 pub(crate) struct SubtaskAck {
+    /// The checkpoint; 0 with `finished`.
     pub checkpoint: u64,
     pub vertex: usize,
     pub subtask: usize,
     pub operators: Vec<OperatorSnapshot>,
+    pub finished: bool,
 }
 
 /// A subtask's link to the checkpoint coordinator, when the job checkpoints.
@@ -106,6 +110,18 @@ impl TaskCheckpointing {
             vertex: self.vertex,
             subtask: self.subtask,
             operators,
+            finished: false,
+        });
+    }
+
+    /// The subtask has ended with this state: later checkpoints take it as it is.
+    pub(crate) fn finished(&self, operators: Vec<OperatorSnapshot>) {
+        let _ = self.acks.send(SubtaskAck {
+            checkpoint: 0,
+            vertex: self.vertex,
+            subtask: self.subtask,
+            operators,
+            finished: true,
         });
     }
 }

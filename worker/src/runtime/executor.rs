@@ -437,13 +437,13 @@ fn start_checkpointing(
         return Ok((links, CheckpointSetup::None));
     };
     let (acks_tx, acks) = unbounded();
-    let mut triggers = Vec::new();
+    let mut triggers = std::collections::BTreeMap::new();
     for (vi, vertex) in plan.vertices.iter().enumerate() {
         let is_source = matches!(graph.nodes[vertex.head].kind, NodeKind::Source(_));
         for s in (0..vertex.parallelism).filter(|&s| deployment.runs_here(vi, s)) {
             let trigger = is_source.then(|| {
                 let (tx, rx) = bounded(16);
-                triggers.push(tx);
+                triggers.insert((vi, s), tx);
                 rx
             });
             names.insert(
@@ -472,6 +472,7 @@ fn start_checkpointing(
     if deployment.network.is_some() {
         // The uploader ends by itself once every subtask here has ended.
         drop(uploader);
+        let triggers = triggers.into_values().collect();
         return Ok((
             links,
             CheckpointSetup::Remote(CheckpointPort { triggers, uploads }),

@@ -179,6 +179,8 @@ pub(crate) trait SourceDriver {
     /// Snapshots the reader's position and sends the barrier after every record before it.
     fn checkpoint(&mut self, barrier: Barrier, snapshots: &mut Vec<OperatorSnapshot>)
     -> TaskResult;
+    /// The reader's position (also once it has ended).
+    fn final_state(&mut self) -> TaskResult<OperatorSnapshot>;
     fn close(&mut self);
 }
 
@@ -260,21 +262,24 @@ impl<T: Data> SourceDriver for SourceHead<T> {
         barrier: Barrier,
         snapshots: &mut Vec<OperatorSnapshot>,
     ) -> TaskResult {
+        let snapshot = self.final_state()?;
+        snapshots.push(snapshot);
+        self.state.out.emit_barrier(barrier, snapshots)
+    }
+
+    fn final_state(&mut self) -> TaskResult<OperatorSnapshot> {
         let info = self.state.info.clone();
         let position = self
             .reader
             .snapshot_position()
             .map_err(|e| info.error(format!("source could not snapshot its position: {e}")))?;
-        snapshots.push(OperatorSnapshot {
+        Ok(OperatorSnapshot {
             uid: info.uid.clone(),
             subtask: info.subtask,
             parallelism: info.parallelism,
-            key_groups: None,
-            keyed: Vec::new(),
             source_position: position,
-            broadcast: Vec::new(),
-        });
-        self.state.out.emit_barrier(barrier, snapshots)
+            ..OperatorSnapshot::default()
+        })
     }
 
     fn close(&mut self) {
@@ -501,6 +506,10 @@ fn source_loop(
             }
             SourcePoll::Finished => break,
         }
+    }
+    // Later checkpoints hold where this source ended, so a restore does not read it again.
+    if let Some(link) = &services.checkpoints {
+        link.finished(vec![driver.final_state()?]);
     }
     driver.finish()?;
     driver.flush()

@@ -42,6 +42,9 @@ pub(crate) struct JobCheckpoints {
     pub latest: Option<String>,
     pub completed: u64,
     pub failed: u64,
+    /// Subtasks of the current attempt that have ended, with the final state that stands
+    /// for them in every later checkpoint.
+    pub finished: BTreeMap<(u32, u32), SubtaskHandles>,
 }
 
 impl JobCheckpoints {
@@ -54,6 +57,7 @@ impl JobCheckpoints {
             latest: None,
             completed: 0,
             failed: 0,
+            finished: BTreeMap::new(),
         }
     }
 
@@ -69,21 +73,19 @@ impl JobCheckpoints {
             attempt,
             deadline: Instant::now() + self.config.timeout,
             expected,
-            acks: BTreeMap::new(),
+            acks: self.finished.clone(),
             declined: None,
         });
         barrier
     }
 
-    pub(crate) fn on_ack(&mut self, ack: CheckpointAck) {
+    /// A subtask's acknowledgement, or (checkpoint 0) its final state once it ended.
+    pub(crate) fn on_ack(&mut self, attempt: u32, ack: CheckpointAck) {
         let Some(task) = ack.task else { return };
-        let Some(pending) = self
-            .pending
-            .as_mut()
-            .filter(|p| p.barrier.id == ack.checkpoint_id && p.attempt == task.attempt)
-        else {
+        if task.attempt != attempt {
             return;
-        };
+        }
+        let finished = ack.checkpoint_id == 0;
         let operators: Result<Vec<OperatorHandle>, String> = ack
             .state
             .into_iter()
@@ -97,19 +99,31 @@ impl JobCheckpoints {
                 })
             })
             .collect();
-        match operators {
-            Ok(operators) => {
-                pending.acks.insert(
-                    (task.vertex, task.subtask),
-                    SubtaskHandles {
-                        checkpoint: ack.checkpoint_id,
-                        vertex: task.vertex as usize,
-                        subtask: task.subtask as usize,
-                        operators,
-                    },
-                );
+        let pending = self
+            .pending
+            .as_mut()
+            .filter(|p| finished || p.barrier.id == ack.checkpoint_id);
+        let handles = match operators {
+            Ok(operators) => SubtaskHandles {
+                checkpoint: ack.checkpoint_id,
+                vertex: task.vertex as usize,
+                subtask: task.subtask as usize,
+                operators,
+                finished,
+            },
+            Err(e) => {
+                if let Some(p) = pending {
+                    p.declined = Some(e);
+                }
+                return;
             }
-            Err(e) => pending.declined = Some(e),
+        };
+        let key = (task.vertex, task.subtask);
+        if let Some(p) = pending {
+            p.acks.insert(key, handles.clone());
+        }
+        if finished {
+            self.finished.insert(key, handles);
         }
     }
 

@@ -183,6 +183,7 @@ impl JobRun {
         self.failure = Some(why.clone());
         if let Some(c) = &mut self.checkpoints {
             c.pending = None;
+            c.finished.clear();
         }
         match self.restart.on_failure(Instant::now()) {
             Some(delay) => {
@@ -347,10 +348,17 @@ impl JobRun {
     /// flight: tells the workers of its source subtasks to inject the barrier. Its id.
     pub(crate) fn trigger_checkpoint(&mut self, workers: &[WorkerEntry]) -> Option<u64> {
         let checkpoints = self.checkpoints.as_mut()?;
-        let running = self.status == JobStatus::Running
+        // Every subtask runs, or has ended and left its final state.
+        let ready = self.status == JobStatus::Running
             && !self.tasks.is_empty()
-            && self.tasks.values().all(|(_, s)| *s == TaskState::Running);
-        if !running || checkpoints.pending.is_some() {
+            && self.tasks.iter().all(|(key, (_, s))| {
+                *s == TaskState::Running
+                    || (*s == TaskState::Finished && checkpoints.finished.contains_key(key))
+            });
+        let sources_left = self.tasks.iter().any(|((v, _), (_, s))| {
+            self.plan.source_vertices.contains(v) && *s == TaskState::Running
+        });
+        if !ready || !sources_left || checkpoints.pending.is_some() {
             return None;
         }
         let now_ms = SystemTime::now()

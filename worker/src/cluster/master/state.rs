@@ -150,8 +150,11 @@ impl State {
         let Some(job_id) = ack.task.as_ref().map(|t| t.job_id.clone()) else {
             return;
         };
-        if let Some(c) = self.job_mut(&job_id).and_then(|j| j.checkpoints.as_mut()) {
-            c.on_ack(ack);
+        if let Some(job) = self.job_mut(&job_id) {
+            let attempt = job.attempt;
+            if let Some(c) = job.checkpoints.as_mut() {
+                c.on_ack(attempt, ack);
+            }
         }
     }
 
