@@ -423,3 +423,103 @@ fn broadcast_state_and_ended_sources_are_in_checkpoints_and_come_back() {
         "the checkpoint was taken mid-stream"
     );
 }
+
+#[test]
+fn a_file_source_resumes_at_the_line_its_checkpoint_recorded() {
+    use crate::checkpoint::restore::RestoredCheckpoint;
+    use crate::connectors::file::FileSource;
+    use std::sync::{Arc, Mutex};
+    let dir = std::env::temp_dir().join(format!("strom-file-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let lines = 1500usize;
+    // Two files, read one after the other by the one reader.
+    let text = |range: std::ops::Range<usize>| -> String {
+        range.map(|i| format!("line-{i:05}\n")).collect()
+    };
+    std::fs::write(dir.join("a.txt"), text(0..700)).expect("written");
+    std::fs::write(dir.join("b.txt"), text(700..lines)).expect("written");
+    let url = "memory://file-resume";
+    let storage = CheckpointStorage::open(url, &StorageOptions::default()).expect("opens");
+    let job = |config: ExecutionConfig| {
+        let env = StreamEnv::with_config(ExecutionConfig {
+            batch_size: 16,
+            ..config
+        });
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        env.from_source(
+            FileSource::lines(&dir),
+            crate::time::WatermarkStrategy::no_watermarks(),
+            "Lines",
+        )
+        .uid("lines")
+        // Slow enough to checkpoint mid-file.
+        .map(|l: String| {
+            std::thread::sleep(Duration::from_micros(500));
+            l
+        })
+        .add_sink(move |l: String| sink.lock().expect("not poisoned").push(l));
+        (env, out)
+    };
+    let (env, _) = job(ExecutionConfig {
+        checkpointing: Some(checkpointing(&storage)),
+        ..ExecutionConfig::default()
+    });
+    let first = env.execute_async("word-count").expect("starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while block_on(storage.latest("word-count"))
+        .expect("reads")
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.cancel();
+    let _ = first.join();
+    let id = block_on(storage.latest("word-count"))
+        .expect("reads")
+        .expect("one");
+    let location = format!("{url}/{}", checkpoint_dir("word-count", id));
+    let restored = RestoredCheckpoint::open(&location, &StorageOptions::default()).expect("opens");
+    let (env, second) = job(ExecutionConfig {
+        restore: Some(Arc::new(restored)),
+        ..ExecutionConfig::default()
+    });
+    env.execute("word-count").expect("the restored job runs");
+    let second = second.lock().expect("not poisoned").clone();
+    assert!(
+        !second.is_empty() && second.len() < lines,
+        "{}",
+        second.len()
+    );
+    // Exactly the lines after the checkpoint's position, in order, across both files.
+    #[derive(serde::Deserialize)]
+    struct Position {
+        done: Vec<std::path::PathBuf>,
+        current: Option<(std::path::PathBuf, u64, u64)>,
+    }
+    let restored = RestoredCheckpoint::open(&location, &StorageOptions::default()).expect("opens");
+    let position: Position = decode(
+        &restored
+            .source_position("lines", 0, 1)
+            .expect("a position")
+            .expect("recorded"),
+    )
+    .expect("a file position");
+    let done_lines: usize = position
+        .done
+        .iter()
+        .map(|p| {
+            if p.ends_with("a.txt") {
+                700
+            } else {
+                lines - 700
+            }
+        })
+        .sum();
+    let start = done_lines + position.current.map_or(0, |(_, _, line)| line as usize);
+    let expected: Vec<String> = (start..lines).map(|i| format!("line-{i:05}")).collect();
+    assert_eq!(second, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}

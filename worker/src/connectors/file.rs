@@ -133,6 +133,7 @@ impl<T: Data> Source<T> for FileSource<T> {
             seen: HashSet::new(),
             pending: VecDeque::new(),
             current: None,
+            done: Vec::new(),
             next_scan: Instant::now(),
         };
         reader
@@ -146,7 +147,17 @@ struct OpenFile {
     path: PathBuf,
     reader: BufReader<File>,
     line_no: u64,
+    /// Bytes read so far: where a restored reader seeks to.
+    offset: u64,
     buf: Vec<u8>,
+}
+
+/// Where a file reader is, for checkpoints: the files it has read to the end, and the
+/// file it is in with the byte offset and line number reached.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FilePosition {
+    done: Vec<PathBuf>,
+    current: Option<(PathBuf, u64, u64)>,
 }
 
 struct FileReader<T> {
@@ -158,6 +169,8 @@ struct FileReader<T> {
     seen: HashSet<PathBuf>,
     pending: VecDeque<PathBuf>,
     current: Option<OpenFile>,
+    /// This reader's files read to the end.
+    done: Vec<PathBuf>,
     next_scan: Instant,
 }
 
@@ -200,6 +213,7 @@ impl<T: Data> SourceReader<T> for FileReader<T> {
                             path,
                             reader: BufReader::with_capacity(256 * 1024, file),
                             line_no: 0,
+                            offset: 0,
                             buf: Vec::new(),
                         });
                     }
@@ -232,10 +246,13 @@ impl<T: Data> SourceReader<T> for FileReader<T> {
                     .read_until(b'\n', &mut f.buf)
                     .map_err(|e| format!("cannot read {}: {e}", f.path.display()))?;
                 if n == 0 {
-                    self.current = None;
+                    if let Some(f) = self.current.take() {
+                        self.done.push(f.path);
+                    }
                     break;
                 }
                 f.line_no += 1;
+                f.offset += n as u64;
                 while matches!(f.buf.last(), Some(b'\n' | b'\r')) {
                     f.buf.pop();
                 }
@@ -257,5 +274,42 @@ impl<T: Data> SourceReader<T> for FileReader<T> {
                 return Ok(SourcePoll::More);
             }
         }
+    }
+
+    fn snapshot_position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        let position = FilePosition {
+            done: self.done.clone(),
+            current: self
+                .current
+                .as_ref()
+                .map(|f| (f.path.clone(), f.offset, f.line_no)),
+        };
+        Ok(Some(rmp_serde::to_vec_named(&position)?))
+    }
+
+    fn restore_position(&mut self, position: &[u8]) -> Result<(), BoxError> {
+        let position: FilePosition = rmp_serde::from_slice(position)?;
+        self.pending.retain(|p| !position.done.contains(p));
+        self.done = position.done;
+        if let Some((path, offset, line_no)) = position.current {
+            self.pending.retain(|p| *p != path);
+            let file = File::open(&path).map_err(|e| {
+                format!(
+                    "cannot reopen {} where the checkpoint left it: {e}",
+                    path.display()
+                )
+            })?;
+            let mut reader = BufReader::with_capacity(256 * 1024, file);
+            std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(offset))
+                .map_err(|e| format!("cannot seek in {}: {e}", path.display()))?;
+            self.current = Some(OpenFile {
+                path,
+                reader,
+                line_no,
+                offset,
+                buf: Vec::new(),
+            });
+        }
+        Ok(())
     }
 }
