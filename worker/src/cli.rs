@@ -75,6 +75,24 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Take a savepoint of a running job and print where it went (REST API).
+    Savepoint {
+        /// The job's id (see `strom list`).
+        job: String,
+        /// Where the savepoint goes [default: `savepoints` in the job's checkpoint dir].
+        target: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Stop a job with a savepoint: take it, then end the job (REST API).
+    Stop {
+        /// The job's id (see `strom list`).
+        job: String,
+        /// Where the savepoint goes [default: `savepoints` in the job's checkpoint dir].
+        target: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Cancel a job (REST API).
     Cancel {
         /// The job's id (see `strom list`).
@@ -416,6 +434,8 @@ pub fn main(registry: JobRegistry) -> ExitCode {
                 Ok(job_text(&job))
             })
         }
+        Command::Savepoint { job, target, api } => savepoint(&job, target, &api, false),
+        Command::Stop { job, target, api } => savepoint(&job, target, &api, true),
         Command::Cancel { job, api } => {
             api_call(&api, Method::PATCH, &format!("/v1/jobs/{job}"), |v| {
                 Ok(format!(
@@ -458,6 +478,50 @@ fn print_answer(
     };
     print!("{out}");
     Ok(())
+}
+
+/// `strom savepoint` and `strom stop`: asks for the savepoint, waits for it, prints where
+/// it went.
+fn savepoint(job: &str, target: Option<String>, api: &ApiArgs, stop: bool) -> ExitCode {
+    let result = (|| -> Result<serde_json::Value, String> {
+        let client = RestClient::new(&api.rest_url)?;
+        let body = serde_json::json!({ "target_directory": target });
+        let action = if stop { "stop" } else { "savepoints" };
+        let answer = client.call_with(
+            Method::POST,
+            &format!("/v1/jobs/{job}/{action}"),
+            Some(&body),
+        )?;
+        let request = answer["request_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        loop {
+            let status =
+                client.call(Method::GET, &format!("/v1/jobs/{job}/savepoints/{request}"))?;
+            match status["status"].as_str() {
+                Some("IN_PROGRESS") => std::thread::sleep(Duration::from_millis(50)),
+                Some("FAILED") => {
+                    return Err(format!(
+                        "the savepoint failed: {}",
+                        status["failure"].as_str().unwrap_or("?")
+                    ));
+                }
+                _ => return Ok(status),
+            }
+        }
+    })();
+    match result.and_then(|status| {
+        print_answer(api.output, status, |s| {
+            Ok(format!("{}\n", s["location"].as_str().unwrap_or("?")))
+        })
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `strom submit`: posts the job; with `--wait`, polls it until it ends.

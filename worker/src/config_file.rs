@@ -20,8 +20,16 @@
 use std::ffi::OsString;
 
 /// Commands that take options from the file.
-const SECTIONS: [&str; 7] = [
-    "run", "master", "worker", "submit", "list", "status", "cancel",
+const SECTIONS: [&str; 9] = [
+    "run",
+    "master",
+    "worker",
+    "submit",
+    "list",
+    "status",
+    "cancel",
+    "savepoint",
+    "stop",
 ];
 
 /// Options that take a value before the command (so their value is not the command).

@@ -902,3 +902,85 @@ fn a_job_whose_worker_is_killed_restarts_from_its_latest_checkpoint() {
     );
     assert_counts_go_on_from_a_checkpoint(&dir.join("out"), lines);
 }
+
+#[test]
+fn a_savepoint_and_a_stop_with_savepoint_restore_into_strom_run() {
+    let tmp = TempDir::new("cluster-savepoint");
+    let dir = tmp.path();
+    let lines = 50_000u64;
+    let job = |output: &str, rate: &str| -> Vec<String> {
+        [
+            "word-count",
+            "--parallelism",
+            "2",
+            "--arg",
+            &format!("events={lines}"),
+            "--arg",
+            &format!("rate={rate}"),
+            "--arg",
+            &format!("output={}", dir.join(output).display()),
+            "--checkpoint-interval-ms",
+            "300",
+            "--checkpoint-dir",
+            &dir.join("checkpoints").display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (port, rest_port) = (free_port(), free_port());
+    let mut processes = Processes(vec![
+        master_with_rest(port, rest_port, &job("cluster", "1000")),
+        worker(port, "w1"),
+        worker(port, "w2"),
+    ]);
+    let api =
+        strom::cluster::client::RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        if let Ok(v) = api.call(http::Method::GET, "/v1/jobs")
+            && v["jobs"][0]["state"] == "Running"
+        {
+            break v["jobs"][0]["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the job did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let savepoints = dir.join("savepoints").display().to_string();
+    let (code, out, err) = cli(rest_port, &["savepoint", &id, &savepoints]);
+    assert_eq!(code, 0, "{err}");
+    let first = out.trim().to_string();
+    assert!(
+        first.starts_with(&format!("{savepoints}/savepoint-word-count-")),
+        "{first}"
+    );
+    assert!(Path::new(&first).join("_metadata").exists(), "{first}");
+    // Unknown request ids and jobs are errors that say so.
+    let (status, body) = api
+        .raw(http::Method::GET, &format!("/v1/jobs/{id}/savepoints/999"))
+        .unwrap();
+    assert_eq!(status.as_u16(), 404);
+    assert!(String::from_utf8_lossy(&body).contains("savepoint_not_found"));
+    let (code, _, err) = cli(rest_port, &["stop", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no job 'nope'"), "{err}");
+
+    // Stop with a savepoint: the master's job ends Finished and the master exits 0.
+    let (code, out, err) = cli(rest_port, &["stop", &id, &savepoints]);
+    assert_eq!(code, 0, "{err}");
+    let stopped = out.trim().to_string();
+    assert_ne!(stopped, first);
+    let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+
+    // The job goes on in one process from where it stopped.
+    let status = Command::new(STROM)
+        .arg("run")
+        .args(job("resumed", "0"))
+        .args(["--from-checkpoint", &stopped, "--no-summary"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_counts_go_on_from_a_checkpoint(&dir.join("resumed"), lines);
+}

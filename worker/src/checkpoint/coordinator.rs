@@ -12,7 +12,9 @@
 //! the next interval; the job goes on either way.
 
 use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorMetadata};
-use crate::checkpoint::storage::{CheckpointStorage, METADATA, StorageError, checkpoint_dir};
+use crate::checkpoint::storage::{
+    CheckpointStorage, METADATA, StorageError, StorageOptions, checkpoint_dir,
+};
 use crate::checkpoint::uploader::{SubtaskHandles, Upload};
 use crate::hash::stable_hash;
 use crate::runtime::barrier::Barrier;
@@ -34,6 +36,8 @@ pub struct CheckpointConfig {
     /// Completed checkpoints kept; older ones are deleted.
     pub retained: usize,
     pub storage: CheckpointStorage,
+    /// How `storage` was opened; savepoint directories are opened the same way.
+    pub options: StorageOptions,
     /// The job's directory under the storage root (`<job>` in `<job>/chk-<n>`).
     pub job_dir: String,
 }
@@ -94,11 +98,12 @@ impl Coordinator {
             let barrier = Barrier {
                 id,
                 timestamp: now_ms(),
+                savepoint: None,
             };
             // A source that has ended takes no barrier; its final state (on its way, if
             // not here yet) stands for it.
             self.triggers
-                .retain(|key, t| !finished.contains_key(key) && t.send(barrier).is_ok());
+                .retain(|key, t| !finished.contains_key(key) && t.send(barrier.clone()).is_ok());
             if self.triggers.is_empty() {
                 tracing::debug!(
                     checkpoint = id,
@@ -111,7 +116,7 @@ impl Coordinator {
             };
             if let Some(acks) = acks {
                 let started = Instant::now();
-                match runtime.block_on(self.write(barrier, acks)) {
+                match runtime.block_on(self.write(barrier.clone(), acks)) {
                     Ok(bytes) => tracing::info!(
                         checkpoint = id,
                         bytes,
@@ -146,9 +151,11 @@ impl Coordinator {
             }
             let wait = STOP_CHECK.min(deadline.saturating_duration_since(Instant::now()));
             match self.acks.recv_timeout(wait) {
+                // A subtask's final state stands for it in this checkpoint only if it ended
+                // before taking the barrier; if it took it, its answer to the barrier counts.
                 Ok(Ok(ack)) if ack.finished => {
                     finished.insert((ack.vertex, ack.subtask), ack.clone());
-                    acks.insert((ack.vertex, ack.subtask), ack);
+                    acks.entry((ack.vertex, ack.subtask)).or_insert(ack);
                 }
                 Ok(Ok(ack)) if ack.checkpoint == id => {
                     acks.insert((ack.vertex, ack.subtask), ack);
@@ -214,6 +221,38 @@ pub(crate) async fn complete(
 ) -> Result<u64, StorageError> {
     let storage = &config.storage;
     let dir = checkpoint_dir(&config.job_dir, barrier.id);
+    let (metadata, bytes) = metadata_of(job, max_parallelism, &barrier, acks);
+    let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
+    storage.put(&format!("{dir}/{METADATA}"), &json).await?;
+    storage.set_latest(&config.job_dir, barrier.id).await?;
+    drop_old_checkpoints(config).await;
+    Ok(bytes)
+}
+
+/// Completes savepoint `barrier.id` in its directory (`barrier.savepoint`): its
+/// `_metadata`. Savepoints are never counted among the retained checkpoints nor deleted.
+pub(crate) async fn complete_savepoint(
+    config: &CheckpointConfig,
+    job: &str,
+    max_parallelism: usize,
+    barrier: Barrier,
+    acks: Vec<SubtaskHandles>,
+) -> Result<(String, u64), StorageError> {
+    let location = barrier.savepoint.as_deref().unwrap_or_default().to_string();
+    let storage = CheckpointStorage::open(&location, &config.options)?;
+    let (metadata, bytes) = metadata_of(job, max_parallelism, &barrier, acks);
+    let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
+    storage.put(METADATA, &json).await?;
+    Ok((location, bytes))
+}
+
+/// The `_metadata` of a checkpoint from every subtask's handles, and the bytes of state.
+fn metadata_of(
+    job: &str,
+    max_parallelism: usize,
+    barrier: &Barrier,
+    acks: Vec<SubtaskHandles>,
+) -> (CheckpointMetadata, u64) {
     let mut bytes = 0u64;
     let mut operators: BTreeMap<String, OperatorMetadata> = BTreeMap::new();
     for op in acks.into_iter().flat_map(|a| a.operators) {
@@ -240,11 +279,7 @@ pub(crate) async fn complete(
         max_parallelism,
         operators,
     };
-    let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
-    storage.put(&format!("{dir}/{METADATA}"), &json).await?;
-    storage.set_latest(&config.job_dir, barrier.id).await?;
-    drop_old_checkpoints(config).await;
-    Ok(bytes)
+    (metadata, bytes)
 }
 
 /// Deletes completed checkpoints beyond the number retained (oldest first). A failure

@@ -7,7 +7,7 @@
 
 use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorMetadata};
 use crate::checkpoint::storage::{
-    CheckpointStorage, METADATA, StorageError, StorageOptions, checkpoint_dir,
+    CheckpointStorage, METADATA, StorageError, StorageOptions, checkpoint_dir, join,
 };
 use crate::keygroup::KeyGroupRange;
 use crate::state::broadcast::RawMap;
@@ -21,15 +21,6 @@ fn corrupt(storage: &CheckpointStorage, path: &str, why: String) -> StorageError
         url: storage.url().to_string(),
         path: path.to_string(),
         why,
-    }
-}
-
-/// `name` in directory `dir` (the root when empty).
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
     }
 }
 

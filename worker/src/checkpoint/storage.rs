@@ -298,6 +298,15 @@ impl CheckpointStorage {
     }
 }
 
+/// `name` in directory `dir` (the root when `dir` is empty).
+pub(crate) fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 /// The directory of checkpoint `id` of job `job`.
 pub fn checkpoint_dir(job: &str, id: u64) -> String {
     format!("{job}/chk-{id}")

@@ -31,6 +31,7 @@ fn run_with_checkpoints(parallelism: usize, storage: &CheckpointStorage) {
             min_pause: Duration::ZERO,
             retained: 3,
             storage: storage.clone(),
+            options: StorageOptions::default(),
             job_dir: "word-count".into(),
         }),
         ..ExecutionConfig::default()
@@ -132,6 +133,7 @@ fn checkpointing(storage: &CheckpointStorage) -> CheckpointConfig {
         min_pause: Duration::ZERO,
         retained: 2,
         storage: storage.clone(),
+        options: StorageOptions::default(),
         job_dir: "word-count".into(),
     }
 }

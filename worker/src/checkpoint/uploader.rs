@@ -3,9 +3,10 @@
 //! one: the coordinator, in this process or in the master, only ever sees these small
 //! handles and writes `_metadata` from them.
 
+use crate::checkpoint::CheckpointConfig;
 use crate::checkpoint::coordinator::operator_dir;
 use crate::checkpoint::metadata::SubtaskMetadata;
-use crate::checkpoint::storage::{CheckpointStorage, StorageError, checkpoint_dir};
+use crate::checkpoint::storage::{CheckpointStorage, StorageError, checkpoint_dir, join};
 use crate::runtime::barrier::{OperatorSnapshot, SubtaskAck};
 use crate::state::snapshot::{encode, write_keyed_file};
 use crossbeam_channel::{Receiver, Sender};
@@ -70,7 +71,7 @@ async fn upload_operator(
             })?;
             let name = format!("{}/keyed-{}", operator_dir(&uid), op.subtask);
             state.keyed_bytes = file.len() as u64;
-            storage.put_raw(&format!("{dir}/{name}"), file).await?;
+            storage.put_raw(&join(dir, &name), file).await?;
             state.keyed_file = Some(name);
         }
     }
@@ -87,7 +88,7 @@ async fn upload_operator(
         })?;
         let name = format!("{}/broadcast-{}", operator_dir(&uid), op.subtask);
         state.keyed_bytes += bytes.len() as u64;
-        storage.put(&format!("{dir}/{name}"), &bytes).await?;
+        storage.put(&join(dir, &name), &bytes).await?;
         state.broadcast_file = Some(name);
     }
     Ok(OperatorHandle {
@@ -97,11 +98,28 @@ async fn upload_operator(
     })
 }
 
-/// Writes a subtask's snapshots of a checkpoint of job directory `job_dir`.
-pub(crate) async fn upload(storage: &CheckpointStorage, job_dir: &str, ack: SubtaskAck) -> Upload {
-    // A finished subtask's final state has no files (a source's position is in the
-    // metadata); should it have any, they go with it under `chk-0`.
-    let dir = checkpoint_dir(job_dir, ack.checkpoint);
+/// Writes a subtask's snapshots of a checkpoint of `config`'s job (into its checkpoint
+/// directory), or of a savepoint (into the savepoint's directory).
+pub(crate) async fn upload(config: &CheckpointConfig, ack: SubtaskAck) -> Upload {
+    let fail = |ack: &SubtaskAck, error: String| UploadFailure {
+        checkpoint: ack.checkpoint,
+        vertex: ack.vertex,
+        subtask: ack.subtask,
+        error,
+    };
+    let (storage, dir) = match &ack.savepoint {
+        Some(location) => match CheckpointStorage::open(location, &config.options) {
+            Ok(storage) => (storage, String::new()),
+            Err(e) => return Err(fail(&ack, e.to_string())),
+        },
+        // A finished subtask's final state has no files (a source's position is in the
+        // metadata); should it have any, they go with it under `chk-0`.
+        None => (
+            config.storage.clone(),
+            checkpoint_dir(&config.job_dir, ack.checkpoint),
+        ),
+    };
+    let storage = &storage;
     let writes = ack
         .operators
         .into_iter()
@@ -126,8 +144,7 @@ pub(crate) async fn upload(storage: &CheckpointStorage, job_dir: &str, ack: Subt
 /// Starts the uploader of this process: it writes every acknowledgement from `acks` and
 /// sends the result to `done`, until every subtask has dropped its sender.
 pub(crate) fn spawn(
-    storage: CheckpointStorage,
-    job_dir: String,
+    config: CheckpointConfig,
     acks: Receiver<SubtaskAck>,
     done: Sender<Upload>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -145,7 +162,7 @@ pub(crate) fn spawn(
                 }
             };
             for ack in acks.iter() {
-                let result = runtime.block_on(upload(&storage, &job_dir, ack));
+                let result = runtime.block_on(upload(&config, ack));
                 if done.send(result).is_err() {
                     return;
                 }

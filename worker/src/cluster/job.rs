@@ -114,14 +114,15 @@ impl CheckpointSettings {
         if self.interval_ms == 0 {
             return Err("checkpoint interval is 0: give a positive number of milliseconds".into());
         }
-        let storage =
-            CheckpointStorage::open(&self.dir, &self.s3.options()).map_err(|e| e.to_string())?;
+        let options = self.s3.options();
+        let storage = CheckpointStorage::open(&self.dir, &options).map_err(|e| e.to_string())?;
         Ok(CheckpointConfig {
             interval: Duration::from_millis(self.interval_ms),
             timeout: Duration::from_millis(self.timeout_ms.max(1)),
             min_pause: Duration::from_millis(self.min_pause_ms),
             retained: self.retained.max(1),
             storage,
+            options,
             job_dir: job.to_string(),
         })
     }

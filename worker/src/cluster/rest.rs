@@ -19,6 +19,9 @@ pub(crate) fn router(master: MasterService) -> axum::Router {
         .route("/v1/overview", get(overview))
         .route("/v1/jobs", get(jobs).post(submit))
         .route("/v1/jobs/{id}", get(job).patch(cancel))
+        .route("/v1/jobs/{id}/savepoints", axum::routing::post(savepoint))
+        .route("/v1/jobs/{id}/savepoints/{request}", get(savepoint_status))
+        .route("/v1/jobs/{id}/stop", axum::routing::post(stop))
         .route("/v1/workers", get(workers))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -47,7 +50,9 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         "not_found",
         format!(
             "no endpoint {method} {uri}; the API is GET /v1/overview, GET|POST /v1/jobs, \
-             GET|PATCH /v1/jobs/{{id}}, GET /v1/workers, GET /metrics, /healthz, /readyz"
+             GET|PATCH /v1/jobs/{{id}}, POST /v1/jobs/{{id}}/savepoints, GET \
+             /v1/jobs/{{id}}/savepoints/{{request}}, POST /v1/jobs/{{id}}/stop, GET /v1/workers, \
+             GET /metrics, /healthz, /readyz"
         ),
     )
 }
@@ -119,6 +124,86 @@ async fn cancel(State(master): State<MasterService>, Path(id): Path<String>) -> 
             format!("job '{id}' is {state:?} already; only a running job can be cancelled"),
         ),
         None => unknown_job(&master, &id),
+    }
+}
+
+/// The body of `POST /v1/jobs/{id}/savepoints` and `/stop` (optional).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SavepointRequestBody {
+    /// Where the savepoint goes (a URL or directory); default: `savepoints` in the job's
+    /// checkpoint directory.
+    #[serde(default)]
+    target_directory: Option<String>,
+}
+
+fn savepoint_request(master: &MasterService, id: &str, body: &[u8], stop: bool) -> Response {
+    let request: SavepointRequestBody = if body.is_empty() {
+        SavepointRequestBody::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!(
+                        "the body is not a savepoint request: {e}; send {{\"target_directory\": \"s3://bucket/savepoints\"}} or nothing"
+                    ),
+                );
+            }
+        }
+    };
+    match master.request_savepoint(id, request.target_directory, stop) {
+        Some(Ok(request)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "request_id": request.to_string() })),
+        )
+            .into_response(),
+        Some(Err(why)) => error(StatusCode::CONFLICT, "savepoint_unavailable", why),
+        None => unknown_job(master, id),
+    }
+}
+
+/// `POST /v1/jobs/{id}/savepoints`: takes a savepoint; its request id.
+async fn savepoint(
+    State(master): State<MasterService>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    savepoint_request(&master, &id, &body, false)
+}
+
+/// `POST /v1/jobs/{id}/stop`: takes a savepoint, then ends the job (Finished).
+async fn stop(
+    State(master): State<MasterService>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    savepoint_request(&master, &id, &body, true)
+}
+
+/// `GET /v1/jobs/{id}/savepoints/{request}`.
+async fn savepoint_status(
+    State(master): State<MasterService>,
+    Path((id, request)): Path<(String, String)>,
+) -> Response {
+    if master.job(&id).is_none() {
+        return unknown_job(&master, &id);
+    }
+    match request
+        .parse()
+        .ok()
+        .and_then(|r| master.savepoint_status(&id, r))
+    {
+        Some(status) => Json(status).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "savepoint_not_found",
+            format!(
+                "job '{id}' has no savepoint request '{request}' (POST /v1/jobs/{id}/savepoints starts one)"
+            ),
+        ),
     }
 }
 

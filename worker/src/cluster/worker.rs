@@ -230,11 +230,12 @@ async fn attach(
                     let barrier = Barrier {
                         id: trigger.checkpoint_id,
                         timestamp: trigger.timestamp_ms,
+                        savepoint: (!trigger.target.is_empty()).then(|| trigger.target.as_str().into()),
                     };
                     for t in triggers {
                         // A source that has ended takes no more barriers; the master
                         // finds out when the checkpoint expires.
-                        let _ = t.send(barrier);
+                        let _ = t.send(barrier.clone());
                     }
                 }
                 Some(master_message::Kind::CheckpointComplete(done)) => {

@@ -29,6 +29,7 @@ pub(crate) fn to_frame(envelope: Envelope, edge: &dyn EdgeOps) -> Result<DataFra
         Envelope::Barrier(b) => Kind::Barrier(wire::Barrier {
             checkpoint_id: b.id,
             timestamp_ms: b.timestamp,
+            savepoint: b.savepoint.as_deref().unwrap_or_default().to_string(),
         }),
         Envelope::EndOfInput => Kind::EndOfInput(wire::EndOfInput {}),
     };
@@ -53,6 +54,7 @@ pub(crate) fn from_frame(frame: DataFrame, edge: &dyn EdgeOps) -> Result<Envelop
         Some(Kind::Barrier(b)) => Ok(Envelope::Barrier(Barrier {
             id: b.checkpoint_id,
             timestamp: b.timestamp_ms,
+            savepoint: (!b.savepoint.is_empty()).then(|| b.savepoint.as_str().into()),
         })),
         None => bad("an empty data frame (from a newer version of Strom?)".into()),
     }
@@ -162,11 +164,16 @@ mod tests {
             Envelope::ProcessingTime(42)
         ));
         assert!(matches!(check(Envelope::EndOfInput), Envelope::EndOfInput));
-        let barrier = Barrier {
-            id: 7,
-            timestamp: 1_700_000_000_000,
-        };
-        assert!(matches!(check(Envelope::Barrier(barrier)), Envelope::Barrier(b) if b == barrier));
+        for savepoint in [None, Some("s3://savepoints/sp-1".into())] {
+            let barrier = Barrier {
+                id: 7,
+                timestamp: 1_700_000_000_000,
+                savepoint,
+            };
+            assert!(
+                matches!(check(Envelope::Barrier(barrier.clone())), Envelope::Barrier(b) if b == barrier)
+            );
+        }
         let Envelope::Records(empty) = check(Envelope::Records(Box::new(Batch::<u64>::new())))
         else {
             panic!("an empty batch stays a batch");

@@ -16,11 +16,13 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 /// Everything before the barrier belongs to checkpoint `id`, everything after to later.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Barrier {
     pub id: u64,
     /// When the coordinator triggered it (ms since the Unix epoch).
     pub timestamp: i64,
+    /// For a savepoint: its directory (a URL), where every subtask writes its state.
+    pub savepoint: Option<Arc<str>>,
 }
 
 /// What one operator instance snapshotted at a barrier.
@@ -89,6 +91,8 @@ pub(crate) struct SubtaskAck {
     pub subtask: usize,
     pub operators: Vec<OperatorSnapshot>,
     pub finished: bool,
+    /// The savepoint directory, when the barrier was a savepoint's.
+    pub savepoint: Option<Arc<str>>,
 }
 
 /// A subtask's link to the checkpoint coordinator, when the job checkpoints.
@@ -104,13 +108,14 @@ pub(crate) struct TaskCheckpointing {
 impl TaskCheckpointing {
     /// Sends the snapshot of checkpoint `id` to the coordinator. A coordinator that is
     /// gone (the job is ending) is not an error of the task.
-    pub(crate) fn ack(&self, checkpoint: u64, operators: Vec<OperatorSnapshot>) {
+    pub(crate) fn ack(&self, barrier: &Barrier, operators: Vec<OperatorSnapshot>) {
         let _ = self.acks.send(SubtaskAck {
-            checkpoint,
+            checkpoint: barrier.id,
             vertex: self.vertex,
             subtask: self.subtask,
             operators,
             finished: false,
+            savepoint: barrier.savepoint.clone(),
         });
     }
 
@@ -122,6 +127,7 @@ impl TaskCheckpointing {
             subtask: self.subtask,
             operators,
             finished: true,
+            savepoint: None,
         });
     }
 }

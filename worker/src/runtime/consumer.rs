@@ -90,7 +90,7 @@ impl<T: Clone> Consumer<T> for FanOut<T> {
     ) -> TaskResult {
         self.targets
             .iter_mut()
-            .try_for_each(|t| t.process_barrier(barrier, snapshots))
+            .try_for_each(|t| t.process_barrier(barrier.clone(), snapshots))
     }
     fn close(&mut self) {
         self.targets.iter_mut().for_each(|t| t.close());

@@ -462,13 +462,8 @@ fn start_checkpointing(
         }
     }
     let (uploads_tx, uploads) = unbounded();
-    let uploader = crate::checkpoint::uploader::spawn(
-        checkpointing.storage.clone(),
-        checkpointing.job_dir.clone(),
-        acks,
-        uploads_tx,
-    )
-    .map_err(|e| JobError::Spawn(e.to_string()))?;
+    let uploader = crate::checkpoint::uploader::spawn(checkpointing.clone(), acks, uploads_tx)
+        .map_err(|e| JobError::Spawn(e.to_string()))?;
     if deployment.network.is_some() {
         // The uploader ends by itself once every subtask here has ended.
         drop(uploader);

@@ -196,7 +196,7 @@ impl SideOutputs {
         barrier: Barrier,
         snapshots: &mut Vec<OperatorSnapshot>,
     ) -> TaskResult {
-        self.each(|o| o.process_barrier(barrier, snapshots))
+        self.each(|o| o.process_barrier(barrier.clone(), snapshots))
     }
     pub(crate) fn close(&mut self) {
         for out in &mut self.outputs {
@@ -264,7 +264,7 @@ impl<O> Output<O> {
         snapshots: &mut Vec<OperatorSnapshot>,
     ) -> TaskResult {
         self.flush()?;
-        self.main.process_barrier(barrier, snapshots)?;
+        self.main.process_barrier(barrier.clone(), snapshots)?;
         self.sides.process_barrier(barrier, snapshots)
     }
 

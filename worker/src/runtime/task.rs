@@ -340,7 +340,7 @@ fn input_loop(
                     }
                 }
                 Envelope::Barrier(barrier) => {
-                    match aligning {
+                    match &aligning {
                         // A barrier of a checkpoint already given up on.
                         Some(a) if barrier.id < a.id => {}
                         Some(a) if barrier.id == a.id => gate.block(ch),
@@ -401,9 +401,9 @@ fn complete_checkpoint(
     services: &TaskServices,
 ) -> TaskResult {
     let mut snapshots = Vec::new();
-    head.process_barrier(barrier, &mut snapshots)?;
+    head.process_barrier(barrier.clone(), &mut snapshots)?;
     if let Some(link) = &services.checkpoints {
-        link.ack(barrier.id, snapshots);
+        link.ack(&barrier, snapshots);
     }
     Ok(())
 }
@@ -483,8 +483,8 @@ fn source_loop(
         {
             while let Ok(barrier) = triggers.try_recv() {
                 let mut snapshots = Vec::new();
-                driver.checkpoint(barrier, &mut snapshots)?;
-                link.ack(barrier.id, snapshots);
+                driver.checkpoint(barrier.clone(), &mut snapshots)?;
+                link.ack(&barrier, snapshots);
             }
         }
         match driver.poll()? {

@@ -338,7 +338,7 @@ impl<T: Data> Consumer<T> for NetworkWriter<T> {
     }
 
     fn process_barrier(&mut self, barrier: Barrier, _: &mut Vec<OperatorSnapshot>) -> TaskResult {
-        self.broadcast_control(|| Envelope::Barrier(barrier))
+        self.broadcast_control(|| Envelope::Barrier(barrier.clone()))
     }
 
     fn flush(&mut self) -> TaskResult {

@@ -12,6 +12,23 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use strom_proto::control::{CheckpointAck, CheckpointDeclined};
 
+/// A savepoint asked for through the REST API, by request id.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SavepointStatus {
+    InProgress,
+    Completed { location: String },
+    Failed { failure: String },
+}
+
+/// A savepoint waiting to be taken: its request id, the directory it goes under, and
+/// whether the job stops after it.
+pub(crate) struct SavepointRequest {
+    pub request: u64,
+    pub directory: String,
+    pub stop: bool,
+}
+
 /// One checkpoint in flight.
 pub(crate) struct Pending {
     pub barrier: Barrier,
@@ -45,6 +62,11 @@ pub(crate) struct JobCheckpoints {
     /// Subtasks of the current attempt that have ended, with the final state that stands
     /// for them in every later checkpoint.
     pub finished: BTreeMap<(u32, u32), SubtaskHandles>,
+    /// Savepoints asked for and not started yet, oldest first.
+    pub requests: std::collections::VecDeque<SavepointRequest>,
+    /// Every savepoint asked for, by request id.
+    pub savepoints: BTreeMap<u64, SavepointStatus>,
+    next_request: u64,
 }
 
 impl JobCheckpoints {
@@ -58,18 +80,28 @@ impl JobCheckpoints {
             completed: 0,
             failed: 0,
             finished: BTreeMap::new(),
+            requests: Default::default(),
+            savepoints: BTreeMap::new(),
+            next_request: 1,
         }
     }
 
     /// Starts checkpoint `next_id` of `attempt`, which has `expected` subtasks.
-    pub(crate) fn start(&mut self, attempt: u32, expected: usize, now_ms: i64) -> Barrier {
+    pub(crate) fn start(
+        &mut self,
+        attempt: u32,
+        expected: usize,
+        now_ms: i64,
+        savepoint: Option<std::sync::Arc<str>>,
+    ) -> Barrier {
         let barrier = Barrier {
             id: self.next_id,
             timestamp: now_ms,
+            savepoint: savepoint.clone(),
         };
         self.next_id += 1;
         self.pending = Some(Pending {
-            barrier,
+            barrier: barrier.clone(),
             attempt,
             deadline: Instant::now() + self.config.timeout,
             expected,
@@ -120,7 +152,12 @@ impl JobCheckpoints {
         };
         let key = (task.vertex, task.subtask);
         if let Some(p) = pending {
-            p.acks.insert(key, handles.clone());
+            // A final state stands for a subtask only if it ended before the barrier.
+            if finished {
+                p.acks.entry(key).or_insert_with(|| handles.clone());
+            } else {
+                p.acks.insert(key, handles.clone());
+            }
         }
         if finished {
             self.finished.insert(key, handles);
@@ -147,7 +184,7 @@ impl JobCheckpoints {
         let outcome = if let Some(why) = &pending.declined {
             Progress::Failed(why.clone())
         } else if pending.acks.len() == pending.expected {
-            Progress::Acknowledged(pending.barrier, Vec::new())
+            Progress::Acknowledged(pending.barrier.clone(), Vec::new())
         } else if Instant::now() > pending.deadline {
             Progress::Failed(format!(
                 "expired after {:?} with {} of {} subtasks acknowledged",
@@ -171,6 +208,20 @@ impl JobCheckpoints {
                 other
             }
         }
+    }
+
+    /// Asks for a savepoint under `directory` (and, with `stop`, for the job to stop after
+    /// it); its request id.
+    pub(crate) fn request_savepoint(&mut self, directory: String, stop: bool) -> u64 {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.requests.push_back(SavepointRequest {
+            request,
+            directory,
+            stop,
+        });
+        self.savepoints.insert(request, SavepointStatus::InProgress);
+        request
     }
 
     /// The pause before the next trigger.

@@ -63,6 +63,21 @@ pub(crate) struct JobRun {
     /// What the first attempt restores from when no checkpoint completed since (the
     /// newest checkpoint a restarted master found).
     pub(crate) initial_restore: Option<String>,
+    /// Stopping after a savepoint: the job ends Finished, not Cancelled.
+    pub(crate) stopping: bool,
+    /// A subtask failed because a channel between workers broke, and when: the job fails
+    /// with that unless a worker loss explains it within `SUSPECT_GRACE`.
+    suspected: Option<(String, Instant)>,
+}
+
+/// How long a channel failure waits for the worker loss that may explain it.
+pub(crate) const SUSPECT_GRACE: Duration = Duration::from_millis(1500);
+
+/// Whether a subtask's failure is a broken channel between workers.
+fn is_network_failure(failure: &str) -> bool {
+    failure.contains("sending to another worker failed")
+        || failure.contains("receiving from another worker failed")
+        || failure.contains("a connected task stopped")
 }
 
 impl JobRun {
@@ -92,6 +107,8 @@ impl JobRun {
             waiting_for: None,
             checkpoints: None,
             initial_restore: None,
+            stopping: false,
+            suspected: None,
         }
     }
 
@@ -175,6 +192,7 @@ impl JobRun {
     /// The current attempt failed: cancel what still runs of it, then restart or give up
     /// as the restart strategy says.
     fn fail(&mut self, workers: &[WorkerEntry], why: String) {
+        self.suspected = None;
         if self.ended() || self.tasks.is_empty() {
             return;
         }
@@ -336,6 +354,14 @@ impl JobRun {
             return self.end_cancel_when_stopped();
         }
         if state == TaskState::Failed {
+            // A channel to or from another worker broke: most likely that worker died, and
+            // its loss (reported a moment later) is the cause worth telling. Wait for it
+            // a little before failing with the channel's error.
+            if is_network_failure(&report.failure) {
+                self.suspected
+                    .get_or_insert((report.failure, Instant::now()));
+                return;
+            }
             return self.fail(workers, report.failure);
         }
         if !self.tasks.is_empty() && self.tasks.values().all(|(_, s)| *s == TaskState::Finished) {
@@ -346,7 +372,11 @@ impl JobRun {
 
     /// Starts a checkpoint if the job checkpoints, runs every subtask, and has none in
     /// flight: tells the workers of its source subtasks to inject the barrier. Its id.
-    pub(crate) fn trigger_checkpoint(&mut self, workers: &[WorkerEntry]) -> Option<u64> {
+    pub(crate) fn trigger_checkpoint(
+        &mut self,
+        workers: &[WorkerEntry],
+        savepoint: Option<std::sync::Arc<str>>,
+    ) -> Option<u64> {
         let checkpoints = self.checkpoints.as_mut()?;
         // Every subtask runs, or has ended and left its final state.
         let ready = self.status == JobStatus::Running
@@ -364,14 +394,19 @@ impl JobRun {
         let now_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let barrier = checkpoints.start(self.attempt, self.tasks.len(), now_ms);
+        let barrier = checkpoints.start(self.attempt, self.tasks.len(), now_ms, savepoint.clone());
         let trigger = TriggerCheckpoint {
             job_id: self.id.clone(),
             attempt: self.attempt,
             checkpoint_id: barrier.id,
             timestamp_ms: barrier.timestamp,
-            kind: CheckpointKind::Checkpoint.into(),
-            target: String::new(),
+            kind: if savepoint.is_some() {
+                CheckpointKind::Savepoint
+            } else {
+                CheckpointKind::Checkpoint
+            }
+            .into(),
+            target: savepoint.as_deref().unwrap_or_default().to_string(),
             drain: false,
         };
         for worker in workers {
@@ -415,6 +450,16 @@ impl JobRun {
         }
     }
 
+    /// Fails the attempt with a channel failure no worker loss has explained in time.
+    pub(crate) fn fail_if_unexplained(&mut self, workers: &[WorkerEntry]) {
+        if let Some((why, since)) = &self.suspected
+            && since.elapsed() >= SUSPECT_GRACE
+        {
+            let why = why.clone();
+            self.fail(workers, why);
+        }
+    }
+
     /// A heartbeat's counters of one of this job's subtasks.
     pub(crate) fn on_task_metrics(&mut self, id: &TaskId, metrics: TaskMetrics) {
         if id.attempt != self.attempt {
@@ -455,7 +500,12 @@ impl JobRun {
             )
         };
         if self.tasks.values().all(|(_, s)| stopped(s)) {
-            self.end(JobOutcome::Cancelled);
+            if self.stopping {
+                let ran_for = self.deployed_at.map_or(Duration::ZERO, |t| t.elapsed());
+                self.end(JobOutcome::Finished { ran_for });
+            } else {
+                self.end(JobOutcome::Cancelled);
+            }
         }
     }
 

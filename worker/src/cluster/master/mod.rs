@@ -35,12 +35,13 @@ mod state;
 mod views;
 
 use crate::checkpoint::CheckpointConfig;
-use crate::checkpoint::coordinator::{checkpoint_location, complete};
+use crate::checkpoint::coordinator::{checkpoint_location, complete, complete_savepoint};
 use crate::checkpoint::restore::newest_valid_checkpoint;
 use crate::cluster::job::JobSubmission;
 use crate::cluster::restart::RestartStrategy;
 use crate::graph::NodeKind;
 use crate::jobs::JobRegistry;
+pub use checkpoints::SavepointStatus;
 use checkpoints::{JobCheckpoints, Progress};
 use job_run::PlannedJob;
 use state::{State, WorkerEntry};
@@ -136,6 +137,9 @@ fn plan_job(
     ))
 }
 
+/// How long the REST API outlives the job of an application-mode master.
+const REST_GRACE: Duration = Duration::from_millis(500);
+
 /// Resolves when the process gets `SIGINT` or `SIGTERM`, with the signal's name.
 async fn stop_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
@@ -194,10 +198,11 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
         let watchdog = master.clone();
         let timeout = options.heartbeat_timeout;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(timeout / 4);
+            let mut tick = tokio::time::interval((timeout / 4).min(Duration::from_millis(250)));
             loop {
                 tick.tick().await;
                 watchdog.lose_silent_workers(timeout);
+                watchdog.state().fail_unexplained();
             }
         });
         if let Some(rest_bind) = options.rest_bind {
@@ -245,6 +250,11 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 MasterExit::Stopped(signal)
             }
         };
+        if matches!(exit, MasterExit::JobEnded(_)) && options.rest_bind.is_some() {
+            // The REST API stays up a moment, so a client that ended the job (`strom
+            // stop`, `strom cancel`) can read how it ended.
+            tokio::time::sleep(REST_GRACE).await;
+        }
         serving.abort();
         Ok(exit)
     })
@@ -327,20 +337,49 @@ impl MasterService {
         view.ok_or_else(|| "the job was forgotten at once".to_string())
     }
 
-    /// Triggers and completes job `id`'s checkpoints until it ends.
+    /// Triggers and completes job `id`'s checkpoints, and the savepoints asked for, until
+    /// it ends.
     async fn coordinate_checkpoints(self, id: String) {
+        let mut last = std::time::Instant::now();
         loop {
-            let interval = {
+            // The interval passes, or a savepoint is asked for.
+            let savepoint = loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 let mut state = self.state();
-                match state.job_mut(&id) {
-                    Some(job) if !job.ended() => job.checkpoints.as_ref().map(|c| c.interval()),
-                    _ => None,
+                let Some(job) = state.job_mut(&id).filter(|j| !j.ended()) else {
+                    return;
+                };
+                let name = job.plan.submission.name.clone();
+                let Some(c) = job.checkpoints.as_mut() else {
+                    return;
+                };
+                if let Some(request) = c.requests.front() {
+                    let location = format!(
+                        "{}/savepoint-{name}-{}",
+                        request.directory.trim_end_matches('/'),
+                        c.next_id
+                    );
+                    break Some(location);
+                }
+                if last.elapsed() >= c.interval() {
+                    break None;
                 }
             };
-            let Some(interval) = interval else { return };
-            tokio::time::sleep(interval).await;
-            let Some(checkpoint) = self.state().trigger_checkpoint(&id) else {
+            let triggered = self
+                .state()
+                .trigger_checkpoint(&id, savepoint.as_deref().map(Into::into));
+            let Some(checkpoint) = triggered else {
+                // Not every subtask runs yet: try again shortly.
                 continue;
+            };
+            last = std::time::Instant::now();
+            let request = match savepoint {
+                Some(_) => self
+                    .state()
+                    .job_mut(&id)
+                    .and_then(|j| j.checkpoints.as_mut())
+                    .and_then(|c| c.requests.pop_front()),
+                None => None,
             };
             let progress = loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -357,6 +396,9 @@ impl MasterService {
                 Progress::Acknowledged(barrier, handles) => (barrier, handles),
                 Progress::Failed(why) => {
                     tracing::warn!(job = %id, checkpoint, reason = %why, "checkpoint failed; the next one will be tried");
+                    if let Some(r) = request {
+                        self.savepoint_done(&id, r.request, Err(why), false);
+                    }
                     continue;
                 }
                 Progress::Waiting => continue,
@@ -376,6 +418,16 @@ impl MasterService {
                 return;
             };
             let started = std::time::Instant::now();
+            if let Some(r) = request {
+                let done = complete_savepoint(&config, &name, max_parallelism, barrier, handles)
+                    .await
+                    .map_err(|e| e.to_string());
+                if let Ok((location, bytes)) = &done {
+                    tracing::info!(job = %id, savepoint = %location, bytes, write_ms = started.elapsed().as_millis() as u64, "savepoint completed");
+                }
+                self.savepoint_done(&id, r.request, done.map(|(l, _)| l), r.stop);
+                continue;
+            }
             match complete(&config, &name, max_parallelism, barrier, handles).await {
                 Ok(bytes) => {
                     tracing::info!(job = %id, checkpoint, bytes, write_ms = started.elapsed().as_millis() as u64, "checkpoint completed");
@@ -390,6 +442,67 @@ impl MasterService {
                 }
             }
         }
+    }
+
+    /// Records how savepoint request `request` of job `id` ended; with `stop`, a
+    /// completed savepoint ends the job.
+    fn savepoint_done(&self, id: &str, request: u64, done: Result<String, String>, stop: bool) {
+        let mut state = self.state();
+        let completed = done.is_ok();
+        if let Some(c) = state.job_mut(id).and_then(|j| j.checkpoints.as_mut()) {
+            let status = match done {
+                Ok(location) => SavepointStatus::Completed { location },
+                Err(failure) => {
+                    tracing::warn!(job = %id, request, error = %failure, "savepoint failed");
+                    SavepointStatus::Failed { failure }
+                }
+            };
+            c.savepoints.insert(request, status);
+        }
+        if stop && completed {
+            state.stop(id);
+        }
+    }
+
+    /// Asks for a savepoint of job `id` under `directory` (default: `savepoints` in the
+    /// job's checkpoint directory); with `stop`, the job ends after it. The request id,
+    /// or why not.
+    pub(crate) fn request_savepoint(
+        &self,
+        id: &str,
+        directory: Option<String>,
+        stop: bool,
+    ) -> Option<Result<u64, String>> {
+        let mut state = self.state();
+        let job = state.job_mut(id)?;
+        if job.ended() {
+            return Some(Err(format!("job '{id}' is {:?} already", job.status)));
+        }
+        let Some(c) = job.checkpoints.as_mut() else {
+            return Some(Err(format!(
+                "job '{id}' takes no checkpoints, and savepoints are taken the same way; \
+                 submit it with --checkpoint-interval-ms"
+            )));
+        };
+        let directory = directory.unwrap_or_else(|| {
+            format!(
+                "{}/savepoints",
+                c.config.storage.url().trim_end_matches('/')
+            )
+        });
+        Some(Ok(c.request_savepoint(directory, stop)))
+    }
+
+    /// How savepoint request `request` of job `id` stands.
+    pub(crate) fn savepoint_status(&self, id: &str, request: u64) -> Option<SavepointStatus> {
+        let mut state = self.state();
+        state
+            .job_mut(id)?
+            .checkpoints
+            .as_ref()?
+            .savepoints
+            .get(&request)
+            .cloned()
     }
 
     /// Cancels job `id`: `None` if there is no such job, else its state after the call or

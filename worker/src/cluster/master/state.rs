@@ -167,12 +167,17 @@ impl State {
         }
     }
 
-    /// Starts a checkpoint of job `id` if it can take one now.
-    pub(crate) fn trigger_checkpoint(&mut self, id: &str) -> Option<u64> {
+    /// Starts a checkpoint (or, with a directory, a savepoint) of job `id` if it can take
+    /// one now.
+    pub(crate) fn trigger_checkpoint(
+        &mut self,
+        id: &str,
+        savepoint: Option<std::sync::Arc<str>>,
+    ) -> Option<u64> {
         let State { workers, jobs, .. } = self;
         jobs.iter_mut()
             .find(|j| j.id == id)?
-            .trigger_checkpoint(workers)
+            .trigger_checkpoint(workers, savepoint)
     }
 
     /// Checkpoint `checkpoint` of job `id` completed at `location`.
@@ -201,6 +206,26 @@ impl State {
         let result = jobs.iter_mut().find(|j| j.id == id)?.cancel(workers);
         self.settle();
         Some(result)
+    }
+
+    /// Ends job `id` after a stop-with-savepoint: its subtasks are cancelled and the job
+    /// is Finished once they have stopped.
+    pub(crate) fn stop(&mut self, id: &str) {
+        let State { workers, jobs, .. } = self;
+        if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
+            job.stopping = true;
+            let _ = job.cancel(workers);
+        }
+        self.settle();
+    }
+
+    /// Fails jobs whose channel failures no worker loss has explained in time.
+    pub(crate) fn fail_unexplained(&mut self) {
+        let State { workers, jobs, .. } = self;
+        for job in jobs.iter_mut() {
+            job.fail_if_unexplained(workers);
+        }
+        self.settle();
     }
 
     /// A waiting restart's delay is over.
@@ -360,6 +385,29 @@ mod tests {
         assert_eq!(status(&state, &a), JobStatus::Failed);
         assert_eq!(deployed(&mut inboxes[0]), [a, b.clone()]);
         assert_eq!(status(&state, &b), JobStatus::Running);
+    }
+
+    #[test]
+    fn a_broken_channel_waits_for_the_worker_loss_that_explains_it() {
+        let (mut state, _inboxes) = state_with_workers(&[("w1", 1), ("w2", 1)]);
+        let a = state.submit(job("a", &[2]), None, None);
+        report_all(&mut state, &a, TaskState::Running);
+        // w1's subtask fails first: its channel to w2 broke.
+        state.on_task_state(TaskStateReport {
+            task: Some(TaskId {
+                job_id: a.clone(),
+                attempt: 0,
+                vertex: 0,
+                subtask: 0,
+            }),
+            state: TaskState::Failed.into(),
+            failure: "job failed: sending to another worker failed: h2 protocol error".into(),
+        });
+        assert_eq!(status(&state, &a), JobStatus::Running);
+        state.lose("w2", "its connection broke");
+        assert_eq!(status(&state, &a), JobStatus::Failed);
+        let failure = state.jobs[0].failure.clone().unwrap_or_default();
+        assert!(failure.contains("worker w2 was lost"), "{failure}");
     }
 
     #[test]
