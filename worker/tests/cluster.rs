@@ -900,6 +900,7 @@ fn a_job_whose_worker_is_killed_restarts_from_its_latest_checkpoint() {
         stderr.contains("restarting it from its latest checkpoint"),
         "{stderr}"
     );
+    assert!(stderr.contains("deploying from a checkpoint"), "{stderr}");
     assert_counts_go_on_from_a_checkpoint(&dir.join("out"), lines);
 }
 
@@ -954,6 +955,12 @@ fn a_savepoint_and_a_stop_with_savepoint_restore_into_strom_run() {
         "{first}"
     );
     assert!(Path::new(&first).join("_metadata").exists(), "{first}");
+    let checkpoints = api
+        .call(http::Method::GET, &format!("/v1/jobs/{id}/checkpoints"))
+        .unwrap();
+    assert_eq!(checkpoints["enabled"], true);
+    assert_eq!(checkpoints["savepoints"]["1"]["status"], "COMPLETED");
+    assert_eq!(checkpoints["savepoints"]["1"]["location"], first.as_str());
     // Unknown request ids and jobs are errors that say so.
     let (status, body) = api
         .raw(http::Method::GET, &format!("/v1/jobs/{id}/savepoints/999"))

@@ -19,6 +19,7 @@ pub(crate) fn router(master: MasterService) -> axum::Router {
         .route("/v1/overview", get(overview))
         .route("/v1/jobs", get(jobs).post(submit))
         .route("/v1/jobs/{id}", get(job).patch(cancel))
+        .route("/v1/jobs/{id}/checkpoints", get(checkpoints))
         .route("/v1/jobs/{id}/savepoints", axum::routing::post(savepoint))
         .route("/v1/jobs/{id}/savepoints/{request}", get(savepoint_status))
         .route("/v1/jobs/{id}/stop", axum::routing::post(stop))
@@ -50,7 +51,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         "not_found",
         format!(
             "no endpoint {method} {uri}; the API is GET /v1/overview, GET|POST /v1/jobs, \
-             GET|PATCH /v1/jobs/{{id}}, POST /v1/jobs/{{id}}/savepoints, GET \
+             GET|PATCH /v1/jobs/{{id}}, GET /v1/jobs/{{id}}/checkpoints, POST \
+             /v1/jobs/{{id}}/savepoints, GET \
              /v1/jobs/{{id}}/savepoints/{{request}}, POST /v1/jobs/{{id}}/stop, GET /v1/workers, \
              GET /metrics, /healthz, /readyz"
         ),
@@ -181,6 +183,15 @@ async fn stop(
     body: axum::body::Bytes,
 ) -> Response {
     savepoint_request(&master, &id, &body, true)
+}
+
+/// `GET /v1/jobs/{id}/checkpoints`: counts, the one in flight, the latest completed, and
+/// every savepoint asked for.
+async fn checkpoints(State(master): State<MasterService>, Path(id): Path<String>) -> Response {
+    match master.checkpoints(&id) {
+        Some(view) => Json(view).into_response(),
+        None => unknown_job(&master, &id),
+    }
 }
 
 /// `GET /v1/jobs/{id}/savepoints/{request}`.

@@ -220,8 +220,9 @@ impl JobRun {
                     delay_ms = delay.as_millis() as u64,
                     from = from.as_deref().unwrap_or("scratch"),
                     "{}",
-                    if from.is_some() {
-                        "job failed; restarting it from its latest checkpoint"
+                    if from.is_some() || self.checkpoints.is_some() {
+                        // A checkpoint in flight may still complete before the restart.
+                        "job failed; restarting it from its latest checkpoint, if it has one"
                     } else {
                         "job failed; restarting it from scratch"
                     }

@@ -493,6 +493,26 @@ impl MasterService {
         Some(Ok(c.request_savepoint(directory, stop)))
     }
 
+    /// Job `id`'s checkpoints as `GET /v1/jobs/{id}/checkpoints` shows them.
+    pub(crate) fn checkpoints(&self, id: &str) -> Option<serde_json::Value> {
+        let mut state = self.state();
+        let job = state.job_mut(id)?;
+        Some(match &job.checkpoints {
+            None => serde_json::json!({ "enabled": false }),
+            Some(c) => serde_json::json!({
+                "enabled": true,
+                "interval_ms": c.config.interval.as_millis() as u64,
+                "completed": c.completed,
+                "failed": c.failed,
+                "in_progress": c.pending.as_ref().map(|p| p.barrier.id),
+                "latest": c.latest,
+                "savepoints": c.savepoints.iter()
+                    .map(|(request, status)| (request.to_string(), status))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            }),
+        })
+    }
+
     /// How savepoint request `request` of job `id` stands.
     pub(crate) fn savepoint_status(&self, id: &str, request: u64) -> Option<SavepointStatus> {
         let mut state = self.state();
