@@ -1,6 +1,6 @@
 //! The `strom` command line: `strom run <job>` and `strom jobs` in one process; `strom
 //! master` and `strom worker` for jobs across processes; `strom submit | list | status |
-//! cancel` against a master's REST API.
+//! savepoint | stop | cancel` against a master's REST API.
 //!
 //! Users with their own jobs build their own binary around the same command line:
 //! `fn main() -> ExitCode { strom::main(my_registry()) }`.

@@ -1,5 +1,5 @@
 //! The command line's side of the master's REST API: `strom list`, `strom status`,
-//! `strom cancel`, `strom submit`. Readable text by default, the API's JSON with `--output json`.
+//! `strom cancel`, `strom submit`, `strom savepoint`, `strom stop`. Readable text by default, the API's JSON with `--output json`.
 
 use crate::cluster::master::JobView;
 use bytes::Bytes;

@@ -27,6 +27,7 @@ pub(crate) struct SavepointRequest {
     pub request: u64,
     pub directory: String,
     pub stop: bool,
+    pub asked: Instant,
 }
 
 /// One checkpoint in flight.
@@ -219,6 +220,7 @@ impl JobCheckpoints {
             request,
             directory,
             stop,
+            asked: Instant::now(),
         });
         self.savepoints.insert(request, SavepointStatus::InProgress);
         request

@@ -369,7 +369,29 @@ impl MasterService {
                 .state()
                 .trigger_checkpoint(&id, savepoint.as_deref().map(Into::into));
             let Some(checkpoint) = triggered else {
-                // Not every subtask runs yet: try again shortly.
+                // Not every subtask runs yet: try again shortly; a savepoint gives up after
+                // the checkpoint timeout.
+                let expired = {
+                    let mut state = self.state();
+                    state
+                        .job_mut(&id)
+                        .and_then(|j| j.checkpoints.as_mut())
+                        .and_then(|c| {
+                            let old = c.requests.front()?.asked.elapsed() > c.config.timeout;
+                            if old { c.requests.pop_front() } else { None }
+                        })
+                };
+                if let Some(r) = expired {
+                    self.savepoint_done(
+                        &id,
+                        r.request,
+                        Err(
+                            "the job could not take it in time: not every subtask was running"
+                                .into(),
+                        ),
+                        false,
+                    );
+                }
                 continue;
             };
             last = std::time::Instant::now();
