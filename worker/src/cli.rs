@@ -75,15 +75,9 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Take a savepoint of a running job and print where it went (REST API).
-    Savepoint {
-        /// The job's id (see `strom list`).
-        job: String,
-        /// Where the savepoint goes [default: `savepoints` in the job's checkpoint dir].
-        target: Option<String>,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    /// Take a savepoint of a running job and print where it went (REST API); or
+    /// `strom savepoint inspect <dir>`.
+    Savepoint(SavepointArgs),
     /// Stop a job with a savepoint: take it, then end the job (REST API).
     Stop {
         /// The job's id (see `strom list`).
@@ -116,6 +110,32 @@ struct ApiArgs {
 enum Output {
     Text,
     Json,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct SavepointArgs {
+    #[command(subcommand)]
+    inspect: Option<SavepointCommand>,
+    /// The job's id (see `strom list`).
+    job: Option<String>,
+    /// Where the savepoint goes [default: `savepoints` in the job's checkpoint dir].
+    target: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum SavepointCommand {
+    /// List a checkpoint's or savepoint's operators, key groups, states and sizes.
+    Inspect {
+        /// Its directory (`…/chk-<n>` or `…/savepoint-…`), in any form --checkpoint-dir
+        /// takes.
+        path: String,
+        /// Readable text, or its `_metadata` as JSON.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -434,7 +454,22 @@ pub fn main(registry: JobRegistry) -> ExitCode {
                 Ok(job_text(&job))
             })
         }
-        Command::Savepoint { job, target, api } => savepoint(&job, target, &api, false),
+        Command::Savepoint(SavepointArgs {
+            inspect: Some(SavepointCommand::Inspect { path, output }),
+            ..
+        }) => inspect(&path, output),
+        Command::Savepoint(SavepointArgs {
+            job: Some(job),
+            target,
+            api,
+            ..
+        }) => savepoint(&job, target, &api, false),
+        Command::Savepoint(_) => {
+            eprintln!(
+                "error: name the job (`strom savepoint <job-id> [dir]`), or `strom savepoint inspect <dir>`"
+            );
+            ExitCode::from(2)
+        }
         Command::Stop { job, target, api } => savepoint(&job, target, &api, true),
         Command::Cancel { job, api } => {
             api_call(&api, Method::PATCH, &format!("/v1/jobs/{job}"), |v| {
@@ -522,6 +557,58 @@ fn savepoint(job: &str, target: Option<String>, api: &ApiArgs, stop: bool) -> Ex
             ExitCode::FAILURE
         }
     }
+}
+
+/// `strom savepoint inspect`: what a checkpoint or savepoint holds.
+fn inspect(path: &str, output: Output) -> ExitCode {
+    let restored = match crate::checkpoint::restore::RestoredCheckpoint::open(
+        path,
+        &crate::checkpoint::storage::StorageOptions::default(),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let m = &restored.metadata;
+    let text = match output {
+        Output::Json => serde_json::to_string_pretty(m).unwrap_or_default() + "\n",
+        Output::Text => {
+            let mut out = format!(
+                "checkpoint {} of job {} (max parallelism {}), taken at {} ms\n",
+                m.id, m.job, m.max_parallelism, m.timestamp_ms
+            );
+            for op in &m.operators {
+                out.push_str(&format!("\n{} (parallelism {})\n", op.uid, op.parallelism));
+                for s in &op.subtasks {
+                    let groups = s
+                        .key_groups
+                        .map_or(String::new(), |(a, b)| format!(" key groups {a}..={b}"));
+                    out.push_str(&format!(
+                        "  subtask {}{groups}: {} bytes",
+                        s.subtask, s.keyed_bytes
+                    ));
+                    if s.event_timers + s.processing_timers > 0 {
+                        out.push_str(&format!(
+                            ", timers {} event / {} processing",
+                            s.event_timers, s.processing_timers
+                        ));
+                    }
+                    if s.source_position.is_some() {
+                        out.push_str(", source position");
+                    }
+                    out.push('\n');
+                    for (name, entries) in s.states.iter().chain(&s.broadcast_states) {
+                        out.push_str(&format!("    {name}: {entries} entries\n"));
+                    }
+                }
+            }
+            out
+        }
+    };
+    print!("{text}");
+    ExitCode::SUCCESS
 }
 
 /// `strom submit`: posts the job; with `--wait`, polls it until it ends.

@@ -961,6 +961,17 @@ fn a_savepoint_and_a_stop_with_savepoint_restore_into_strom_run() {
     assert_eq!(checkpoints["enabled"], true);
     assert_eq!(checkpoints["savepoints"]["1"]["status"], "COMPLETED");
     assert_eq!(checkpoints["savepoints"]["1"]["location"], first.as_str());
+    // What it holds, readable.
+    let out = Command::new(STROM)
+        .args(["savepoint", "inspect", &first])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("word-counts (parallelism 2)"), "{text}");
+    assert!(text.contains("key groups 0..=63"), "{text}");
+    assert!(text.contains("rolling-aggregate: "), "{text}");
+    assert!(text.contains("source position"), "{text}");
     // Unknown request ids and jobs are errors that say so.
     let (status, body) = api
         .raw(http::Method::GET, &format!("/v1/jobs/{id}/savepoints/999"))
