@@ -138,6 +138,30 @@ fn checkpointing(storage: &CheckpointStorage) -> CheckpointConfig {
     }
 }
 
+/// Runs job `word-count` of `env` until its first checkpoint has completed, then cancels
+/// it; the checkpoint's id and its location (as `--from-checkpoint` takes it).
+fn cancel_once_checkpointed(
+    env: &StreamEnv,
+    storage: &CheckpointStorage,
+    url: &str,
+) -> (u64, String) {
+    let job = env.execute_async("word-count").expect("starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while block_on(storage.latest("word-count"))
+        .expect("reads")
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    job.cancel();
+    let _ = job.join();
+    let id = block_on(storage.latest("word-count"))
+        .expect("reads")
+        .expect("a checkpoint");
+    (id, format!("{url}/{}", checkpoint_dir("word-count", id)))
+}
+
 #[test]
 fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
     use crate::checkpoint::restore::RestoredCheckpoint;
@@ -161,21 +185,7 @@ fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
             "Hamlet Lines",
         );
         word_counts(&lines).add_sink(|_| {});
-        let first = env.execute_async("word-count").expect("starts");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while block_on(storage.latest("word-count"))
-            .expect("reads")
-            .is_none()
-        {
-            assert!(std::time::Instant::now() < deadline, "no checkpoint");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        first.cancel();
-        let _ = first.join();
-        let id = block_on(storage.latest("word-count"))
-            .expect("reads")
-            .expect("a checkpoint");
-        let location = format!("{url}/{}", checkpoint_dir("word-count", id));
+        let (id, location) = cancel_once_checkpointed(&env, &storage, &url);
         let restored = RestoredCheckpoint::open(&location, &StorageOptions::default())
             .expect("the checkpoint opens");
         let counts_op = restored
@@ -468,21 +478,7 @@ fn a_file_source_resumes_at_the_line_its_checkpoint_recorded() {
         checkpointing: Some(checkpointing(&storage)),
         ..ExecutionConfig::default()
     });
-    let first = env.execute_async("word-count").expect("starts");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while block_on(storage.latest("word-count"))
-        .expect("reads")
-        .is_none()
-    {
-        assert!(std::time::Instant::now() < deadline, "no checkpoint");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    first.cancel();
-    let _ = first.join();
-    let id = block_on(storage.latest("word-count"))
-        .expect("reads")
-        .expect("one");
-    let location = format!("{url}/{}", checkpoint_dir("word-count", id));
+    let (_, location) = cancel_once_checkpointed(&env, &storage, url);
     let restored = RestoredCheckpoint::open(&location, &StorageOptions::default()).expect("opens");
     let (env, second) = job(ExecutionConfig {
         restore: Some(Arc::new(restored)),

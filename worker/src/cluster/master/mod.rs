@@ -158,10 +158,13 @@ async fn stop_signal() -> &'static str {
 /// Runs the master: until its job ends (application mode) or until it is stopped.
 pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Result<MasterExit> {
     // A job that cannot be planned is an error before anything listens.
-    let first_job = options.job.clone();
-    if let Some(job) = &first_job {
-        plan_job(registry, job.clone()).map_err(|e| anyhow::anyhow!("job '{}': {e}", job.name))?;
-    }
+    let first_job = match options.job.clone() {
+        Some(job) => {
+            let name = job.name.clone();
+            Some(plan_job(registry, job).map_err(|e| anyhow::anyhow!("job '{name}': {e}"))?)
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -216,9 +219,9 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
         let mut job_outcome = match first_job {
             // The job this master exists for resumes from its newest checkpoint, as a
             // Flink JobManager recovers its job after a failover.
-            Some(submission) => {
+            Some((plan, checkpointing)) => {
                 let view = master
-                    .submit(submission, true)
+                    .submit_planned(plan, checkpointing, true)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 Some(master.state().job_mut(&view.id).map(|j| j.outcome()))
@@ -300,6 +303,17 @@ impl MasterService {
     ) -> Result<JobView, String> {
         // Building the job runs user code: not under the state's lock.
         let (plan, checkpointing) = plan_job(&self.registry, submission)?;
+        self.submit_planned(plan, checkpointing, resume_latest)
+            .await
+    }
+
+    /// Adds a job planned already (see `submit`).
+    async fn submit_planned(
+        &self,
+        plan: PlannedJob,
+        checkpointing: Option<CheckpointConfig>,
+        resume_latest: bool,
+    ) -> Result<JobView, String> {
         let (checkpoints, initial_restore) = match checkpointing {
             Some(config) => {
                 let storage = &config.storage;

@@ -306,6 +306,10 @@ mod tests {
             .collect()
     }
 
+    fn slots_free(state: &State) -> Vec<u32> {
+        state.worker_views().iter().map(|w| w.slots_free).collect()
+    }
+
     fn status(state: &State, id: &str) -> JobStatus {
         state.jobs.iter().find(|j| j.id == id).unwrap().status
     }
@@ -338,14 +342,7 @@ mod tests {
         assert_eq!(deployed(&mut inboxes[0]), [a.as_str()]);
         assert_eq!(deployed(&mut inboxes[1]), [b.as_str()]);
         assert_eq!(status(&state, &c), JobStatus::Created);
-        assert_eq!(
-            state
-                .worker_views()
-                .iter()
-                .map(|w| w.slots_free)
-                .collect::<Vec<_>>(),
-            [0, 0]
-        );
+        assert_eq!(slots_free(&state), [0, 0]);
 
         report_all(&mut state, &a, TaskState::Running);
         report_all(&mut state, &a, TaskState::Finished);
@@ -353,14 +350,7 @@ mod tests {
         // A's slots are free again: C runs on w1.
         assert_eq!(deployed(&mut inboxes[0]), [c.as_str()]);
         assert_eq!(status(&state, &c), JobStatus::Running);
-        assert_eq!(
-            state
-                .worker_views()
-                .iter()
-                .map(|w| w.slots_free)
-                .collect::<Vec<_>>(),
-            [1, 0]
-        );
+        assert_eq!(slots_free(&state), [1, 0]);
     }
 
     #[test]
