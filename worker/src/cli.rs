@@ -602,6 +602,9 @@ fn inspect(path: &str, output: Output) -> ExitCode {
                     for (name, entries) in s.states.iter().chain(&s.broadcast_states) {
                         out.push_str(&format!("    {name}: {entries} entries\n"));
                     }
+                    for (name, elements) in &s.operator_states {
+                        out.push_str(&format!("    {name}: {elements} list elements\n"));
+                    }
                 }
             }
             out

@@ -67,7 +67,9 @@ pub mod prelude {
     pub use crate::runtime::context::RuntimeContext;
     pub use crate::runtime::executor::{JobHandle, JobResult};
     pub use crate::runtime::output::OutputTag;
-    pub use crate::sink::{Sink, SinkContext, SinkWriter};
+    pub use crate::sink::{
+        Sink, SinkContext, SinkWriter, TransactionalWriter, TwoPhaseCommit, TwoPhaseCommitSink,
+    };
     pub use crate::source::{
         BoxError, DeadLetter, Source, SourceContext, SourceOutput, SourcePoll, SourceReader,
         dead_letter_tag,

@@ -70,6 +70,12 @@ pub trait SourceReader<T: Data> {
         let _ = position;
         Err("this source cannot resume from a checkpoint's position".into())
     }
+    /// Checkpoint `checkpoint` has completed (e.g. to tell an external system how far
+    /// the job has read).
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<(), BoxError> {
+        let _ = checkpoint;
+        Ok(())
+    }
     /// Releases resources; called once at the end or on failure.
     fn close(&mut self) {}
 }

@@ -1002,3 +1002,105 @@ fn a_savepoint_and_a_stop_with_savepoint_restore_into_strom_run() {
     assert!(status.success());
     assert_counts_go_on_from_a_checkpoint(&dir.join("resumed"), lines);
 }
+
+#[test]
+fn workers_killed_again_and_again_leave_exactly_the_output_of_an_undisturbed_run() {
+    let tmp = TempDir::new("cluster-exactly-once");
+    let dir = tmp.path();
+    let lines = 10_000u64;
+    let job = |output: &Path| -> Vec<String> {
+        [
+            "word-count",
+            "--parallelism",
+            "2",
+            "--arg",
+            &format!("events={lines}"),
+            "--arg",
+            &format!("output={}", output.display()),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let alone = dir.join("alone");
+    let status = Command::new(STROM)
+        .arg("run")
+        .args(job(&alone))
+        .arg("--no-summary")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let expected = read_parts(&alone);
+
+    let split = dir.join("split");
+    let mut args = job(&split);
+    args.extend(
+        [
+            "--arg",
+            "exactly-once=true",
+            "--arg",
+            "rate=1000",
+            "--checkpoint-interval-ms",
+            "300",
+            "--checkpoint-dir",
+            &dir.join("checkpoints").display().to_string(),
+            "--restart-strategy",
+            "fixed-delay",
+            "--restart-attempts",
+            "5",
+            "--restart-delay-ms",
+            "200",
+        ]
+        .map(String::from),
+    );
+    let (port, rest_port) = (free_port(), free_port());
+    let mut processes = Processes(vec![
+        master_with_rest(port, rest_port, &args),
+        worker(port, "w1"),
+        worker(port, "w2"),
+    ]);
+    let api =
+        strom::cluster::client::RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
+    let completed = || -> u64 {
+        let Ok(jobs) = api.call(http::Method::GET, "/v1/jobs") else {
+            return 0;
+        };
+        let Some(id) = jobs["jobs"][0]["id"].as_str() else {
+            return 0;
+        };
+        api.call(http::Method::GET, &format!("/v1/jobs/{id}/checkpoints"))
+            .ok()
+            .and_then(|c| c["completed"].as_u64())
+            .unwrap_or(0)
+    };
+    // Each kill comes once the attempt before it has completed two more checkpoints, so
+    // every attempt commits some output and dies with more written but not committed.
+    let mut seen = 0;
+    for (victim, spare) in [(2, "w3"), (1, "w4"), (3, "w5")] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while completed() < seen + 2 {
+            assert!(Instant::now() < deadline, "no new checkpoint completed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seen = completed();
+        processes.0.push(worker(port, spare));
+        processes.0[victim].kill().unwrap();
+    }
+    let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(90));
+    assert!(status.success(), "the master failed:\n{stderr}");
+    assert_eq!(
+        stderr
+            .matches("restarting it from its latest checkpoint")
+            .count(),
+        3,
+        "{stderr}"
+    );
+    // Nothing lost, nothing twice: the committed files hold exactly the undisturbed
+    // run's lines, and no uncommitted file is left behind.
+    assert_eq!(read_parts(&split), expected);
+    let leftovers: Vec<String> = std::fs::read_dir(&split)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

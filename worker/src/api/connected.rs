@@ -12,7 +12,7 @@ use crate::functions::{
 use crate::graph::{BuildContext, Built, ErasedOutputs, NodeKind};
 use crate::operators::broadcast::{BroadcastProcessOp, KeyedBroadcastProcessOp};
 use crate::operators::co_process::{CoFlatMapFns, CoProcessOp, KeyedCoProcessOp};
-use crate::operators::keyed_process::{broadcast_states, keyed_parts};
+use crate::operators::keyed_process::{broadcast_states, keyed_parts, operator_state};
 use crate::record::{Data, Key};
 use crate::runtime::task::TwoInputHead;
 use std::marker::PhantomData;
@@ -94,7 +94,7 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
                 let op = CoProcessOp {
                     base,
                     f,
-                    operator_state: Default::default(),
+                    operator_state: operator_state(ctx)?,
                     _in: PhantomData,
                 };
                 Ok(Built::TwoInput(Box::new(TwoInputHead::new(
@@ -218,7 +218,7 @@ impl<A: Data, B: Data> BroadcastConnectedStream<A, B> {
                     base,
                     f,
                     states: broadcast_states(ctx)?,
-                    operator_state: Default::default(),
+                    operator_state: operator_state(ctx)?,
                     _in: PhantomData,
                 };
                 Ok(Built::TwoInput(Box::new(TwoInputHead::new(

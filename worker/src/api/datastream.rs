@@ -13,7 +13,8 @@ use crate::graph::{
 use crate::hash::stable_hash;
 use crate::operators::OpBase;
 use crate::operators::basic::{FilterFn, FilterOp, FlatMapFn, FlatMapOp, MapFn, MapOp, ProcessOp};
-use crate::operators::sink::SinkOp;
+use crate::operators::keyed_process::operator_state;
+use crate::operators::sink::{SinkOp, WRITER_STATE};
 use crate::operators::timestamps::TimestampsOp;
 use crate::record::{Data, Key};
 use crate::runtime::output::OutputTag;
@@ -241,7 +242,7 @@ impl<T: Data> DataStream<T> {
                 Box::new(ProcessOp {
                     base,
                     f,
-                    operator_state: Default::default(),
+                    operator_state: operator_state(ctx)?,
                     _in: PhantomData,
                 }),
                 ctx.info.name.clone(),
@@ -465,10 +466,23 @@ impl<T: Data> DataStream<T> {
         let sink = Arc::new(sink);
         let s = self.one_input::<T>(name, false, move |ctx, outputs| {
             let base = op_base::<T>(ctx, outputs)?;
+            let restored = ctx.config.restore.as_deref();
+            let restored_states = match restored {
+                Some(r) => r
+                    .operator_lists(&ctx.info.uid, ctx.info.subtask, ctx.info.parallelism)
+                    .map_err(|e| ctx.info.error(format!("restoring the sink's state: {e}")))?
+                    .into_iter()
+                    .filter(|l| l.name == WRITER_STATE)
+                    .flat_map(|l| l.elements)
+                    .collect(),
+                None => Vec::new(),
+            };
             let sctx = SinkContext {
                 operator_name: ctx.info.name.to_string(),
                 subtask_index: ctx.info.subtask,
                 parallelism: ctx.info.parallelism,
+                restored_checkpoint: restored.map(|r| r.metadata.id),
+                restored_states,
             };
             let info = ctx.info.clone();
             let writer = crate::runtime::context::guard!(

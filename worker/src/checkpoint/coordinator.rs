@@ -21,7 +21,7 @@ use crate::runtime::barrier::Barrier;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How a job checkpoints (Flink's `execution.checkpointing.*`).
@@ -57,6 +57,8 @@ pub(crate) struct Coordinator {
     /// task names for log lines.
     pub subtasks: BTreeMap<(usize, usize), String>,
     pub stop: Arc<AtomicBool>,
+    /// Raised to each checkpoint that completes: the subtasks hear of it from there.
+    pub completed: Arc<AtomicU64>,
 }
 
 impl Coordinator {
@@ -117,13 +119,16 @@ impl Coordinator {
             if let Some(acks) = acks {
                 let started = Instant::now();
                 match runtime.block_on(self.write(barrier.clone(), acks)) {
-                    Ok(bytes) => tracing::info!(
-                        checkpoint = id,
-                        bytes,
-                        took_ms = last_start.elapsed().as_millis() as u64,
-                        write_ms = started.elapsed().as_millis() as u64,
-                        "checkpoint completed"
-                    ),
+                    Ok(bytes) => {
+                        tracing::info!(
+                            checkpoint = id,
+                            bytes,
+                            took_ms = last_start.elapsed().as_millis() as u64,
+                            write_ms = started.elapsed().as_millis() as u64,
+                            "checkpoint completed"
+                        );
+                        self.completed.fetch_max(id, Ordering::AcqRel);
+                    }
                     Err(e) => tracing::warn!(
                         checkpoint = id,
                         error = %e,

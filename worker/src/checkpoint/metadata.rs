@@ -47,6 +47,12 @@ pub struct SubtaskMetadata {
     pub broadcast_file: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub broadcast_states: BTreeMap<String, u64>,
+    /// Operator state lists (also a sink's pending transactions): the file (relative to
+    /// the checkpoint's directory) and elements per list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_file: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operator_states: BTreeMap<String, u64>,
     /// A source subtask's position (the reader's own bytes).
     #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
     pub source_position: Option<Vec<u8>>,

@@ -11,6 +11,7 @@ use crate::checkpoint::storage::{
 };
 use crate::keygroup::KeyGroupRange;
 use crate::state::broadcast::RawMap;
+use crate::state::operator::{ListSnapshot, restore_share};
 use crate::state::snapshot::{
     INDEX_LENGTH_BYTES, KeyGroupSnapshot, decode, index_length, read_index, read_section,
     sections_in,
@@ -156,7 +157,30 @@ impl RestoredCheckpoint {
             return Ok(Vec::new());
         }
         let file = copies[subtask % copies.len()];
-        read_broadcast(&self.storage, "", file).map_err(|e| e.to_string())
+        read_state_file(&self.storage, "", file).map_err(|e| e.to_string())
+    }
+
+    /// The operator state lists of operator `uid` that subtask `subtask` of `parallelism`
+    /// restores: lists split evenly over the new subtasks, union lists whole to each.
+    pub(crate) fn operator_lists(
+        &self,
+        uid: &str,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<Vec<ListSnapshot>, String> {
+        let Some(operator) = self.operator(uid) else {
+            return Ok(Vec::new());
+        };
+        if operator.subtasks.iter().all(|s| s.operator_file.is_none()) {
+            return Ok(Vec::new());
+        }
+        let mut old = vec![Vec::new(); operator.parallelism];
+        for s in &operator.subtasks {
+            if let (Some(file), Some(slot)) = (&s.operator_file, old.get_mut(s.subtask)) {
+                *slot = read_state_file(&self.storage, "", file).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(restore_share(old, subtask, parallelism))
     }
 
     /// Where source `uid`'s subtask `subtask` of `parallelism` resumes, if it recorded it.
@@ -220,12 +244,13 @@ impl RestoredCheckpoint {
     }
 }
 
-/// The broadcast states in `file` of the checkpoint in `dir`.
-fn read_broadcast(
+/// The sealed MessagePack file `file` of the checkpoint in `dir` (broadcast states,
+/// operator state lists).
+fn read_state_file<T: serde::de::DeserializeOwned>(
     storage: &CheckpointStorage,
     dir: &str,
     file: &str,
-) -> Result<Vec<(String, RawMap)>, StorageError> {
+) -> Result<T, StorageError> {
     let path = join(dir, file);
     let bytes = block_on(storage.get(&path)).map_err(|e| corrupt(storage, &path, e))??;
     decode(&bytes).map_err(|e| corrupt(storage, &path, e))
@@ -251,6 +276,15 @@ pub(crate) async fn verify_checkpoint(
             let path = join(dir, file);
             let bytes = storage.get(&path).await?;
             decode::<Vec<(String, RawMap)>>(&bytes).map_err(|e| corrupt(storage, &path, e))?;
+        }
+        for file in operator
+            .subtasks
+            .iter()
+            .filter_map(|s| s.operator_file.as_ref())
+        {
+            let path = join(dir, file);
+            let bytes = storage.get(&path).await?;
+            decode::<Vec<ListSnapshot>>(&bytes).map_err(|e| corrupt(storage, &path, e))?;
         }
     }
     Ok(())

@@ -521,3 +521,112 @@ fn a_file_source_resumes_at_the_line_its_checkpoint_recorded() {
     assert_eq!(second, expected);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Numbers each record by how many this instance has seen, counting in operator list
+/// state.
+#[derive(Clone)]
+struct CountSeen;
+
+const SEEN: crate::state::OperatorStateDescriptor<u64> =
+    crate::state::OperatorStateDescriptor::list("seen");
+
+impl crate::functions::ProcessFunction<u64, String> for CountSeen {
+    fn process_element(
+        &mut self,
+        value: u64,
+        ctx: &mut crate::functions::Context<'_>,
+        out: &mut crate::functions::Collector<'_, String>,
+    ) {
+        let seen = ctx.operator_state().list_state(&SEEN);
+        let count = seen.get().first().copied().unwrap_or(0) + 1;
+        seen.update(vec![count]);
+        out.collect(format!("{value} {count}"));
+    }
+}
+
+#[test]
+fn operator_state_and_exactly_once_files_carry_over_a_cancel_and_restore() {
+    use crate::checkpoint::restore::RestoredCheckpoint;
+    use crate::connectors::FileSink;
+    use std::sync::Arc;
+    let url = "memory://exactly-once-restore";
+    let storage = CheckpointStorage::open(url, &StorageOptions::default()).expect("opens");
+    let output = tempfile::tempdir().expect("a temp dir");
+    let numbers = 4000u64;
+    let job = |config: ExecutionConfig, rate: Option<f64>| {
+        let env = StreamEnv::with_config(config);
+        env.add_source(
+            GeneratorSource::new(|i| i).count(numbers).maybe_rate(rate),
+            None,
+            "Numbers",
+        )
+        .uid("numbers")
+        .process(CountSeen)
+        .uid("count-seen")
+        .sink_to(FileSink::text(output.path()).exactly_once())
+        .uid("files");
+        env
+    };
+    let env = job(
+        ExecutionConfig {
+            parallelism: 2,
+            checkpointing: Some(checkpointing(&storage)),
+            ..ExecutionConfig::default()
+        },
+        Some(2000.0),
+    );
+    let (id, location) = cancel_once_checkpointed(&env, &storage, url);
+    let committed = committed_lines(output.path());
+    assert!(
+        !committed.is_empty() && committed.len() < numbers as usize,
+        "checkpoint {id} committed {} lines",
+        committed.len()
+    );
+    let restored = RestoredCheckpoint::open(&location, &StorageOptions::default()).expect("opens");
+    let env = job(
+        ExecutionConfig {
+            parallelism: 2,
+            checkpointing: Some(checkpointing(&storage)),
+            restore: Some(Arc::new(restored)),
+            ..ExecutionConfig::default()
+        },
+        None,
+    );
+    env.execute("word-count").expect("the restored job runs");
+
+    // Every number exactly once; and each instance's count went on from the checkpoint
+    // (instance s sees the numbers of source s, half of them): every count 1..=2000
+    // twice, none more.
+    let mut values = Vec::new();
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for line in committed_lines(output.path()) {
+        let (value, count) = line.split_once(' ').expect("two fields");
+        values.push(value.parse::<u64>().expect("a number"));
+        *counts.entry(count.parse().expect("a count")).or_default() += 1;
+    }
+    values.sort_unstable();
+    assert_eq!(values, (0..numbers).collect::<Vec<_>>());
+    let expected: BTreeMap<u64, usize> = (1..=numbers / 2).map(|c| (c, 2)).collect();
+    assert_eq!(counts, expected);
+    assert!(
+        std::fs::read_dir(output.path()).expect("lists").all(|e| !e
+            .expect("an entry")
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')),
+        "uncommitted files left"
+    );
+}
+
+/// The lines of the committed (visible) files in `dir`.
+fn committed_lines(dir: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("lists") {
+        let entry = entry.expect("an entry");
+        if entry.file_name().to_string_lossy().starts_with("part-") {
+            let text = std::fs::read_to_string(entry.path()).expect("reads");
+            lines.extend(text.lines().map(String::from));
+        }
+    }
+    lines
+}

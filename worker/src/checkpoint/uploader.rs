@@ -91,6 +91,22 @@ async fn upload_operator(
         storage.put(&join(dir, &name), &bytes).await?;
         state.broadcast_file = Some(name);
     }
+    if !op.lists.is_empty() {
+        for list in &op.lists {
+            state
+                .operator_states
+                .insert(list.name.clone(), list.elements.len() as u64);
+        }
+        let bytes = encode(&op.lists).map_err(|why| StorageError::Corrupt {
+            url: storage.url().to_string(),
+            path: dir.to_string(),
+            why,
+        })?;
+        let name = format!("{}/operator-{}", operator_dir(&uid), op.subtask);
+        state.keyed_bytes += bytes.len() as u64;
+        storage.put(&join(dir, &name), &bytes).await?;
+        state.operator_file = Some(name);
+    }
     Ok(OperatorHandle {
         uid,
         parallelism: op.parallelism,

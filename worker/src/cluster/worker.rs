@@ -12,6 +12,7 @@ use crate::runtime::executor::{CancelToken, Deployment, Network, launch_deployme
 use crate::runtime::metrics::JobMetrics;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strom_proto::control::master_client::MasterClient;
@@ -51,6 +52,8 @@ struct RunningAttempt {
     subtasks: Vec<(TaskId, Vec<u32>)>,
     /// Where barriers for this worker's source subtasks go, when the job checkpoints.
     checkpoint_triggers: Vec<crossbeam_channel::Sender<Barrier>>,
+    /// The newest checkpoint the master completed, as this worker's subtasks see it.
+    checkpoint_completed: Arc<AtomicU64>,
 }
 
 /// Job attempts running here, by (job id, attempt).
@@ -240,6 +243,14 @@ async fn attach(
                 }
                 Some(master_message::Kind::CheckpointComplete(done)) => {
                     tracing::debug!(job = %done.job_id, checkpoint = done.checkpoint_id, "checkpoint complete");
+                    let completed = running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&(done.job_id.clone(), done.attempt))
+                        .map(|a| a.checkpoint_completed.clone());
+                    if let Some(completed) = completed {
+                        completed.fetch_max(done.checkpoint_id, Ordering::AcqRel);
+                    }
                 }
                 Some(master_message::Kind::Cancel(cancel)) => {
                     let token = running
@@ -380,8 +391,10 @@ fn deploy_tasks(
     };
     let key = (deploy.job_id.clone(), deploy.attempt);
     let mut checkpoint_triggers = Vec::new();
+    let mut checkpoint_completed = Arc::default();
     if let Some(port) = job.take_checkpoint_port() {
         checkpoint_triggers = port.triggers;
+        checkpoint_completed = port.completed;
         let (to_master, job_id, attempt) =
             (to_master.clone(), deploy.job_id.clone(), deploy.attempt);
         // Until every subtask here has ended: what the uploader wrote, to the master.
@@ -403,6 +416,7 @@ fn deploy_tasks(
             metrics: job.metrics().clone(),
             subtasks,
             checkpoint_triggers,
+            checkpoint_completed,
         },
     );
     tracing::info!(job = %deploy.job_id, tasks = deploy.tasks.len(), "subtasks running");

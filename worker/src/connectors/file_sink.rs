@@ -1,9 +1,10 @@
 //! Writes records as lines to files in a directory: one file per parallel writer
 //! (`part-<subtask>-<n>`), rolled over when it grows past a size. Lines are `Display` text
-//! or JSON.
+//! or JSON. Output is at least once; [`FileSink::exactly_once`] makes it exactly once.
 
+use crate::connectors::FileTransactions;
 use crate::record::Data;
-use crate::sink::{Sink, SinkContext, SinkWriter};
+use crate::sink::{Sink, SinkContext, SinkWriter, TwoPhaseCommit};
 use crate::source::BoxError;
 use serde::Serialize;
 use std::fmt::Display;
@@ -13,7 +14,7 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-type FormatFn<T> = Arc<dyn Fn(&T, &mut Vec<u8>) -> Result<(), BoxError> + Send + Sync>;
+pub(crate) type FormatFn<T> = Arc<dyn Fn(&T, &mut Vec<u8>) -> Result<(), BoxError> + Send + Sync>;
 
 /// A sink writing lines to `part-*` files under a directory.
 pub struct FileSink<T> {
@@ -63,6 +64,18 @@ impl<T: Data> FileSink<T> {
     pub fn max_part_size(mut self, bytes: u64) -> Self {
         self.max_part_bytes = bytes.max(1);
         self
+    }
+
+    /// The same files, written exactly once: each checkpoint's files become visible when
+    /// it completes (see [`FileTransactions`]).
+    pub fn exactly_once(self) -> TwoPhaseCommit<FileTransactions<T>> {
+        TwoPhaseCommit(FileTransactions {
+            dir: self.dir,
+            format: self.format,
+            max_part_bytes: self.max_part_bytes,
+            rollover: None,
+            _t: PhantomData,
+        })
     }
 }
 

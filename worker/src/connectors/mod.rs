@@ -1,9 +1,10 @@
 //! Local connectors: generator, collection, channel, file and socket sources; print, file
-//! and collect sinks.
+//! (at-least-once and exactly-once) and collect sinks.
 
 pub mod channel;
 pub mod collect;
 pub mod collection;
+pub mod exactly_once_file_sink;
 pub mod file;
 pub mod file_sink;
 pub mod generator;
@@ -13,6 +14,7 @@ pub mod socket;
 pub use channel::{ChannelSource, Feed};
 pub use collect::CollectHandle;
 pub use collection::CollectionSource;
+pub use exactly_once_file_sink::FileTransactions;
 pub use file::FileSource;
 pub use file_sink::FileSink;
 pub use generator::GeneratorSource;

@@ -11,7 +11,7 @@
 
 use crate::api::{DataStream, StreamEnv};
 use crate::config::RuntimeMode;
-use crate::connectors::GeneratorSource;
+use crate::connectors::{FileSink, GeneratorSource};
 use crate::jobs::{ArgSpec, JobArgs, JobSpec};
 use crate::source::{DeadLetter, dead_letter_tag};
 use anyhow::bail;
@@ -134,6 +134,11 @@ const ARGS: &[ArgSpec] = &[
         "directory for part-* files with one (word,count) per line; empty = print to stdout",
     ),
     ArgSpec::new(
+        "exactly-once",
+        "false",
+        "true = write the output files exactly once: each checkpoint's part files become visible when it completes (needs --checkpoint-interval-ms)",
+    ),
+    ArgSpec::new(
         "events",
         "105",
         "number of generated lines (the 35-line text, cycled); 0 or unbounded = never stop (streaming only)",
@@ -170,10 +175,25 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
         }
     };
     let counts = word_counts(&lines);
-    match args.path("output") {
-        Some(dir) => counts.write_as_text(dir).name("Word Counts to Files"),
-        None => counts.print().name("Print Word Counts"),
+    let exactly_once = args.bool("exactly-once")?;
+    let Some(dir) = args.path("output") else {
+        if exactly_once {
+            bail!("--arg exactly-once=true needs --arg output=<dir>");
+        }
+        counts.print().name("Print Word Counts");
+        return Ok(());
     };
+    let sink = if exactly_once {
+        if env.config().checkpointing.is_none() {
+            bail!(
+                "--arg exactly-once=true commits the output at checkpoints: give --checkpoint-interval-ms too"
+            );
+        }
+        counts.sink_to(FileSink::text(dir).exactly_once())
+    } else {
+        counts.write_as_text(dir)
+    };
+    sink.name("Word Counts to Files").uid("word-count-output");
     Ok(())
 }
 

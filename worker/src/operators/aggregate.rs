@@ -122,6 +122,9 @@ impl<K: Key, T: Data, F: FnMut(T, T) -> T> Consumer<T> for RollingOp<K, T, F> {
     fn flush(&mut self) -> TaskResult {
         self.base.out.flush_downstream()
     }
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        self.base.out.notify_checkpoint_complete(checkpoint)
+    }
     fn close(&mut self) {
         self.base.out.close();
     }

@@ -11,7 +11,9 @@ use crate::operators::co_process::process_plain;
 use crate::operators::keyed_process::{KeySelector, KeyedParts, fire_timers, process_keyed};
 use crate::operators::{OpBase, forward_control};
 use crate::record::{Batch, Data, Key, TimeDomain};
-use crate::runtime::barrier::{Barrier, OperatorSnapshot, snapshot_keyed, with_broadcast};
+use crate::runtime::barrier::{
+    Barrier, OperatorSnapshot, push_operator_state, snapshot_keyed, with_broadcast,
+};
 use crate::runtime::context::guard;
 use crate::runtime::task::TwoInputOperator;
 use crate::state::backend::KeyedBackend;
@@ -80,9 +82,10 @@ impl<I: Data, B: Data, O: Data, F: BroadcastProcessFunction<I, B, O>> TwoInputOp
         barrier: Barrier,
         snapshots: &mut Vec<OperatorSnapshot>,
     ) -> TaskResult {
-        let snapshot = with_broadcast(&self.base.info, None, &self.states)
-            .map_err(|e| self.base.info.error(e))?;
-        snapshots.push(snapshot);
+        let info = &self.base.info;
+        with_broadcast(info, None, &self.states)
+            .and_then(|s| push_operator_state(info, Some(s), &self.operator_state, snapshots))
+            .map_err(|e| info.error(e))?;
         self.base.out.emit_barrier(barrier, snapshots)
     }
 

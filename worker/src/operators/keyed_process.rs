@@ -11,6 +11,7 @@ use crate::runtime::context::{OperatorInfo, guard};
 use crate::state::backend::KeyedBackend;
 use crate::state::broadcast::BroadcastStates;
 use crate::state::heap::KeyContext;
+use crate::state::operator::OperatorStateStore;
 use crate::state::timers::Timers;
 use std::marker::PhantomData;
 use std::rc::Rc;
@@ -52,6 +53,19 @@ pub(crate) fn broadcast_states(ctx: &BuildContext<'_>) -> TaskResult<BroadcastSt
         states.restore(restored);
     }
     Ok(states)
+}
+
+/// The operator state of an operator instance, with its share of what a checkpoint it
+/// starts from holds.
+pub(crate) fn operator_state(ctx: &BuildContext<'_>) -> TaskResult<OperatorStateStore> {
+    let store = OperatorStateStore::default();
+    if let Some(restored) = &ctx.config.restore {
+        let lists = restored
+            .operator_lists(&ctx.info.uid, ctx.info.subtask, ctx.info.parallelism)
+            .map_err(|e| ctx.info.error(format!("restoring its operator state: {e}")))?;
+        store.restore(lists);
+    }
+    Ok(store)
 }
 
 /// Makes `key` current, or fails naming the operator.

@@ -104,6 +104,9 @@ macro_rules! forward_control {
         fn flush(&mut self) -> $crate::error::TaskResult {
             self.base.out.flush_downstream()
         }
+        fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> $crate::error::TaskResult {
+            self.base.out.notify_checkpoint_complete(checkpoint)
+        }
         fn close(&mut self) {
             $crate::operators::forward_control!(@close $close, self);
         }

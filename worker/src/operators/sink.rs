@@ -1,4 +1,6 @@
 //! The sink operator: hands records to a user [`SinkWriter`](crate::sink::SinkWriter).
+//! A writer's checkpoint state is operator list state of the sink ([`WRITER_STATE`]), one
+//! element per writer, so a rescale hands each old writer's state to one new writer.
 
 use crate::error::{Position, TaskResult};
 use crate::operators::OpBase;
@@ -7,6 +9,10 @@ use crate::runtime::barrier::{Barrier, OperatorSnapshot};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::context::guard;
 use crate::sink::SinkWriter;
+use crate::state::operator::{ListSnapshot, Redistribution};
+
+/// The operator state list that holds each writer's state.
+pub(crate) const WRITER_STATE: &str = "sink-writer-state";
 
 pub(crate) struct SinkOp<T> {
     /// Sinks have no output; the base keeps identity, counters and services.
@@ -52,10 +58,48 @@ impl<T: Data> Consumer<T> for SinkOp<T> {
                 .map_err(|e| b.info.error(format!("sink failed to flush: {e}")))
         })
     }
-    /// What the sink wrote before the barrier is flushed (at-least-once); sinks have no
-    /// one to pass the barrier to.
-    fn process_barrier(&mut self, _: Barrier, _: &mut Vec<OperatorSnapshot>) -> TaskResult {
-        self.flush()
+    /// The writer snapshots (by default it flushes: at-least-once); sinks have no one to
+    /// pass the barrier to.
+    fn process_barrier(
+        &mut self,
+        barrier: Barrier,
+        snapshots: &mut Vec<OperatorSnapshot>,
+    ) -> TaskResult {
+        let b = &mut self.base;
+        let w = &mut self.writer;
+        let state = guard!(b.info, Position::Lifecycle("snapshotting the sink"), {
+            w.snapshot_state(barrier.id).map_err(|e| {
+                b.info.error(format!(
+                    "sink failed to snapshot for checkpoint {}: {e}",
+                    barrier.id
+                ))
+            })
+        })?;
+        if let Some(state) = state {
+            snapshots.push(OperatorSnapshot {
+                uid: b.info.uid.clone(),
+                subtask: b.info.subtask,
+                parallelism: b.info.parallelism,
+                lists: vec![ListSnapshot {
+                    name: WRITER_STATE.into(),
+                    mode: Redistribution::EvenSplit,
+                    elements: vec![state],
+                }],
+                ..OperatorSnapshot::default()
+            });
+        }
+        Ok(())
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        let b = &mut self.base;
+        let w = &mut self.writer;
+        guard!(b.info, Position::Lifecycle("committing the sink"), {
+            w.notify_checkpoint_complete(checkpoint).map_err(|e| {
+                b.info.error(format!(
+                    "sink failed to commit the output of checkpoint {checkpoint}: {e}"
+                ))
+            })
+        })
     }
     fn close(&mut self) {
         let w = &mut self.writer;

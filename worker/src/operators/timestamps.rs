@@ -101,6 +101,9 @@ impl<T: Data> Consumer<T> for TimestampsOp<T> {
     ) -> TaskResult {
         self.base.out.emit_barrier(barrier, snapshots)
     }
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        self.base.out.notify_checkpoint_complete(checkpoint)
+    }
     fn close(&mut self) {
         self.base.out.close();
     }

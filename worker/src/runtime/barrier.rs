@@ -9,11 +9,13 @@ use crate::record::{Data, Key};
 use crate::runtime::context::OperatorInfo;
 use crate::state::backend::KeyedBackend;
 use crate::state::broadcast::{BroadcastStates, RawMap};
+use crate::state::operator::{ListSnapshot, OperatorStateStore};
 use crate::state::snapshot::KeyGroupSnapshot;
 use crate::state::timers::Timers;
 use crossbeam_channel::{Receiver, Sender};
 use std::hash::Hash;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Everything before the barrier belongs to checkpoint `id`, everything after to later.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub(crate) struct OperatorSnapshot {
     pub source_position: Option<Vec<u8>>,
     /// Broadcast states, by name.
     pub broadcast: Vec<(String, RawMap)>,
+    /// Operator state lists (also a sink's transactions), by name.
+    pub lists: Vec<ListSnapshot>,
 }
 
 /// The snapshot of a keyed operator's state and timers.
@@ -61,7 +65,34 @@ pub(crate) fn snapshot_keyed<K: Key, N: Data + Hash + Eq>(
         keyed,
         source_position: None,
         broadcast: Vec::new(),
+        lists: Vec::new(),
     })
+}
+
+/// Adds an operator's list state to its snapshot (making one if it has no other state),
+/// if it has any.
+pub(crate) fn push_operator_state(
+    info: &OperatorInfo,
+    snapshot: Option<OperatorSnapshot>,
+    store: &OperatorStateStore,
+    snapshots: &mut Vec<OperatorSnapshot>,
+) -> Result<(), String> {
+    let lists = store.snapshot()?;
+    match snapshot {
+        Some(mut s) => {
+            s.lists = lists;
+            snapshots.push(s);
+        }
+        None if !lists.is_empty() => snapshots.push(OperatorSnapshot {
+            uid: info.uid.clone(),
+            subtask: info.subtask,
+            parallelism: info.parallelism,
+            lists,
+            ..OperatorSnapshot::default()
+        }),
+        None => {}
+    }
+    Ok(())
 }
 
 /// The snapshot of an operator's broadcast states (and its keyed state, if it has any).
@@ -103,9 +134,22 @@ pub(crate) struct TaskCheckpointing {
     /// Barriers to inject: for source subtasks only.
     pub triggers: Option<Receiver<Barrier>>,
     pub acks: Sender<SubtaskAck>,
+    /// The newest checkpoint of the job known to have completed (0: none), shared by
+    /// the job's subtasks in this process and raised by the coordinator (or by the
+    /// master's word).
+    pub completed: Arc<AtomicU64>,
 }
 
 impl TaskCheckpointing {
+    /// A checkpoint that completed since `notified`, which it then becomes.
+    pub(crate) fn newly_completed(&self, notified: &mut u64) -> Option<u64> {
+        let completed = self.completed.load(Ordering::Acquire);
+        (completed > *notified).then(|| {
+            *notified = completed;
+            completed
+        })
+    }
+
     /// Sends the snapshot of checkpoint `id` to the coordinator. A coordinator that is
     /// gone (the job is ending) is not an error of the task.
     pub(crate) fn ack(&self, barrier: &Barrier, operators: Vec<OperatorSnapshot>) {

@@ -28,6 +28,9 @@ pub(crate) trait Consumer<T> {
         barrier: Barrier,
         snapshots: &mut Vec<OperatorSnapshot>,
     ) -> TaskResult;
+    /// Checkpoint `checkpoint` is complete: what was pre-committed at its barrier (and
+    /// before) may be committed. Every operator of the chain hears of it.
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult;
     /// Release resources. Called once, after `end_input` or on failure/cancellation.
     fn close(&mut self);
 }
@@ -92,6 +95,11 @@ impl<T: Clone> Consumer<T> for FanOut<T> {
             .iter_mut()
             .try_for_each(|t| t.process_barrier(barrier.clone(), snapshots))
     }
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        self.targets
+            .iter_mut()
+            .try_for_each(|t| t.notify_checkpoint_complete(checkpoint))
+    }
     fn close(&mut self) {
         self.targets.iter_mut().for_each(|t| t.close());
     }
@@ -121,6 +129,9 @@ impl<T> Consumer<T> for Discard {
         Ok(())
     }
     fn process_barrier(&mut self, _: Barrier, _: &mut Vec<OperatorSnapshot>) -> TaskResult {
+        Ok(())
+    }
+    fn notify_checkpoint_complete(&mut self, _: u64) -> TaskResult {
         Ok(())
     }
     fn close(&mut self) {}

@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -417,6 +417,8 @@ enum CheckpointSetup {
 pub(crate) struct CheckpointPort {
     pub triggers: Vec<Sender<Barrier>>,
     pub uploads: Receiver<Upload>,
+    /// Raise to the id of a checkpoint the master completed: the subtasks here hear of it.
+    pub completed: Arc<AtomicU64>,
 }
 
 /// Each local subtask's link to the checkpoint coordinator, by (vertex, subtask).
@@ -437,6 +439,7 @@ fn start_checkpointing(
         return Ok((links, CheckpointSetup::None));
     };
     let (acks_tx, acks) = unbounded();
+    let completed = Arc::new(AtomicU64::new(0));
     let mut triggers = std::collections::BTreeMap::new();
     for (vi, vertex) in plan.vertices.iter().enumerate() {
         let is_source = matches!(graph.nodes[vertex.head].kind, NodeKind::Source(_));
@@ -457,6 +460,7 @@ fn start_checkpointing(
                     subtask: s,
                     triggers: trigger,
                     acks: acks_tx.clone(),
+                    completed: completed.clone(),
                 },
             );
         }
@@ -470,7 +474,11 @@ fn start_checkpointing(
         let triggers = triggers.into_values().collect();
         return Ok((
             links,
-            CheckpointSetup::Remote(CheckpointPort { triggers, uploads }),
+            CheckpointSetup::Remote(CheckpointPort {
+                triggers,
+                uploads,
+                completed,
+            }),
         ));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -482,6 +490,7 @@ fn start_checkpointing(
         acks: uploads,
         subtasks: names,
         stop: stop.clone(),
+        completed,
     };
     let thread = std::thread::Builder::new()
         .name("checkpoint coordinator".into())

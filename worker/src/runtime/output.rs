@@ -67,6 +67,7 @@ pub(crate) trait ErasedSideOutput {
         barrier: Barrier,
         snapshots: &mut Vec<OperatorSnapshot>,
     ) -> TaskResult;
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult;
     fn close(&mut self);
 }
 
@@ -125,6 +126,9 @@ impl<X: Data> ErasedSideOutput for SideOutput<X> {
     ) -> TaskResult {
         self.flush()?;
         self.consumer.process_barrier(barrier, snapshots)
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        self.consumer.notify_checkpoint_complete(checkpoint)
     }
     fn close(&mut self) {
         self.consumer.close();
@@ -198,6 +202,9 @@ impl SideOutputs {
     ) -> TaskResult {
         self.each(|o| o.process_barrier(barrier.clone(), snapshots))
     }
+    pub(crate) fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        self.each(|o| o.notify_checkpoint_complete(checkpoint))
+    }
     pub(crate) fn close(&mut self) {
         for out in &mut self.outputs {
             out.close();
@@ -266,6 +273,12 @@ impl<O> Output<O> {
         self.flush()?;
         self.main.process_barrier(barrier.clone(), snapshots)?;
         self.sides.process_barrier(barrier, snapshots)
+    }
+
+    /// Tells every operator downstream in the chain that `checkpoint` is complete.
+    pub(crate) fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        self.main.notify_checkpoint_complete(checkpoint)?;
+        self.sides.notify_checkpoint_complete(checkpoint)
     }
 
     pub(crate) fn emit_status(&mut self, status: WatermarkStatus) -> TaskResult {

@@ -35,6 +35,7 @@ pub(crate) trait TaskHead {
         barrier: Barrier,
         snapshots: &mut Vec<OperatorSnapshot>,
     ) -> TaskResult;
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult;
     fn close(&mut self);
 }
 
@@ -89,6 +90,9 @@ impl<I: Data> TaskHead for OneInputHead<I> {
     ) -> TaskResult {
         self.consumer.process_barrier(barrier, snapshots)
     }
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        self.consumer.notify_checkpoint_complete(checkpoint)
+    }
     fn close(&mut self) {
         self.consumer.close();
     }
@@ -113,6 +117,7 @@ pub(crate) trait TwoInputOperator<I1, I2> {
         barrier: Barrier,
         snapshots: &mut Vec<OperatorSnapshot>,
     ) -> TaskResult;
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult;
     fn close(&mut self);
 }
 
@@ -162,6 +167,9 @@ impl<I1: Data, I2: Data> TaskHead for TwoInputHead<I1, I2> {
     ) -> TaskResult {
         self.op.process_barrier(barrier, snapshots)
     }
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        self.op.notify_checkpoint_complete(checkpoint)
+    }
     fn close(&mut self) {
         self.op.close();
     }
@@ -181,6 +189,8 @@ pub(crate) trait SourceDriver {
     -> TaskResult;
     /// The reader's position (also once it has ended).
     fn final_state(&mut self) -> TaskResult<OperatorSnapshot>;
+    /// The reader and the chain hear that `checkpoint` completed.
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult;
     fn close(&mut self);
 }
 
@@ -282,6 +292,18 @@ impl<T: Data> SourceDriver for SourceHead<T> {
         })
     }
 
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> TaskResult {
+        let info = self.state.info.clone();
+        self.reader
+            .notify_checkpoint_complete(checkpoint)
+            .map_err(|e| {
+                info.error(format!(
+                    "source failed on the completion of checkpoint {checkpoint}: {e}"
+                ))
+            })?;
+        self.state.out.notify_checkpoint_complete(checkpoint)
+    }
+
     fn close(&mut self) {
         let name = self.info().name.clone();
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reader.close())).is_err() {
@@ -315,7 +337,15 @@ fn input_loop(
     let mut valve_out = Vec::new();
     // The checkpoint whose barriers are being aligned.
     let mut aligning: Option<Barrier> = None;
+    let mut notified = 0;
     loop {
+        // Before the cancel flag: a stop-with-savepoint completes its savepoint, then
+        // cancels, and the sinks must commit what the savepoint holds first.
+        if let Some(link) = &services.checkpoints
+            && let Some(done) = link.newly_completed(&mut notified)
+        {
+            head.notify_checkpoint_complete(done)?;
+        }
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
         }
@@ -471,7 +501,13 @@ fn source_loop(
         .config
         .auto_watermark_interval
         .max(Duration::from_millis(1));
+    let mut notified = 0;
     loop {
+        if let Some(link) = &services.checkpoints
+            && let Some(done) = link.newly_completed(&mut notified)
+        {
+            driver.notify_checkpoint_complete(done)?;
+        }
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
         }

@@ -341,6 +341,11 @@ impl<T: Data> Consumer<T> for NetworkWriter<T> {
         self.broadcast_control(|| Envelope::Barrier(barrier.clone()))
     }
 
+    /// The tasks downstream hear of it from their own process, not through channels.
+    fn notify_checkpoint_complete(&mut self, _: u64) -> TaskResult {
+        Ok(())
+    }
+
     fn flush(&mut self) -> TaskResult {
         for i in 0..self.channels.len() {
             self.send_buffer(i)?;

@@ -437,6 +437,11 @@ impl JobRun {
         };
         checkpoints.latest = Some(location);
         checkpoints.completed += 1;
+        self.notify_checkpoint_complete(workers, id);
+    }
+
+    /// Every worker of the attempt hears that checkpoint (or savepoint) `id` completed.
+    pub(crate) fn notify_checkpoint_complete(&self, workers: &[WorkerEntry], id: u64) {
         let done = NotifyCheckpointComplete {
             job_id: self.id.clone(),
             attempt: self.attempt,

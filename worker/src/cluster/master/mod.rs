@@ -403,7 +403,7 @@ impl MasterService {
                             "the job could not take it in time: not every subtask was running"
                                 .into(),
                         ),
-                        false,
+                        None,
                     );
                 }
                 continue;
@@ -433,7 +433,7 @@ impl MasterService {
                 Progress::Failed(why) => {
                     tracing::warn!(job = %id, checkpoint, reason = %why, "checkpoint failed; the next one will be tried");
                     if let Some(r) = request {
-                        self.savepoint_done(&id, r.request, Err(why), false);
+                        self.savepoint_done(&id, r.request, Err(why), None);
                     }
                     continue;
                 }
@@ -461,7 +461,12 @@ impl MasterService {
                 if let Ok((location, bytes)) = &done {
                     tracing::info!(job = %id, savepoint = %location, bytes, write_ms = started.elapsed().as_millis() as u64, "savepoint completed");
                 }
-                self.savepoint_done(&id, r.request, done.map(|(l, _)| l), r.stop);
+                self.savepoint_done(
+                    &id,
+                    r.request,
+                    done.map(|(l, _)| l),
+                    r.stop.then_some(checkpoint),
+                );
                 continue;
             }
             match complete(&config, &name, max_parallelism, barrier, handles).await {
@@ -480,9 +485,15 @@ impl MasterService {
         }
     }
 
-    /// Records how savepoint request `request` of job `id` ended; with `stop`, a
-    /// completed savepoint ends the job.
-    fn savepoint_done(&self, id: &str, request: u64, done: Result<String, String>, stop: bool) {
+    /// Records how savepoint request `request` of job `id` ended; with `stop` (the
+    /// savepoint's checkpoint id), a completed savepoint ends the job.
+    fn savepoint_done(
+        &self,
+        id: &str,
+        request: u64,
+        done: Result<String, String>,
+        stop: Option<u64>,
+    ) {
         let mut state = self.state();
         let completed = done.is_ok();
         if let Some(c) = state.job_mut(id).and_then(|j| j.checkpoints.as_mut()) {
@@ -495,8 +506,8 @@ impl MasterService {
             };
             c.savepoints.insert(request, status);
         }
-        if stop && completed {
-            state.stop(id);
+        if let Some(savepoint) = stop.filter(|_| completed) {
+            state.stop(id, savepoint);
         }
     }
 

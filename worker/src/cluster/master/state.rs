@@ -208,11 +208,14 @@ impl State {
         Some(result)
     }
 
-    /// Ends job `id` after a stop-with-savepoint: its subtasks are cancelled and the job
-    /// is Finished once they have stopped.
-    pub(crate) fn stop(&mut self, id: &str) {
+    /// Ends job `id` after its stop-with-savepoint `savepoint` completed: its subtasks
+    /// hear of the savepoint, are cancelled, and the job is Finished once they stopped.
+    pub(crate) fn stop(&mut self, id: &str, savepoint: u64) {
         let State { workers, jobs, .. } = self;
         if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
+            // Sinks commit what the savepoint holds before they are cancelled: the
+            // workers take both messages in this order.
+            job.notify_checkpoint_complete(workers, savepoint);
             job.stopping = true;
             let _ = job.cancel(workers);
         }

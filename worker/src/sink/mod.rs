@@ -2,16 +2,29 @@
 //!
 //! A [`Sink`] creates one [`SinkWriter`] per parallel instance. Writers are told to
 //! `flush` whenever their task's input runs dry, and to `finish` at the end of input.
+//! At a checkpoint barrier a writer snapshots its state (by default it flushes: output is
+//! at least once); once the checkpoint completes it hears of it, which is when a
+//! [`two_phase`] sink commits what it wrote before the barrier (exactly once).
+
+pub mod two_phase;
+
+pub use two_phase::{TransactionalWriter, TwoPhaseCommit, TwoPhaseCommitSink};
 
 use crate::record::Data;
 use crate::source::BoxError;
 
 /// Where one parallel writer runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SinkContext {
     pub operator_name: String,
     pub subtask_index: usize,
     pub parallelism: usize,
+    /// The checkpoint or savepoint the job starts from, if any.
+    pub restored_checkpoint: Option<u64>,
+    /// The states (from [`SinkWriter::snapshot_state`]) of the writers of that checkpoint
+    /// this writer takes over: its own at the same parallelism; after a rescale, those of
+    /// old writers `i` with `i % parallelism == subtask_index`.
+    pub restored_states: Vec<Vec<u8>>,
 }
 
 /// Describes a sink; creates one writer per parallel instance.
@@ -47,6 +60,19 @@ pub trait SinkWriter<T> {
     /// The input ended: write what is pending.
     fn finish(&mut self) -> Result<(), BoxError> {
         self.flush()
+    }
+    /// A checkpoint barrier: what was written before it must be in the checkpoint's
+    /// keeping. The writer's state for the checkpoint (e.g. the transactions it
+    /// pre-committed), or `None` if it keeps none; by default it flushes.
+    fn snapshot_state(&mut self, checkpoint: u64) -> Result<Option<Vec<u8>>, BoxError> {
+        let _ = checkpoint;
+        self.flush()?;
+        Ok(None)
+    }
+    /// Checkpoint `checkpoint` has completed (also every one before it).
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<(), BoxError> {
+        let _ = checkpoint;
+        Ok(())
     }
     /// Release resources; called once, also on failure.
     fn close(&mut self) {}
