@@ -50,6 +50,23 @@ pub trait Source<T: Data>: Send + Sync + 'static {
     fn is_bounded(&self) -> bool;
     /// The reader for one parallel instance.
     fn create_reader(&self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError>;
+    /// For a restore at another parallelism: the positions the old readers recorded
+    /// (`old[s]` for old subtask `s`, `None` where one recorded none), spread over
+    /// `parallelism` new readers so that each record is read once. By default a source
+    /// cannot change its parallelism on restore.
+    fn rescale_positions(
+        &self,
+        old: Vec<Option<Vec<u8>>>,
+        parallelism: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>, BoxError> {
+        let _ = parallelism;
+        Err(format!(
+            "this source cannot spread its positions over another parallelism; give it its \
+             old parallelism ({})",
+            old.len()
+        )
+        .into())
+    }
 }
 
 /// Reads one parallel share of a source.

@@ -1104,3 +1104,124 @@ fn workers_killed_again_and_again_leave_exactly_the_output_of_an_undisturbed_run
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_job_stopped_with_savepoints_and_resubmitted_at_2_4_1_writes_exactly_its_output() {
+    use http::Method;
+    use strom::cluster::client::RestClient;
+    let tmp = TempDir::new("cluster-rescale");
+    let dir = tmp.path();
+    let lines = 20_000u64;
+    let expected = run_alone(
+        &[
+            "word-count",
+            "--parallelism",
+            "2",
+            "--arg",
+            &format!("events={lines}"),
+            "--arg",
+            &format!("output={}", dir.join("alone").display()),
+        ]
+        .map(String::from),
+        &dir.join("alone"),
+    );
+    let (port, rest_port) = (free_port(), free_port());
+    let mut processes = Processes(vec![master_with_rest(port, rest_port, &[])]);
+    for id in ["w1", "w2", "w3", "w4"] {
+        processes.0.push(worker(port, id));
+    }
+    let api = RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api
+        .call(Method::GET, "/v1/overview")
+        .map_or(true, |o| o["slots_free"] != 4)
+    {
+        assert!(Instant::now() < deadline, "the workers did not attach");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = dir.join("out");
+    let submit = |parallelism: &str, from: Option<&str>, extra: &[&str]| -> String {
+        let mut args = vec![
+            "submit".to_string(),
+            "word-count".into(),
+            "--parallelism".into(),
+            parallelism.into(),
+            "--arg".into(),
+            format!("events={lines}"),
+            "--arg".into(),
+            format!("output={}", output.display()),
+            "--arg".into(),
+            "exactly-once=true".into(),
+            "--checkpoint-interval-ms".into(),
+            "300".into(),
+            "--checkpoint-dir".into(),
+            dir.join("checkpoints").display().to_string(),
+        ];
+        if let Some(from) = from {
+            args.extend(["--from-checkpoint".into(), from.to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = cli(rest_port, &args);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let completed = |id: &str| -> u64 {
+        api.call(Method::GET, &format!("/v1/jobs/{id}/checkpoints"))
+            .ok()
+            .and_then(|c| c["completed"].as_u64())
+            .unwrap_or(0)
+    };
+    let savepoints = dir.join("savepoints").display().to_string();
+    // Runs at 2, then 4, each stopped with a savepoint once it has committed some
+    // output; the last at 1 runs to the end.
+    let mut from: Option<String> = None;
+    for parallelism in ["2", "4"] {
+        let id = submit(parallelism, from.as_deref(), &["--arg", "rate=2000"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while completed(&id) < 2 {
+            assert!(Instant::now() < deadline, "{id} took no checkpoint");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (code, out, err) = cli(rest_port, &["stop", &id, &savepoints]);
+        assert_eq!(code, 0, "{err}");
+        from = Some(out.trim().to_string());
+        // Once stopped, what the savepoint holds is committed and what came after it is
+        // gone: no pending or in-progress file is left.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while api.call(Method::GET, &format!("/v1/jobs/{id}")).unwrap()["state"] != "Finished" {
+            assert!(Instant::now() < deadline, "{id} did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let hidden: Vec<String> = std::fs::read_dir(&output)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+    }
+    let last = [
+        "submit",
+        "word-count",
+        "--parallelism",
+        "1",
+        "--arg",
+        &format!("events={lines}"),
+        "--arg",
+        &format!("output={}", output.display()),
+        "--arg",
+        "exactly-once=true",
+        "--checkpoint-interval-ms",
+        "300",
+        "--checkpoint-dir",
+        &dir.join("checkpoints").display().to_string(),
+        "--from-checkpoint",
+        from.as_deref().unwrap(),
+        "--wait",
+    ];
+    let (code, out, err) = cli(rest_port, &last);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("state     Finished"), "{out}");
+    // The three runs' committed files: every word's counts 1..=n, once each.
+    assert_eq!(read_parts(&output), expected);
+}

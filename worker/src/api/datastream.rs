@@ -482,6 +482,7 @@ impl<T: Data> DataStream<T> {
                 subtask_index: ctx.info.subtask,
                 parallelism: ctx.info.parallelism,
                 restored_checkpoint: restored.map(|r| r.metadata.id),
+                restored_from: restored.map(|r| r.location().to_string()),
                 restored_states,
             };
             let info = ctx.info.clone();

@@ -90,10 +90,26 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceNode<T, S> {
                     .map_err(|e| info.error(format!("could not open the source: {e}")))
             }
         )?;
-        if let Some(restored) = &ctx.config.restore {
-            let position = restored
-                .source_position(&info.uid, info.subtask, info.parallelism)
-                .map_err(|e| info.error(e))?;
+        if let Some(old) = ctx
+            .config
+            .restore
+            .as_ref()
+            .and_then(|r| r.source_positions(&info.uid))
+        {
+            let mut positions = if old.len() == info.parallelism {
+                old
+            } else {
+                let from = old.len();
+                self.source
+                    .rescale_positions(old, info.parallelism)
+                    .map_err(|e| {
+                        info.error(format!(
+                            "could not spread the positions of {from} readers over {}: {e}",
+                            info.parallelism
+                        ))
+                    })?
+            };
+            let position = positions.get_mut(info.subtask).and_then(Option::take);
             if let Some(position) = position {
                 reader
                     .restore_position(&position)

@@ -103,12 +103,28 @@ pub struct RestoredCheckpoint {
     pub metadata: CheckpointMetadata,
 }
 
-fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map(|rt| rt.block_on(f))
-        .map_err(|e| format!("cannot start an I/O runtime: {e}"))
+/// Runs storage I/O to completion from blocking code. Called where a runtime is already
+/// running (a master planning a submitted job), it runs on a thread of its own: a runtime
+/// cannot be started inside another.
+fn block_on<F: std::future::Future + Send>(f: F) -> Result<F::Output, String>
+where
+    F::Output: Send,
+{
+    let run = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(f))
+            .map_err(|e| format!("cannot start an I/O runtime: {e}"))
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return run();
+    }
+    std::thread::scope(|s| {
+        s.spawn(run)
+            .join()
+            .unwrap_or_else(|_| Err("reading the checkpoint panicked".into()))
+    })
 }
 
 impl RestoredCheckpoint {
@@ -120,6 +136,11 @@ impl RestoredCheckpoint {
             format!("{e} (is '{location}' the directory of a completed checkpoint, chk-<n>?)")
         })?;
         Ok(RestoredCheckpoint { storage, metadata })
+    }
+
+    /// Where it is (its directory's URL).
+    pub fn location(&self) -> &str {
+        self.storage.url()
     }
 
     fn operator(&self, uid: &str) -> Option<&OperatorMetadata> {
@@ -183,36 +204,24 @@ impl RestoredCheckpoint {
         Ok(restore_share(old, subtask, parallelism))
     }
 
-    /// Where source `uid`'s subtask `subtask` of `parallelism` resumes, if it recorded it.
-    pub(crate) fn source_position(
-        &self,
-        uid: &str,
-        subtask: usize,
-        parallelism: usize,
-    ) -> Result<Option<Vec<u8>>, String> {
-        let Some(operator) = self.operator(uid) else {
-            return Ok(None);
-        };
+    /// The positions source `uid`'s subtasks recorded, by old subtask (the old
+    /// parallelism is the length), if it recorded any.
+    pub(crate) fn source_positions(&self, uid: &str) -> Option<Vec<Option<Vec<u8>>>> {
+        let operator = self.operator(uid)?;
         if operator
             .subtasks
             .iter()
             .all(|s| s.source_position.is_none())
         {
-            return Ok(None);
+            return None;
         }
-        if operator.parallelism != parallelism {
-            return Err(format!(
-                "the checkpoint has this source at parallelism {}, the job now runs it at \
-                 {parallelism}; a source's positions cannot be redistributed yet, so give it \
-                 its old parallelism",
-                operator.parallelism
-            ));
+        let mut positions = vec![None; operator.parallelism];
+        for s in &operator.subtasks {
+            if let Some(slot) = positions.get_mut(s.subtask) {
+                *slot = s.source_position.clone();
+            }
         }
-        Ok(operator
-            .subtasks
-            .iter()
-            .find(|s| s.subtask == subtask)
-            .and_then(|s| s.source_position.clone()))
+        Some(positions)
     }
 
     /// Fails when the checkpoint holds state of an operator the job does not have

@@ -80,9 +80,14 @@ fn a_checkpoint_holds_the_counts_of_exactly_the_lines_before_its_barrier() {
             let mut expected: BTreeMap<String, u64> = BTreeMap::new();
             let mut emitted = 0;
             for s in &source.subtasks {
-                let next: u64 =
-                    decode(s.source_position.as_deref().expect("a position")).expect("an index");
+                // The generator's splits left: one, (next, end, step 1), until it ends.
+                let splits: Vec<(u64, u64, u64)> =
+                    decode(s.source_position.as_deref().expect("a position")).expect("splits");
                 let first = s.subtask as u64 * total / parallelism as u64;
+                let next = splits.first().map_or(
+                    (s.subtask as u64 + 1) * total / parallelism as u64,
+                    |split| split.0,
+                );
                 emitted += next - first;
                 for i in first..next {
                     for w in tokenize(&generated_line(i)) {
@@ -145,12 +150,10 @@ fn cancel_once_checkpointed(
     storage: &CheckpointStorage,
     url: &str,
 ) -> (u64, String) {
+    let before = block_on(storage.latest("word-count")).expect("reads");
     let job = env.execute_async("word-count").expect("starts");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while block_on(storage.latest("word-count"))
-        .expect("reads")
-        .is_none()
-    {
+    while block_on(storage.latest("word-count")).expect("reads") <= before {
         assert!(std::time::Instant::now() < deadline, "no checkpoint");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -419,13 +422,15 @@ fn broadcast_state_and_ended_sources_are_in_checkpoints_and_come_back() {
     // none twice, none missing.
     let restored = RestoredCheckpoint::open(&location, &StorageOptions::default()).expect("opens");
     let mut expected = Vec::new();
-    for subtask in 0..2u64 {
-        let position = restored
-            .source_position("numbers", subtask as usize, 2)
-            .expect("a position")
-            .expect("recorded");
-        let next: u64 = decode(&position).expect("an index");
-        expected.extend(next..(subtask + 1) * numbers / 2);
+    let positions = restored.source_positions("numbers").expect("positions");
+    assert_eq!(positions.len(), 2);
+    for position in positions {
+        // The generator's splits left: (next, end, step).
+        let splits: Vec<(u64, u64, u64)> =
+            decode(&position.expect("recorded")).expect("a generator's splits");
+        for (next, end, step) in splits {
+            expected.extend((next..end).step_by(step as usize));
+        }
     }
     let mut got: Vec<u64> = second.iter().map(|(v, _)| *v).collect();
     got.sort_unstable();
@@ -499,9 +504,8 @@ fn a_file_source_resumes_at_the_line_its_checkpoint_recorded() {
     }
     let restored = RestoredCheckpoint::open(&location, &StorageOptions::default()).expect("opens");
     let position: Position = decode(
-        &restored
-            .source_position("lines", 0, 1)
-            .expect("a position")
+        restored.source_positions("lines").expect("positions")[0]
+            .as_ref()
             .expect("recorded"),
     )
     .expect("a file position");
@@ -620,13 +624,225 @@ fn operator_state_and_exactly_once_files_carry_over_a_cancel_and_restore() {
 
 /// The lines of the committed (visible) files in `dir`.
 fn committed_lines(dir: &std::path::Path) -> Vec<String> {
+    committed_lines_by_file(dir)
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect()
+}
+
+/// Counts per key (keyed state), adds the factors it has in broadcast state to each
+/// record, and at the end of input reports each key's count from a timer registered at
+/// the key's first record only.
+#[derive(Clone)]
+struct CountWithFactors;
+
+const KEY_COUNT: crate::state::ValueStateDescriptor<u64> =
+    crate::state::ValueStateDescriptor::new("count");
+
+/// Event time of the end-of-input timers: after every record.
+const REPORT_AT: i64 = 1_000_000_000;
+
+impl crate::functions::KeyedBroadcastProcessFunction<u64, u64, u64, String> for CountWithFactors {
+    fn process_element(
+        &mut self,
+        value: u64,
+        ctx: &mut crate::functions::KeyedContext<'_, u64>,
+        out: &mut crate::functions::Collector<'_, String>,
+    ) {
+        let count = ctx.value_state(&KEY_COUNT);
+        let n = count.value().unwrap_or(0) + 1;
+        count.update(n);
+        if n == 1 {
+            ctx.timer_service().register_event_time_timer(REPORT_AT);
+        }
+        let factors: u64 = ctx.broadcast_state(&FACTORS).iter().map(|(_, f)| *f).sum();
+        out.collect(format!("record {value} {} {n} {factors}", value % 10));
+    }
+
+    fn process_broadcast_element(
+        &mut self,
+        value: u64,
+        ctx: &mut crate::functions::KeyedBroadcastContext<'_, u64>,
+        _out: &mut crate::functions::Collector<'_, String>,
+    ) {
+        ctx.broadcast_state(&FACTORS).put(value, value);
+    }
+
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        ctx: &mut crate::functions::KeyedContext<'_, u64>,
+        out: &mut crate::functions::Collector<'_, String>,
+    ) {
+        let key = ctx.current_key();
+        let n = ctx.value_state(&KEY_COUNT).value().unwrap_or(0);
+        out.collect(format!("timer {key} {n}"));
+    }
+}
+
+#[test]
+fn a_job_rescaled_2_to_4_to_1_through_checkpoints_goes_on_exactly() {
+    use crate::checkpoint::restore::RestoredCheckpoint;
+    use crate::connectors::FileSink;
+    use std::sync::Arc;
+    let url = "memory://rescale-2-4-1";
+    let storage = CheckpointStorage::open(url, &StorageOptions::default()).expect("opens");
+    let output = tempfile::tempdir().expect("a temp dir");
+    let numbers = 6000u64;
+    let job = |parallelism: usize, restore: Option<&str>, rate: Option<f64>| {
+        let env = StreamEnv::with_config(ExecutionConfig {
+            parallelism,
+            checkpointing: Some(checkpointing(&storage)),
+            restore: restore.map(|location| {
+                Arc::new(
+                    RestoredCheckpoint::open(location, &StorageOptions::default()).expect("opens"),
+                )
+            }),
+            ..ExecutionConfig::default()
+        });
+        let factors = env
+            .add_source(GeneratorSource::new(|i| i + 1).count(3), None, "Factors")
+            .uid("factors")
+            .broadcast_stream();
+        env.add_source(
+            GeneratorSource::new(|i| i)
+                .count(numbers)
+                .maybe_rate(rate)
+                .with_timestamps(|i| i as i64),
+            None,
+            "Numbers",
+        )
+        .uid("numbers")
+        .key_by(|n: &u64| n % 10)
+        .connect_broadcast(&factors)
+        .process(CountWithFactors)
+        .uid("count")
+        .sink_to(FileSink::text(output.path()).exactly_once())
+        .uid("files");
+        env
+    };
+    // Runs at 2, then 4, each cancelled after a checkpoint; then at 1 to the end.
+    let (_, first) = cancel_once_checkpointed(&job(2, None, Some(2000.0)), &storage, url);
+    let (second_id, second) =
+        cancel_once_checkpointed(&job(4, Some(&first), Some(2000.0)), &storage, url);
+    job(1, Some(&second), None)
+        .execute("word-count")
+        .expect("the last run ends");
+
+    let mut values = Vec::new();
+    let mut counts: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut timers = Vec::new();
+    for (file, line) in committed_lines_by_file(output.path()) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let number = |i: usize| fields[i].parse::<u64>().expect("a number");
+        match fields[0] {
+            "record" => {
+                values.push(number(1));
+                counts.entry(number(2)).or_default().push(number(3));
+                // The factors source ended in the first run; the runs after it have
+                // its state restored on every subtask.
+                if !file.starts_with("part-c0-") {
+                    assert_eq!(number(4), 6, "{file}: {line}");
+                }
+            }
+            "timer" => {
+                // Written by the last run: its files' run is `c<id><6 hex digits>` of the
+                // checkpoint it started from.
+                let run = file.split('-').nth(1).expect("a run");
+                let from = format!("c{second_id}");
+                assert!(
+                    run.starts_with(&from) && run.len() == from.len() + 6,
+                    "{file}: {line}"
+                );
+                timers.push((number(1), number(2)));
+            }
+            _ => panic!("{line}"),
+        }
+    }
+    // Every number once; every key counted 1..=600 once across the three runs.
+    values.sort_unstable();
+    assert_eq!(values, (0..numbers).collect::<Vec<_>>());
+    for (key, mut got) in counts {
+        got.sort_unstable();
+        assert_eq!(got, (1..=numbers / 10).collect::<Vec<_>>(), "key {key}");
+    }
+    // Timers registered in the first run fire at the end of the last.
+    timers.sort_unstable();
+    assert_eq!(
+        timers,
+        (0..10).map(|k| (k, numbers / 10)).collect::<Vec<_>>()
+    );
+}
+
+/// The lines of the committed (visible) files in `dir`, with their file's name.
+fn committed_lines_by_file(dir: &std::path::Path) -> Vec<(String, String)> {
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(dir).expect("lists") {
         let entry = entry.expect("an entry");
-        if entry.file_name().to_string_lossy().starts_with("part-") {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("part-") {
             let text = std::fs::read_to_string(entry.path()).expect("reads");
-            lines.extend(text.lines().map(String::from));
+            lines.extend(text.lines().map(|l| (name.clone(), l.to_string())));
         }
     }
     lines
+}
+
+#[test]
+fn file_sources_rescaled_2_to_3_to_1_read_every_line_once() {
+    use crate::checkpoint::restore::RestoredCheckpoint;
+    use crate::connectors::FileSink;
+    use crate::connectors::file::FileSource;
+    use std::sync::Arc;
+    let input = tempfile::tempdir().expect("a temp dir");
+    let output = tempfile::tempdir().expect("a temp dir");
+    let (files, per_file) = (5usize, 400usize);
+    for f in 0..files {
+        let text: String = (0..per_file).map(|i| format!("{f}-{i:04}\n")).collect();
+        std::fs::write(input.path().join(format!("{f}.txt")), text).expect("written");
+    }
+    let url = "memory://file-rescale";
+    let storage = CheckpointStorage::open(url, &StorageOptions::default()).expect("opens");
+    let job = |parallelism: usize, restore: Option<&str>, slow: bool| {
+        let env = StreamEnv::with_config(ExecutionConfig {
+            parallelism,
+            batch_size: 16,
+            checkpointing: Some(checkpointing(&storage)),
+            restore: restore.map(|location| {
+                Arc::new(
+                    RestoredCheckpoint::open(location, &StorageOptions::default()).expect("opens"),
+                )
+            }),
+            ..ExecutionConfig::default()
+        });
+        env.from_source(
+            FileSource::lines(input.path()),
+            crate::time::WatermarkStrategy::no_watermarks(),
+            "Lines",
+        )
+        .uid("lines")
+        // Slow enough to checkpoint mid-file.
+        .map(move |l: String| {
+            if slow {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            l
+        })
+        .sink_to(FileSink::text(output.path()).exactly_once())
+        .uid("files");
+        env
+    };
+    let (_, first) = cancel_once_checkpointed(&job(2, None, true), &storage, url);
+    let (_, second) = cancel_once_checkpointed(&job(3, Some(&first), true), &storage, url);
+    job(1, Some(&second), false)
+        .execute("word-count")
+        .expect("the last run ends");
+    let mut got = committed_lines(output.path());
+    got.sort();
+    let mut expected: Vec<String> = (0..files)
+        .flat_map(|f| (0..per_file).map(move |i| format!("{f}-{i:04}")))
+        .collect();
+    expected.sort();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
 }

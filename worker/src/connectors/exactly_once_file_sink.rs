@@ -6,15 +6,18 @@
 //!
 //! Files of one writer: `.part-<run>-<subtask>-<n>.inprogress` while written,
 //! `.part-<run>-<subtask>-<n>.pending` once pre-committed, `part-<run>-<subtask>-<n>`
-//! once committed. `<run>` is `c<id>` for a job started from checkpoint `id` (`c0`
-//! fresh), so the writers of each restore write under new names; `<n>` counts on past
-//! any committed file already there. A file is also rolled over within a checkpoint when
-//! it grows past a size or stays open past an interval.
+//! once committed. `<run>` names what the job started from: `c0` fresh, `c<id><hash>`
+//! from checkpoint or savepoint `id` (the hash of its location tells a savepoint from a
+//! checkpoint of the same id), so the writers of each restore write under new names;
+//! `<n>` counts on past any committed file already there. A file is also rolled over
+//! within a checkpoint when it grows past a size or stays open past an interval.
 //!
-//! One job per output directory: a writer starting up deletes the uncommitted files of
-//! its own run and subtask (left by an earlier attempt from the same checkpoint).
+//! One job per output directory: a writer that has recovered what its checkpoint holds
+//! deletes the uncommitted files left under its own run and subtask (by an earlier
+//! attempt from the same checkpoint).
 
 use crate::connectors::file_sink::FormatFn;
+use crate::hash::stable_hash;
 use crate::record::Data;
 use crate::sink::{SinkContext, TransactionalWriter, TwoPhaseCommit, TwoPhaseCommitSink};
 use crate::source::BoxError;
@@ -126,29 +129,19 @@ impl<T: Data> TwoPhaseCommitSink<T> for FileTransactions<T> {
     fn open(&self, ctx: &SinkContext) -> Result<FileTxnWriter<T>, BoxError> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create output directory {}: {e}", self.dir.display()))?;
-        let run = format!("c{}", ctx.restored_checkpoint.unwrap_or(0));
-        let subtask = ctx.subtask_index;
-        let mut next_part = 0;
-        for name in names_in(&self.dir)? {
-            let Some(p) = parse(&name).filter(|p| p.run == run && p.subtask == subtask) else {
-                continue;
-            };
-            if p.state.is_some() {
-                // An earlier attempt from the same checkpoint wrote it after that
-                // checkpoint: the restored sources produce its records again.
-                remove(&self.dir.join(&name))?;
-            } else {
-                next_part = next_part.max(p.part + 1);
-            }
-        }
+        let run = match (ctx.restored_checkpoint, &ctx.restored_from) {
+            (Some(id), Some(from)) => format!("c{id}{:06x}", stable_hash(from) & 0xff_ffff),
+            (Some(id), None) => format!("c{id}"),
+            (None, _) => "c0".to_string(),
+        };
         Ok(FileTxnWriter {
             dir: self.dir.clone(),
             format: self.format.clone(),
             max_part_bytes: self.max_part_bytes,
             rollover: self.rollover,
             run,
-            subtask,
-            next_part,
+            subtask: ctx.subtask_index,
+            next_part: None,
             file: None,
             line: Vec::new(),
         })
@@ -170,7 +163,8 @@ pub struct FileTxnWriter<T> {
     rollover: Option<Duration>,
     run: String,
     subtask: usize,
-    next_part: u64,
+    /// Known from the first `begin`, which comes after the recovery.
+    next_part: Option<u64>,
     file: Option<OpenPart>,
     line: Vec<u8>,
 }
@@ -206,6 +200,26 @@ impl<T> FileTxnWriter<T> {
         Ok(())
     }
 
+    /// Once what the checkpoint holds is recovered: deletes the uncommitted files under
+    /// this writer's run and subtask (an earlier attempt from the same checkpoint wrote
+    /// them after it; the restored sources produce their records again). The part number
+    /// to go on from, past the committed ones.
+    fn clean_up_own_run(&self) -> Result<u64, BoxError> {
+        let mut next_part = 0;
+        for name in names_in(&self.dir)? {
+            let Some(p) = parse(&name).filter(|p| p.run == self.run && p.subtask == self.subtask)
+            else {
+                continue;
+            };
+            if p.state.is_some() {
+                remove(&self.dir.join(&name))?;
+            } else {
+                next_part = next_part.max(p.part + 1);
+            }
+        }
+        Ok(next_part)
+    }
+
     /// Deletes the uncommitted files of `txn`'s writer from part `from` on.
     fn delete_uncommitted_from(&self, txn: &FileTxn, from: u64) -> Result<(), BoxError> {
         for name in names_in(&self.dir)? {
@@ -226,10 +240,15 @@ impl<T> TransactionalWriter<T> for FileTxnWriter<T> {
     type Txn = FileTxn;
 
     fn begin(&mut self) -> Result<FileTxn, BoxError> {
+        let first = match self.next_part {
+            Some(next) => next,
+            None => self.clean_up_own_run()?,
+        };
+        self.next_part = Some(first);
         Ok(FileTxn {
             run: self.run.clone(),
             subtask: self.subtask,
-            first: self.next_part,
+            first,
             parts: Vec::new(),
         })
     }
@@ -240,11 +259,11 @@ impl<T> TransactionalWriter<T> for FileTxnWriter<T> {
         self.line.push(b'\n');
         self.roll_if_due(self.line.len() as u64)?;
         if self.file.is_none() {
-            let part = self.next_part;
+            let part = self.next_part.unwrap_or(txn.first);
             let path = self.path(txn, part, Some(IN_PROGRESS));
             let file = File::create(&path)
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            self.next_part += 1;
+            self.next_part = Some(part + 1);
             txn.parts.push(part);
             self.file = Some(OpenPart {
                 path,

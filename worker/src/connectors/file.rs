@@ -11,7 +11,7 @@ use crate::hash::stable_hash;
 use crate::record::Data;
 use crate::source::{BoxError, Source, SourceContext, SourceOutput, SourcePoll, SourceReader};
 use serde::de::DeserializeOwned;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -132,6 +132,7 @@ impl<T: Data> Source<T> for FileSource<T> {
             parallelism: ctx.parallelism,
             seen: HashSet::new(),
             pending: VecDeque::new(),
+            resume: HashMap::new(),
             current: None,
             done: Vec::new(),
             next_scan: Instant::now(),
@@ -140,6 +141,31 @@ impl<T: Data> Source<T> for FileSource<T> {
             .scan()
             .map_err(|e| format!("cannot list {}: {e}", self.path.display()))?;
         Ok(Box::new(reader))
+    }
+
+    /// Every new reader gets every file the old ones had read or were in: each resumes
+    /// the files it owns at the new parallelism.
+    fn rescale_positions(
+        &self,
+        old: Vec<Option<Vec<u8>>>,
+        parallelism: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>, BoxError> {
+        let mut merged = FilePosition {
+            done: Vec::new(),
+            current: None,
+            partial: Vec::new(),
+        };
+        for position in old.iter().flatten() {
+            let theirs: FilePosition = rmp_serde::from_slice(position)?;
+            merged.done.extend(theirs.done);
+            merged
+                .partial
+                .extend(theirs.current.into_iter().chain(theirs.partial));
+        }
+        merged.done.sort();
+        merged.done.dedup();
+        let bytes = rmp_serde::to_vec_named(&merged)?;
+        Ok(vec![Some(bytes); parallelism])
     }
 }
 
@@ -152,12 +178,39 @@ struct OpenFile {
     buf: Vec<u8>,
 }
 
+impl OpenFile {
+    /// Opens `path` at byte `offset`, which is after line `line_no`.
+    fn at(path: PathBuf, offset: u64, line_no: u64) -> Result<Self, BoxError> {
+        let file = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        if offset > 0 {
+            std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(offset)).map_err(|e| {
+                format!(
+                    "cannot seek to byte {offset} of {} where the checkpoint left it: {e}",
+                    path.display()
+                )
+            })?;
+        }
+        Ok(OpenFile {
+            path,
+            reader,
+            line_no,
+            offset,
+            buf: Vec::new(),
+        })
+    }
+}
+
 /// Where a file reader is, for checkpoints: the files it has read to the end, and the
-/// file it is in with the byte offset and line number reached.
+/// file it is in with the byte offset and line number reached. Restored at another
+/// parallelism, every reader gets the files all old readers had read, and every file
+/// they were in the middle of (`partial`); each resumes those of the files it owns now.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct FilePosition {
     done: Vec<PathBuf>,
     current: Option<(PathBuf, u64, u64)>,
+    #[serde(default)]
+    partial: Vec<(PathBuf, u64, u64)>,
 }
 
 struct FileReader<T> {
@@ -168,6 +221,8 @@ struct FileReader<T> {
     parallelism: usize,
     seen: HashSet<PathBuf>,
     pending: VecDeque<PathBuf>,
+    /// Pending files a checkpoint had read partly: the byte offset and line to resume at.
+    resume: HashMap<PathBuf, (u64, u64)>,
     current: Option<OpenFile>,
     /// This reader's files read to the end.
     done: Vec<PathBuf>,
@@ -207,15 +262,8 @@ impl<T: Data> SourceReader<T> for FileReader<T> {
             if self.current.is_none() {
                 match self.pending.pop_front() {
                     Some(path) => {
-                        let file = File::open(&path)
-                            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-                        self.current = Some(OpenFile {
-                            path,
-                            reader: BufReader::with_capacity(256 * 1024, file),
-                            line_no: 0,
-                            offset: 0,
-                            buf: Vec::new(),
-                        });
+                        let (offset, line_no) = self.resume.remove(&path).unwrap_or((0, 0));
+                        self.current = Some(OpenFile::at(path, offset, line_no)?);
                     }
                     None => match self.monitor {
                         None => return Ok(SourcePoll::Finished),
@@ -283,6 +331,11 @@ impl<T: Data> SourceReader<T> for FileReader<T> {
                 .current
                 .as_ref()
                 .map(|f| (f.path.clone(), f.offset, f.line_no)),
+            partial: self
+                .resume
+                .iter()
+                .map(|(path, (offset, line_no))| (path.clone(), *offset, *line_no))
+                .collect(),
         };
         Ok(Some(rmp_serde::to_vec_named(&position)?))
     }
@@ -291,24 +344,11 @@ impl<T: Data> SourceReader<T> for FileReader<T> {
         let position: FilePosition = rmp_serde::from_slice(position)?;
         self.pending.retain(|p| !position.done.contains(p));
         self.done = position.done;
-        if let Some((path, offset, line_no)) = position.current {
-            self.pending.retain(|p| *p != path);
-            let file = File::open(&path).map_err(|e| {
-                format!(
-                    "cannot reopen {} where the checkpoint left it: {e}",
-                    path.display()
-                )
-            })?;
-            let mut reader = BufReader::with_capacity(256 * 1024, file);
-            std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(offset))
-                .map_err(|e| format!("cannot seek in {}: {e}", path.display()))?;
-            self.current = Some(OpenFile {
-                path,
-                reader,
-                line_no,
-                offset,
-                buf: Vec::new(),
-            });
+        // Of the files read partly, those this reader owns (they are pending here).
+        for (path, offset, line_no) in position.current.into_iter().chain(position.partial) {
+            if self.pending.contains(&path) {
+                self.resume.insert(path, (offset, line_no));
+            }
         }
         Ok(())
     }

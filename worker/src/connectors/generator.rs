@@ -6,9 +6,15 @@
 //! records are the same whatever the parallelism; only their order across subtasks varies.
 //! So a key derived from the index (`i % keys`) keeps its order only at parallelism 1; a
 //! generator that must keep per-key order should give each reader its own keys.
+//!
+//! A reader's position is the list of its splits not yet generated (`next`, `end`,
+//! `step`); on a restore at another parallelism the splits are halved (every other index
+//! each) until there are enough to go round, then dealt out, so every index is generated
+//! exactly once.
 
 use crate::record::Data;
 use crate::source::{BoxError, Source, SourceContext, SourceOutput, SourcePoll, SourceReader};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,29 +74,107 @@ impl<T: Data, F: Fn(u64) -> T + Send + Sync + 'static> Source<T> for GeneratorSo
 
     fn create_reader(&self, ctx: &SourceContext) -> Result<Box<dyn SourceReader<T>>, BoxError> {
         let (p, s) = (ctx.parallelism as u64, ctx.subtask_index as u64);
-        let (next, end, step) = match self.count {
-            Some(n) => (s * n / p, (s + 1) * n / p, 1),
-            None => (s, u64::MAX, p),
+        let split = match self.count {
+            Some(n) => Split {
+                next: s * n / p,
+                end: (s + 1) * n / p,
+                step: 1,
+            },
+            None => Split {
+                next: s,
+                end: u64::MAX,
+                step: p,
+            },
         };
         Ok(Box::new(GeneratorReader {
             f: self.f.clone(),
             timestamp: self.timestamp.clone(),
-            next,
-            end,
-            step,
+            splits: VecDeque::from([split]),
             rate: self.rate.map(|r| r / p as f64),
             started: None,
             emitted: 0,
         }))
     }
+
+    fn rescale_positions(
+        &self,
+        old: Vec<Option<Vec<u8>>>,
+        parallelism: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>, BoxError> {
+        let mut splits: Vec<Split> = Vec::new();
+        for position in old.iter().flatten() {
+            let theirs: Vec<Split> = rmp_serde::from_slice(position)?;
+            splits.extend(theirs.into_iter().filter(|s| s.remaining() > 0));
+        }
+        spread(splits, parallelism)
+            .iter()
+            .map(|mine| Ok(Some(rmp_serde::to_vec(mine)?)))
+            .collect()
+    }
+}
+
+/// Indices `next, next+step, …` below `end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Split {
+    next: u64,
+    end: u64,
+    step: u64,
+}
+
+impl Split {
+    fn remaining(&self) -> u64 {
+        if self.next >= self.end {
+            0
+        } else {
+            (self.end - self.next).div_ceil(self.step)
+        }
+    }
+
+    /// Two splits with every other index of this one each.
+    fn halve(self) -> (Split, Split) {
+        let step = self.step.saturating_mul(2);
+        (
+            Split { step, ..self },
+            Split {
+                next: self.next.saturating_add(self.step),
+                step,
+                ..self
+            },
+        )
+    }
+}
+
+/// Deals `splits` out to `parallelism` readers, halving the largest first until each
+/// reader can have one (as far as they go).
+fn spread(mut splits: Vec<Split>, parallelism: usize) -> Vec<Vec<Split>> {
+    while splits.len() < parallelism {
+        let Some((at, largest)) = splits
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, s)| (s.remaining(), std::cmp::Reverse(*i)))
+            .map(|(i, s)| (i, *s))
+        else {
+            break;
+        };
+        if largest.remaining() < 2 {
+            break;
+        }
+        let (a, b) = largest.halve();
+        splits[at] = a;
+        splits.insert(at + 1, b);
+    }
+    let mut readers = vec![Vec::new(); parallelism.max(1)];
+    for (i, split) in splits.into_iter().enumerate() {
+        readers[i % parallelism.max(1)].push(split);
+    }
+    readers
 }
 
 struct GeneratorReader<F> {
     f: Arc<F>,
     timestamp: Option<TsFn>,
-    next: u64,
-    end: u64,
-    step: u64,
+    /// What is left to generate; the first is generated now.
+    splits: VecDeque<Split>,
     /// Records per second for this reader.
     rate: Option<f64>,
     started: Option<Instant>,
@@ -113,16 +197,22 @@ impl<T: Data, F: Fn(u64) -> T> SourceReader<T> for GeneratorReader<F> {
             budget = budget.min(allowed);
         }
         // Indices of this poll: `next, next+step, …` below `end`, at most `budget` of them.
-        let n = budget.min((self.end - self.next).div_ceil(self.step));
-        let (first, step, f) = (self.next, self.step, &self.f);
+        while self.splits.front().is_some_and(|s| s.remaining() == 0) {
+            self.splits.pop_front();
+        }
+        let Some(split) = self.splits.front_mut() else {
+            return Ok(SourcePoll::Finished);
+        };
+        let n = budget.min(split.remaining());
+        let (first, step, f) = (split.next, split.step, &self.f);
         let indices = (0..n).map(move |k| first + k * step);
         match &self.timestamp {
             Some(ts) => out.collect_all_timed(indices.map(|i| (f(i), ts(i)))),
             None => out.collect_all(indices.map(f.as_ref())),
         }
-        self.next = self.next.saturating_add(n.saturating_mul(self.step));
+        split.next = split.next.saturating_add(n.saturating_mul(split.step));
         self.emitted += n;
-        if self.next >= self.end {
+        if self.splits.iter().all(|s| s.remaining() == 0) {
             return Ok(SourcePoll::Finished);
         }
         Ok(if self.rate.is_some() {
@@ -132,21 +222,19 @@ impl<T: Data, F: Fn(u64) -> T> SourceReader<T> for GeneratorReader<F> {
         })
     }
 
-    /// The index of the next record.
+    /// The splits left.
     fn snapshot_position(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
-        Ok(Some(rmp_serde::to_vec(&self.next)?))
+        let left: Vec<&Split> = self.splits.iter().filter(|s| s.remaining() > 0).collect();
+        Ok(Some(rmp_serde::to_vec(&left)?))
     }
 
     fn restore_position(&mut self, position: &[u8]) -> Result<(), BoxError> {
-        let next: u64 = rmp_serde::from_slice(position)?;
-        if next < self.next || next > self.end {
-            return Err(format!(
-                "position {next} is outside this reader's indices {}..{}",
-                self.next, self.end
-            )
-            .into());
+        let splits: Vec<Split> = rmp_serde::from_slice(position)
+            .map_err(|e| format!("not a generator's position ({e})"))?;
+        if let Some(bad) = splits.iter().find(|s| s.step == 0) {
+            return Err(format!("a split with step 0: {bad:?}").into());
         }
-        self.next = next;
+        self.splits = splits.into();
         Ok(())
     }
 }

@@ -19,8 +19,10 @@ pub struct SinkContext {
     pub operator_name: String,
     pub subtask_index: usize,
     pub parallelism: usize,
-    /// The checkpoint or savepoint the job starts from, if any.
+    /// The id of the checkpoint or savepoint the job starts from, if any…
     pub restored_checkpoint: Option<u64>,
+    /// …and where it is.
+    pub restored_from: Option<String>,
     /// The states (from [`SinkWriter::snapshot_state`]) of the writers of that checkpoint
     /// this writer takes over: its own at the same parallelism; after a rescale, those of
     /// old writers `i` with `i % parallelism == subtask_index`.
