@@ -52,12 +52,24 @@ impl Flink {
 
     /// Runs `main_class` with `args` and returns its standard output.
     pub fn output(&self, main_class: &str, args: &[String]) -> anyhow::Result<String> {
+        // Flink unpacks a 24 MB RPC jar into the JVM's temp directory on every start and
+        // leaves it there: each run gets a directory of its own, deleted afterwards.
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = std::env::temp_dir().join(format!(
+            "strom-flink-{}-{}",
+            std::process::id(),
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         let out = Command::new("java")
+            .arg(format!("-Djava.io.tmpdir={}", tmp.display()))
             .args(["-cp", &self.classpath, main_class])
             .args(args)
             .stdin(Stdio::null())
-            .output()
-            .context("could not start java")?;
+            .output();
+        let _ = std::fs::remove_dir_all(&tmp);
+        let out = out.context("could not start java")?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             // The useful part of a JVM failure is its first exception and the last lines.

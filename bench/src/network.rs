@@ -134,6 +134,7 @@ pub fn master(
             checkpoints: None,
             from_checkpoint: None,
             allow_non_restored_state: false,
+            state: None,
         }),
         heartbeat_interval: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_secs(10),

@@ -7,7 +7,7 @@
 
 use crate::api::StreamEnv;
 use crate::cluster::client::{RestClient, job_text, jobs_text};
-use crate::cluster::job::{CheckpointSettings, JobSubmission, S3Settings};
+use crate::cluster::job::{CheckpointSettings, JobSubmission, S3Settings, StateSettings};
 use crate::cluster::master::{
     JobOutcome, JobStatus, JobView, MasterExit, MasterOptions, run_master,
 };
@@ -314,6 +314,23 @@ struct JobSettings {
     /// of failing.
     #[arg(long)]
     allow_non_restored_state: bool,
+    /// Where keyed state lives: on the heap, or in RocksDB on local disk (state larger
+    /// than memory).
+    #[arg(long, value_enum, default_value_t = Backend::Heap, env = "STROM_STATE_BACKEND")]
+    state_backend: Backend,
+    /// RocksDB: where each subtask's instance directory goes [default: the temp
+    /// directory].
+    #[arg(long, env = "STROM_STATE_DIR")]
+    state_dir: Option<String>,
+    /// RocksDB: block cache and memtables of all instances of a process, in MiB.
+    #[arg(long, default_value_t = 256)]
+    rocksdb_memory_mb: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Heap,
+    Rocksdb,
 }
 
 /// Checkpoint options (Flink's `execution.checkpointing.*`, `state.checkpoints.dir`).
@@ -388,6 +405,11 @@ impl JobSettings {
             checkpoints: self.checkpoints.settings(),
             from_checkpoint: self.from_checkpoint.clone(),
             allow_non_restored_state: self.allow_non_restored_state,
+            state: (self.state_backend == Backend::Rocksdb).then(|| StateSettings {
+                backend: "rocksdb".into(),
+                dir: self.state_dir.clone(),
+                memory_mb: self.rocksdb_memory_mb,
+            }),
         }
     }
 }

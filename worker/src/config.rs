@@ -57,6 +57,8 @@ pub struct ExecutionConfig {
     pub restore: Option<std::sync::Arc<crate::checkpoint::restore::RestoredCheckpoint>>,
     /// Whether state of operators the job no longer has may be dropped on restore.
     pub allow_non_restored_state: bool,
+    /// Where keyed state lives.
+    pub state_backend: crate::state::StateBackend,
 }
 
 impl Default for ExecutionConfig {
@@ -74,6 +76,7 @@ impl Default for ExecutionConfig {
             checkpointing: None,
             restore: None,
             allow_non_restored_state: false,
+            state_backend: crate::state::StateBackend::Heap,
         }
     }
 }

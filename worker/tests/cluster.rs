@@ -1005,7 +1005,18 @@ fn a_savepoint_and_a_stop_with_savepoint_restore_into_strom_run() {
 
 #[test]
 fn workers_killed_again_and_again_leave_exactly_the_output_of_an_undisturbed_run() {
-    let tmp = TempDir::new("cluster-exactly-once");
+    killed_workers_leave_exact_output("heap");
+}
+
+#[test]
+fn workers_killed_with_rocksdb_state_leave_exactly_the_output_of_an_undisturbed_run() {
+    killed_workers_leave_exact_output("rocksdb");
+}
+
+/// Kills a worker three times while a word count with exactly-once files runs with its
+/// keyed state in `backend`; the committed files are exactly an undisturbed run's.
+fn killed_workers_leave_exact_output(backend: &str) {
+    let tmp = TempDir::new(&format!("cluster-exactly-once-{backend}"));
     let dir = tmp.path();
     let lines = 10_000u64;
     let job = |output: &Path| -> Vec<String> {
@@ -1049,6 +1060,12 @@ fn workers_killed_again_and_again_leave_exactly_the_output_of_an_undisturbed_run
             "5",
             "--restart-delay-ms",
             "200",
+            "--state-backend",
+            backend,
+            "--state-dir",
+            &dir.join("state").display().to_string(),
+            "--rocksdb-memory-mb",
+            "32",
         ]
         .map(String::from),
     );

@@ -10,7 +10,26 @@ use common::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use strom::prelude::*;
-use strom::state::{TtlUpdateType, TtlVisibility};
+use strom::state::{RocksDbConfig, StateBackend, TtlUpdateType, TtlVisibility};
+
+/// Keyed state behaves the same on both backends: every keyed test runs on each, at
+/// every parallelism.
+fn keyed_cases() -> Vec<(usize, StateBackend)> {
+    let rocksdb = StateBackend::RocksDb(RocksDbConfig {
+        memory_budget: 32 << 20,
+        ..RocksDbConfig::default()
+    });
+    PARALLELISMS
+        .into_iter()
+        .flat_map(|p| [(p, StateBackend::Heap), (p, rocksdb.clone())])
+        .collect()
+}
+
+fn on(env: StreamEnv, backend: &StateBackend) -> StreamEnv {
+    let backend = backend.clone();
+    env.configure(move |c| c.state_backend = backend);
+    env
+}
 
 /// (key, command, value)
 type Cmd = (String, String, i64);
@@ -182,15 +201,15 @@ fn keyed_state_kinds_are_isolated_per_key() {
         }
     }
     let expected = model(&input);
-    for p in PARALLELISMS {
-        let env = env(p);
+    for (p, backend) in keyed_cases() {
+        let env = on(env(p), &backend);
         let out = env
             .from_collection(input.clone())
             .key_by(|c: &Cmd| c.0.clone())
             .process(AllKinds::new())
             .collect();
         env.execute("state kinds").unwrap();
-        assert_eq!(per_key(out.values()), expected, "p={p}");
+        assert_eq!(per_key(out.values()), expected, "p={p} {backend:?}");
     }
 }
 
@@ -280,9 +299,9 @@ fn state_ttl_on_the_replayed_clock() {
             ],
         ),
     ];
-    for p in PARALLELISMS {
+    for (p, backend) in keyed_cases() {
         for (config, expected) in &configs {
-            let env = sim_env(p);
+            let env = on(sim_env(p), &backend);
             let out = env
                 .from_timed_collection(input.clone())
                 .key_by(|c: &Cmd| c.0.clone())
@@ -295,7 +314,7 @@ fn state_ttl_on_the_replayed_clock() {
                 .iter()
                 .map(|(k, t, v)| (k.to_string(), *t, *v))
                 .collect();
-            assert_eq!(out.sorted(), expected, "{config:?} p={p}");
+            assert_eq!(out.sorted(), expected, "{config:?} p={p} {backend:?}");
         }
     }
 }
@@ -330,8 +349,13 @@ impl KeyedProcessFunction<String, Cmd, TtlRead> for CollectionTtl {
     }
 }
 
-fn collection_ttl(p: usize, config: StateTtlConfig, input: &[(i64, &str)]) -> Vec<TtlRead> {
-    let env = sim_env(p);
+fn collection_ttl(
+    p: usize,
+    backend: &StateBackend,
+    config: StateTtlConfig,
+    input: &[(i64, &str)],
+) -> Vec<TtlRead> {
+    let env = on(sim_env(p), backend);
     let out = env
         .from_timed_collection(input.iter().map(|(t, c)| (*t, cmd("k", c, 0))).collect())
         .key_by(|c: &Cmd| c.0.clone())
@@ -355,15 +379,15 @@ fn state_ttl_of_lists_and_maps_applies_per_entry() {
         (1_100, "read"),
         (1_160, "read"),
     ];
-    for p in PARALLELISMS {
+    for (p, backend) in keyed_cases() {
         assert_eq!(
-            collection_ttl(p, ttl, &input),
+            collection_ttl(p, &backend, ttl, &input),
             vec![
                 (1_099, vec![1_000, 1_060], vec![1_000, 1_060], None),
                 (1_100, vec![1_060], vec![1_060], None),
                 (1_160, vec![], vec![], None),
             ],
-            "p={p}"
+            "p={p} {backend:?}"
         );
         // Reads restart each element's time to live.
         let input = [
@@ -375,14 +399,19 @@ fn state_ttl_of_lists_and_maps_applies_per_entry() {
             (1_300, "read"),
         ];
         assert_eq!(
-            collection_ttl(p, ttl.update_type(TtlUpdateType::OnReadAndWrite), &input),
+            collection_ttl(
+                p,
+                &backend,
+                ttl.update_type(TtlUpdateType::OnReadAndWrite),
+                &input
+            ),
             vec![
                 (1_099, vec![1_000, 1_060], vec![1_000, 1_060], None),
                 (1_180, vec![1_000, 1_060], vec![1_000, 1_060], None),
                 (1_250, vec![], vec![], Some(1_000)),
                 (1_300, vec![], vec![1_000], None),
             ],
-            "p={p}"
+            "p={p} {backend:?}"
         );
         // Expired entries are returned by the read that cleans them up, once.
         let input = [
@@ -396,6 +425,7 @@ fn state_ttl_of_lists_and_maps_applies_per_entry() {
         assert_eq!(
             collection_ttl(
                 p,
+                &backend,
                 ttl.visibility(TtlVisibility::ReturnExpiredIfNotCleanedUp),
                 &input
             ),
@@ -405,7 +435,7 @@ fn state_ttl_of_lists_and_maps_applies_per_entry() {
                 (1_170, vec![1_060], vec![1_060], None),
                 (1_180, vec![], vec![], None),
             ],
-            "p={p}"
+            "p={p} {backend:?}"
         );
     }
 }
@@ -479,8 +509,8 @@ impl KeyedProcessFunction<String, Cmd, (String, i64)> for TimerTwice {
 
 #[test]
 fn timers_are_keyed_state() {
-    for p in PARALLELISMS {
-        let env = env(p);
+    for (p, backend) in keyed_cases() {
+        let env = on(env(p), &backend);
         let input: Vec<(i64, Cmd)> = vec![
             (1, cmd("a", "set", 100)),
             (2, cmd("b", "set", 100)),
@@ -506,7 +536,7 @@ fn timers_are_keyed_state() {
                 ("a".to_string(), 100),
                 ("b".to_string(), 100)
             ],
-            "p={p}"
+            "p={p} {backend:?}"
         );
     }
 }

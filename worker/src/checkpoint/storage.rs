@@ -186,6 +186,49 @@ impl CheckpointStorage {
             .map_err(|e| self.io("writing", path, e))
     }
 
+    /// Uploads the local file `local` to `path` as it is, in parts, so a file larger than
+    /// memory goes up with a few parts in memory at a time.
+    pub(crate) async fn put_file(
+        &self,
+        path: &str,
+        local: &std::path::Path,
+    ) -> Result<(), StorageError> {
+        use std::io::Read;
+        const PART: usize = 8 << 20;
+        let local_error = |e: std::io::Error| StorageError::Corrupt {
+            url: self.url().to_string(),
+            path: path.to_string(),
+            why: format!("cannot read {} to upload it: {e}", local.display()),
+        };
+        let mut file = std::fs::File::open(local).map_err(local_error)?;
+        let upload = self
+            .store
+            .put_multipart(&Path::from(path))
+            .await
+            .map_err(|e| self.io("writing", path, e))?;
+        let mut write = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut buf = vec![0; PART];
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = write.abort().await;
+                    return Err(local_error(e));
+                }
+            };
+            if let Err(e) = write.wait_for_capacity(4).await {
+                return Err(self.io("writing", path, e));
+            }
+            write.write(&buf[..n]);
+        }
+        write
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.io("writing", path, e))
+    }
+
     /// The size of the file at `path`, in bytes.
     pub(crate) async fn size(&self, path: &str) -> Result<u64, StorageError> {
         self.store

@@ -10,6 +10,7 @@ use crate::config::ExecutionConfig;
 use crate::connectors::generator::GeneratorSource;
 use crate::jobs::wordcount::{HAMLET, generated_line, tokenize, word_counts};
 use crate::keygroup::KeyGroupRange;
+use crate::state::StateBackend;
 use crate::state::snapshot::decode;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,9 +23,17 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn run_with_checkpoints(parallelism: usize, storage: &CheckpointStorage) {
+fn rocksdb() -> StateBackend {
+    StateBackend::RocksDb(crate::state::RocksDbConfig {
+        memory_budget: 32 << 20,
+        ..Default::default()
+    })
+}
+
+fn run_with_checkpoints(parallelism: usize, backend: StateBackend, storage: &CheckpointStorage) {
     let config = ExecutionConfig {
         parallelism,
+        state_backend: backend,
         checkpointing: Some(CheckpointConfig {
             interval: Duration::from_millis(100),
             timeout: Duration::from_secs(10),
@@ -51,10 +60,14 @@ fn run_with_checkpoints(parallelism: usize, storage: &CheckpointStorage) {
 
 #[test]
 fn a_checkpoint_holds_the_counts_of_exactly_the_lines_before_its_barrier() {
-    for parallelism in [1, 2] {
-        let url = format!("memory://checkpoint-consistency-{parallelism}");
+    for (parallelism, backend) in [
+        (1, StateBackend::Heap),
+        (2, StateBackend::Heap),
+        (2, rocksdb()),
+    ] {
+        let url = format!("memory://checkpoint-consistency-{parallelism}-{backend:?}");
         let storage = CheckpointStorage::open(&url, &StorageOptions::default()).expect("opens");
-        run_with_checkpoints(parallelism, &storage);
+        run_with_checkpoints(parallelism, backend.clone(), &storage);
         let done = block_on(storage.completed_checkpoints("word-count")).expect("lists");
         assert!(
             !done.is_empty(),
@@ -120,7 +133,10 @@ fn a_checkpoint_holds_the_counts_of_exactly_the_lines_before_its_barrier() {
                     }
                 }
             }
-            assert_eq!(got, expected, "checkpoint {id} at p={parallelism}");
+            assert_eq!(
+                got, expected,
+                "checkpoint {id} at p={parallelism} {backend:?}"
+            );
             // Taken while lines still flowed, not before or after.
             assert!(
                 0 < emitted && emitted < total,
@@ -171,13 +187,19 @@ fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
     use crate::jobs::wordcount::WordCount;
     use std::sync::{Arc, Mutex};
     let total = HAMLET.len() as u64 * 30;
-    for parallelism in [1, 2] {
-        let url = format!("memory://restore-{parallelism}");
+    // Checkpointed on one backend, restored on the other: the format is the same.
+    for (parallelism, first, second) in [
+        (1, StateBackend::Heap, StateBackend::Heap),
+        (2, StateBackend::Heap, rocksdb()),
+        (2, rocksdb(), StateBackend::Heap),
+    ] {
+        let url = format!("memory://restore-{parallelism}-{first:?}-{second:?}");
         let storage = CheckpointStorage::open(&url, &StorageOptions::default()).expect("opens");
         // The first run is cancelled once it has a checkpoint, mid-stream.
         let env = StreamEnv::with_config(ExecutionConfig {
             parallelism,
             checkpointing: Some(checkpointing(&storage)),
+            state_backend: first.clone(),
             ..ExecutionConfig::default()
         });
         let lines = env.add_source(
@@ -216,6 +238,7 @@ fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
         let env = StreamEnv::with_config(ExecutionConfig {
             parallelism,
             restore: Some(Arc::new(restored)),
+            state_backend: second.clone(),
             ..ExecutionConfig::default()
         });
         let lines = env.add_source(
@@ -251,7 +274,10 @@ fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
             let expected: Vec<u64> = (from + 1..=*total_count).collect();
             let mut got = per_word.remove(word).unwrap_or_default();
             got.sort_unstable();
-            assert_eq!(got, expected, "'{word}' at p={parallelism}");
+            assert_eq!(
+                got, expected,
+                "'{word}' at p={parallelism}, {first:?} -> {second:?}"
+            );
         }
         assert!(per_word.is_empty(), "words nobody wrote: {per_word:?}");
     }
@@ -262,7 +288,7 @@ fn a_damaged_or_incomplete_checkpoint_is_skipped_for_the_one_before_it() {
     use crate::checkpoint::restore::newest_valid_checkpoint;
     let url = "memory://checkpoint-fallback";
     let storage = CheckpointStorage::open(url, &StorageOptions::default()).expect("opens");
-    run_with_checkpoints(1, &storage);
+    run_with_checkpoints(1, StateBackend::Heap, &storage);
     let done = block_on(storage.completed_checkpoints("word-count")).expect("lists");
     assert!(done.len() >= 3, "{done:?}");
     let newest = done[done.len() - 1];

@@ -8,7 +8,8 @@ use crate::checkpoint::coordinator::operator_dir;
 use crate::checkpoint::metadata::SubtaskMetadata;
 use crate::checkpoint::storage::{CheckpointStorage, StorageError, checkpoint_dir, join};
 use crate::runtime::barrier::{OperatorSnapshot, SubtaskAck};
-use crate::state::snapshot::{encode, write_keyed_file};
+use crate::state::rocks::RocksCheckpoint;
+use crate::state::snapshot::{KeyGroupSnapshot, KeyedFileWriter, encode, write_keyed_file};
 use crossbeam_channel::{Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -46,7 +47,7 @@ pub(crate) type Upload = Result<SubtaskHandles, UploadFailure>;
 async fn upload_operator(
     storage: &CheckpointStorage,
     dir: &str,
-    op: OperatorSnapshot,
+    mut op: OperatorSnapshot,
 ) -> Result<OperatorHandle, StorageError> {
     let uid = op.uid.to_string();
     let mut state = SubtaskMetadata {
@@ -54,7 +55,31 @@ async fn upload_operator(
         source_position: op.source_position,
         ..SubtaskMetadata::default()
     };
-    if let Some(range) = op.key_groups {
+    if let (Some(range), Some(rocks)) = (op.key_groups, op.rocks.clone()) {
+        state.key_groups = Some((range.start, range.end));
+        let name = format!("{}/keyed-{}", operator_dir(&uid), op.subtask);
+        let path = join(dir, &name);
+        // Read out of RocksDB and written to a local file a key group at a time (this
+        // thread is the uploader's own), then uploaded in parts.
+        let local = rocks.staging_file();
+        let keyed = std::mem::take(&mut op.keyed);
+        let written = write_rocks_keyed_file(&rocks, keyed, &local, &mut state);
+        let result = match written {
+            Ok(0) => Ok(()),
+            Ok(bytes) => {
+                state.keyed_bytes = bytes;
+                state.keyed_file = Some(name);
+                storage.put_file(&path, &local).await
+            }
+            Err(why) => Err(StorageError::Corrupt {
+                url: storage.url().to_string(),
+                path: path.clone(),
+                why,
+            }),
+        };
+        let _ = std::fs::remove_file(&local);
+        result?;
+    } else if let Some(range) = op.key_groups {
         state.key_groups = Some((range.start, range.end));
         for group in &op.keyed {
             for (name, entries) in &group.tables {
@@ -112,6 +137,39 @@ async fn upload_operator(
         parallelism: op.parallelism,
         state,
     })
+}
+
+/// Writes the keyed-state file of a RocksDB checkpoint to `local`, with the timers of
+/// `timers` (one snapshot per key group, in order), counting what it holds into `state`.
+/// The file's length; 0 (and no file) when there is no state.
+fn write_rocks_keyed_file(
+    rocks: &RocksCheckpoint,
+    mut timers: Vec<KeyGroupSnapshot>,
+    local: &std::path::Path,
+    state: &mut SubtaskMetadata,
+) -> Result<u64, String> {
+    let file = std::fs::File::create(local)
+        .map_err(|e| format!("cannot create {}: {e}", local.display()))?;
+    let mut writer = KeyedFileWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    let mut timers = timers.iter_mut();
+    let mut any = false;
+    rocks.for_each_group(|mut group| {
+        if let Some(t) = timers.next() {
+            group.event_timers = std::mem::take(&mut t.event_timers);
+            group.processing_timers = std::mem::take(&mut t.processing_timers);
+        }
+        for (name, entries) in &group.tables {
+            *state.states.entry(name.clone()).or_default() += entries.len() as u64;
+        }
+        state.event_timers += group.event_timers.len() as u64;
+        state.processing_timers += group.processing_timers.len() as u64;
+        any |= !group.is_empty();
+        writer.add(&group)
+    })?;
+    let sections = writer.written();
+    writer.finish()?;
+    let length = std::fs::metadata(local).map_or(sections, |m| m.len());
+    Ok(if any { length } else { 0 })
 }
 
 /// Writes a subtask's snapshots of a checkpoint of `config`'s job (into its checkpoint

@@ -9,6 +9,7 @@ use crate::config::{ExecutionConfig, RuntimeMode};
 use crate::graph::StreamGraph;
 use crate::graph::plan::Plan;
 use crate::jobs::{JobArgs, JobRegistry};
+use crate::state::{RocksDbConfig, StateBackend};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -40,6 +41,55 @@ pub struct JobSubmission {
     /// Drop the state of operators the job no longer has, instead of failing.
     #[serde(default)]
     pub allow_non_restored_state: bool,
+    /// Where keyed state lives; none: on the heap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateSettings>,
+}
+
+/// The state backend, as flags and JSON give it (Flink's `state.backend.type`,
+/// `state.backend.rocksdb.localdir`, `state.backend.rocksdb.memory.fixed-per-tm`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// `heap` or `rocksdb`.
+    pub backend: String,
+    /// RocksDB: where the instances' directories go [default: the temp directory].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// RocksDB: block cache and memtables of a process together, in MiB.
+    #[serde(default = "default_rocksdb_memory_mb")]
+    pub memory_mb: u64,
+}
+
+fn default_rocksdb_memory_mb() -> u64 {
+    256
+}
+
+impl StateSettings {
+    pub(crate) fn backend(&self) -> Result<StateBackend, String> {
+        match self.backend.as_str() {
+            "heap" => Ok(StateBackend::Heap),
+            "rocksdb" => {
+                let mut config = RocksDbConfig::default();
+                if let Some(dir) = &self.dir {
+                    config.dir = dir.into();
+                }
+                if self.memory_mb == 0 {
+                    return Err("the RocksDB memory budget is 0 MiB: give it some".into());
+                }
+                config.memory_budget = usize::try_from(self.memory_mb << 20).map_err(|_| {
+                    format!(
+                        "a RocksDB memory budget of {} MiB is too large",
+                        self.memory_mb
+                    )
+                })?;
+                Ok(StateBackend::RocksDb(config))
+            }
+            other => Err(format!(
+                "unknown state backend '{other}': use heap or rocksdb"
+            )),
+        }
+    }
 }
 
 /// How a job checkpoints, as flags and JSON give it (Flink's `execution.checkpointing.*`
@@ -168,6 +218,10 @@ impl JobSubmission {
             checkpointing,
             restore,
             allow_non_restored_state: self.allow_non_restored_state,
+            state_backend: match &self.state {
+                Some(s) => s.backend()?,
+                None => StateBackend::Heap,
+            },
             ..ExecutionConfig::default()
         })
     }

@@ -102,9 +102,13 @@ impl<K: Key, T: Data, F: FnMut(T, T) -> T> Consumer<T> for RollingOp<K, T, F> {
         barrier: crate::runtime::barrier::Barrier,
         snapshots: &mut Vec<crate::runtime::barrier::OperatorSnapshot>,
     ) -> TaskResult {
-        let snapshot =
-            crate::runtime::barrier::snapshot_keyed::<K, ()>(&self.base.info, &self.backend, None)
-                .map_err(|e| self.base.info.error(e))?;
+        let snapshot = crate::runtime::barrier::snapshot_keyed::<K, ()>(
+            &self.base.info,
+            barrier.id,
+            &self.backend,
+            None,
+        )
+        .map_err(|e| self.base.info.error(e))?;
         snapshots.push(snapshot);
         self.base.out.emit_barrier(barrier, snapshots)
     }

@@ -173,7 +173,7 @@ impl<K: Key, I: Data, B: Data, O: Data, F: KeyedBroadcastProcessFunction<K, I, B
         snapshots: &mut Vec<OperatorSnapshot>,
     ) -> TaskResult {
         let info = &self.base.info;
-        let snapshot = snapshot_keyed(info, &self.backend, Some(&self.timers))
+        let snapshot = snapshot_keyed(info, barrier.id, &self.backend, Some(&self.timers))
             .and_then(|keyed| with_broadcast(info, Some(keyed), &self.states))
             .map_err(|e| info.error(e))?;
         snapshots.push(snapshot);

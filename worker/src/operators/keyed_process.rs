@@ -8,10 +8,13 @@ use crate::operators::{OpBase, forward_control};
 use crate::record::{Batch, Data, Key, NO_TIMESTAMP, TimeDomain};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::context::{OperatorInfo, guard};
+use crate::state::StateBackend;
 use crate::state::backend::KeyedBackend;
+use crate::state::backend::StateStore;
 use crate::state::broadcast::BroadcastStates;
 use crate::state::heap::KeyContext;
 use crate::state::operator::OperatorStateStore;
+use crate::state::rocks::RocksInstance;
 use crate::state::timers::Timers;
 use std::marker::PhantomData;
 use std::rc::Rc;
@@ -26,7 +29,14 @@ pub(crate) fn keyed_parts<K: Key, N: Data + std::hash::Hash + Eq>(
     ctx: &BuildContext<'_>,
 ) -> TaskResult<(KeyedBackend<K>, Timers<K, N>)> {
     let key = Rc::new(KeyContext::new(ctx.key_groups, ctx.info.max_parallelism));
-    let backend = KeyedBackend::new(key, ctx.services.clock.clone());
+    let store = match &ctx.config.state_backend {
+        StateBackend::Heap => StateStore::Heap,
+        StateBackend::RocksDb(config) => {
+            let name = format!("{}-{}", ctx.info.uid, ctx.info.subtask);
+            StateStore::RocksDb(RocksInstance::open(config, &name).map_err(|e| ctx.info.error(e))?)
+        }
+    };
+    let backend = KeyedBackend::with_store(key, ctx.services.clock.clone(), store);
     let mut timers = Timers::new(ctx.services.wakeup.clone());
     if let Some(restored) = &ctx.config.restore {
         let mut restore = || -> Result<(), String> {

@@ -76,7 +76,7 @@ macro_rules! forward_control {
             barrier: $crate::runtime::barrier::Barrier,
             snapshots: &mut Vec<$crate::runtime::barrier::OperatorSnapshot>,
         ) -> $crate::error::TaskResult {
-            $crate::operators::forward_control!(@snapshot $timers, self, snapshots);
+            $crate::operators::forward_control!(@snapshot $timers, self, barrier, snapshots);
             self.base.out.emit_barrier(barrier, snapshots)
         }
     };
@@ -113,16 +113,17 @@ macro_rules! forward_control {
     };
     // Operators with timers are the keyed ones: their state and timers go into the
     // snapshot.
-    (@snapshot yes, $self:ident, $snapshots:ident) => {
+    (@snapshot yes, $self:ident, $barrier:ident, $snapshots:ident) => {
         let snapshot = $crate::runtime::barrier::snapshot_keyed(
             &$self.base.info,
+            $barrier.id,
             &$self.backend,
             Some(&$self.timers),
         )
         .map_err(|e| $self.base.info.error(e))?;
         $snapshots.push(snapshot);
     };
-    (@snapshot no, $self:ident, $snapshots:ident) => {};
+    (@snapshot no, $self:ident, $barrier:ident, $snapshots:ident) => {};
     (@fire yes, $self:ident, $domain:ident, $time:expr) => {
         $self.fire($crate::record::TimeDomain::$domain, $time)?;
     };

@@ -10,6 +10,7 @@ use crate::runtime::context::OperatorInfo;
 use crate::state::backend::KeyedBackend;
 use crate::state::broadcast::{BroadcastStates, RawMap};
 use crate::state::operator::{ListSnapshot, OperatorStateStore};
+use crate::state::rocks::RocksCheckpoint;
 use crate::state::snapshot::KeyGroupSnapshot;
 use crate::state::timers::Timers;
 use crossbeam_channel::{Receiver, Sender};
@@ -44,15 +45,19 @@ pub(crate) struct OperatorSnapshot {
     pub broadcast: Vec<(String, RawMap)>,
     /// Operator state lists (also a sink's transactions), by name.
     pub lists: Vec<ListSnapshot>,
+    /// Keyed state still in a RocksDB checkpoint, to be read out by the uploader (the
+    /// timers are in `keyed`).
+    pub rocks: Option<Arc<RocksCheckpoint>>,
 }
 
-/// The snapshot of a keyed operator's state and timers.
+/// The snapshot of a keyed operator's state and timers for checkpoint `checkpoint`.
 pub(crate) fn snapshot_keyed<K: Key, N: Data + Hash + Eq>(
     info: &OperatorInfo,
+    checkpoint: u64,
     backend: &KeyedBackend<K>,
     timers: Option<&Timers<K, N>>,
 ) -> Result<OperatorSnapshot, String> {
-    let mut keyed = backend.snapshot()?;
+    let (mut keyed, rocks) = backend.checkpoint(checkpoint)?;
     if let Some(timers) = timers {
         let range = backend.key.range();
         timers.snapshot_into(backend.key.max_parallelism(), range, &mut keyed)?;
@@ -66,6 +71,7 @@ pub(crate) fn snapshot_keyed<K: Key, N: Data + Hash + Eq>(
         source_position: None,
         broadcast: Vec::new(),
         lists: Vec::new(),
+        rocks: rocks.map(Arc::new),
     })
 }
 

@@ -14,6 +14,7 @@ use crate::runtime::context::Clock;
 use crate::state::heap::{
     At, Expiry, HeapTable, KeyContext, Never, NsTable, SnapshotTable, TableKeys,
 };
+use crate::state::rocks::{RocksCheckpoint, RocksInstance, RocksTable};
 use crate::state::snapshot::{KeyGroupSnapshot, RawEntry};
 use crate::state::ttl::StateTtlConfig;
 use std::any::Any;
@@ -27,22 +28,32 @@ struct Registered<K> {
     name: Cow<'static, str>,
     table: Rc<dyn Any>,
     keys: Rc<dyn TableKeys<K>>,
-    snapshot: Rc<dyn SnapshotTable>,
+    /// Heap tables only: RocksDB snapshots and restores its tables without their types.
+    snapshot: Option<Rc<dyn SnapshotTable>>,
+}
+
+/// Where a backend keeps its tables: in memory, or in the subtask's RocksDB instance.
+#[derive(Clone)]
+pub(crate) enum StateStore {
+    Heap,
+    RocksDb(Rc<RocksInstance>),
 }
 
 pub(crate) struct KeyedBackend<K> {
     pub(crate) key: Rc<KeyContext<K>>,
     clock: Rc<Clock>,
+    store: StateStore,
     tables: RefCell<Vec<Registered<K>>>,
     /// Restored entries of states no table has asked for yet: by name, with key group.
     pending: RefCell<HashMap<String, Vec<(u32, RawEntry)>>>,
 }
 
 impl<K: Key> KeyedBackend<K> {
-    pub(crate) fn new(key: Rc<KeyContext<K>>, clock: Rc<Clock>) -> Self {
+    pub(crate) fn with_store(key: Rc<KeyContext<K>>, clock: Rc<Clock>, store: StateStore) -> Self {
         KeyedBackend {
             key,
             clock,
+            store,
             tables: RefCell::new(Vec::new()),
             pending: RefCell::new(HashMap::new()),
         }
@@ -74,32 +85,58 @@ impl<K: Key> KeyedBackend<K> {
         {
             let tables = self.tables.borrow();
             if let Some(r) = tables.iter().find(|r| r.name == name) {
-                return match r.table.clone().downcast::<HeapTable<K, N, V, X>>() {
-                    Ok(t) => t,
-                    Err(_) => panic!(
+                let table = r.table.clone();
+                let found: Option<Rc<dyn NsTable<N, V>>> = match &self.store {
+                    StateStore::Heap => table
+                        .downcast::<HeapTable<K, N, V, X>>()
+                        .ok()
+                        .map(|t| t as Rc<dyn NsTable<N, V>>),
+                    StateStore::RocksDb(_) => table
+                        .downcast::<RocksTable<K, N, V, X>>()
+                        .ok()
+                        .map(|t| t as Rc<dyn NsTable<N, V>>),
+                };
+                return found.unwrap_or_else(|| {
+                    panic!(
                         "state '{name}' is used with two different types (or with and without a \
                          time-to-live) in one operator; give each its own name"
-                    ),
-                };
+                    )
+                });
             }
         }
-        let table = Rc::new(HeapTable::<K, N, V, X>::new(
-            self.key.clone(),
-            ttl,
-            self.clock.clone(),
-        ));
-        if let Some(restored) = self.pending.borrow_mut().remove(name) {
-            let entries: Vec<RawEntry> = restored.into_iter().map(|(_, e)| e).collect();
-            if let Err(e) = table.restore(&entries) {
-                panic!("restoring state '{name}': {e}");
-            }
-        }
-        self.tables.borrow_mut().push(Registered {
+        let registered = |table: Rc<dyn Any>, keys, snapshot| Registered {
             name: Cow::Owned(name.to_string()),
-            table: table.clone(),
-            keys: table.clone(),
-            snapshot: table.clone(),
-        });
+            table,
+            keys,
+            snapshot,
+        };
+        let (table, registered): (Rc<dyn NsTable<N, V>>, Registered<K>) = match &self.store {
+            StateStore::Heap => {
+                let t = Rc::new(HeapTable::<K, N, V, X>::new(
+                    self.key.clone(),
+                    ttl,
+                    self.clock.clone(),
+                ));
+                if let Some(restored) = self.pending.borrow_mut().remove(name) {
+                    let entries: Vec<RawEntry> = restored.into_iter().map(|(_, e)| e).collect();
+                    if let Err(e) = t.restore(&entries) {
+                        panic!("restoring state '{name}': {e}");
+                    }
+                }
+                (t.clone(), registered(t.clone(), t.clone(), Some(t)))
+            }
+            StateStore::RocksDb(db) => {
+                let t = Rc::new(RocksTable::<K, N, V, X>::new(
+                    self.key.clone(),
+                    db.clone(),
+                    name,
+                    ttl,
+                    self.clock.clone(),
+                ));
+                (t.clone(), registered(t.clone(), t, None))
+            }
+        };
+        self.tables.borrow_mut().push(registered);
         table
     }
 
@@ -127,6 +164,9 @@ impl<K: Key> KeyedBackend<K> {
     /// timers are added by the operator that owns them).
     pub(crate) fn snapshot(&self) -> Result<Vec<KeyGroupSnapshot>, String> {
         let range = self.key.range();
+        if let StateStore::RocksDb(db) = &self.store {
+            return db.snapshot(range, self.clock.now());
+        }
         let mut groups: Vec<KeyGroupSnapshot> = range
             .iter()
             .map(|g| KeyGroupSnapshot {
@@ -135,9 +175,12 @@ impl<K: Key> KeyedBackend<K> {
             })
             .collect();
         for table in self.tables.borrow().iter() {
+            let Some(snapshot_table) = &table.snapshot else {
+                continue;
+            };
             for (g, snapshot) in range.iter().zip(groups.iter_mut()) {
                 let mut entries = Vec::new();
-                table.snapshot.snapshot_group(g, &mut entries)?;
+                snapshot_table.snapshot_group(g, &mut entries)?;
                 if !entries.is_empty() {
                     snapshot.entries_mut(&table.name).extend(entries);
                 }
@@ -153,6 +196,27 @@ impl<K: Key> KeyedBackend<K> {
         Ok(groups)
     }
 
+    /// What checkpoint `id` takes of the state at its barrier: heap state as key-group
+    /// snapshots; RocksDB state as a RocksDB checkpoint the uploader reads later (the
+    /// key-group snapshots then only have room for the timers).
+    pub(crate) fn checkpoint(
+        &self,
+        id: u64,
+    ) -> Result<(Vec<KeyGroupSnapshot>, Option<RocksCheckpoint>), String> {
+        let StateStore::RocksDb(db) = &self.store else {
+            return Ok((self.snapshot()?, None));
+        };
+        let range = self.key.range();
+        let groups = range
+            .iter()
+            .map(|g| KeyGroupSnapshot {
+                group: g as u32,
+                ..KeyGroupSnapshot::default()
+            })
+            .collect();
+        Ok((groups, Some(db.checkpoint(id, range, self.clock.now())?)))
+    }
+
     /// Restores the named states of `groups`, which must be key groups of this subtask.
     pub(crate) fn restore(&self, groups: &[KeyGroupSnapshot]) -> Result<(), String> {
         let range = self.key.range();
@@ -163,13 +227,17 @@ impl<K: Key> KeyedBackend<K> {
                     group.group, range.start, range.end
                 ));
             }
+            if let StateStore::RocksDb(db) = &self.store {
+                db.restore(group.group as usize, &group.tables)?;
+                continue;
+            }
             for (name, entries) in &group.tables {
                 let registered = self
                     .tables
                     .borrow()
                     .iter()
                     .find(|r| r.name == *name)
-                    .map(|r| r.snapshot.clone());
+                    .and_then(|r| r.snapshot.clone());
                 match registered {
                     Some(table) => table
                         .restore(entries)
@@ -205,12 +273,36 @@ mod tests {
         range: KeyGroupRange,
     }
 
+    /// Where the subtasks of a test keep their state.
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        Heap,
+        RocksDb,
+    }
+
     fn subtask(parallelism: usize, index: usize) -> Subtask {
+        subtask_on(Kind::Heap, parallelism, index)
+    }
+
+    fn subtask_on(kind: Kind, parallelism: usize, index: usize) -> Subtask {
         let range = KeyGroupRange::for_subtask(MAX_PARALLELISM, parallelism, index);
         let key = Rc::new(KeyContext::new(range, MAX_PARALLELISM));
         let clock = Rc::new(Clock::new(ProcessingTimeMode::Simulated));
+        let store = match kind {
+            Kind::Heap => StateStore::Heap,
+            Kind::RocksDb => StateStore::RocksDb(
+                RocksInstance::open(
+                    &crate::state::RocksDbConfig {
+                        memory_budget: 16 << 20,
+                        ..Default::default()
+                    },
+                    &format!("backend-test-{parallelism}-{index}"),
+                )
+                .expect("opens"),
+            ),
+        };
         Subtask {
-            backend: KeyedBackend::new(key, clock),
+            backend: KeyedBackend::with_store(key, clock, store),
             timers: Timers::new(Rc::new(TimerWakeup::new())),
             range,
         }
@@ -255,7 +347,19 @@ mod tests {
 
     #[test]
     fn keyed_state_and_timers_rescale_from_one_subtask_to_three() {
-        let one = subtask(1, 0);
+        // Written on either backend, read back on either: the snapshot format is one.
+        for (from, to) in [
+            (Kind::Heap, Kind::Heap),
+            (Kind::Heap, Kind::RocksDb),
+            (Kind::RocksDb, Kind::Heap),
+            (Kind::RocksDb, Kind::RocksDb),
+        ] {
+            rescale_one_to_three(from, to);
+        }
+    }
+
+    fn rescale_one_to_three(from: Kind, to: Kind) {
+        let one = subtask_on(from, 1, 0);
         let counts = one.backend.table::<(), u64>("count", None);
         for (i, w) in words().iter().enumerate() {
             one.backend.set_current_key(w.clone()).expect("owned");
@@ -272,11 +376,11 @@ mod tests {
 
         let mut fired = Vec::new();
         for index in 0..3 {
-            let mut part = subtask(3, index);
+            let mut part = subtask_on(to, 3, index);
             part.restore_from(std::slice::from_ref(&file));
             for (i, w) in words().iter().enumerate() {
                 if part.owns(w) {
-                    assert_eq!(part.count(w), Some(i as u64 * 3), "{w}");
+                    assert_eq!(part.count(w), Some(i as u64 * 3), "{w}: {from:?} -> {to:?}");
                 }
             }
             while let Some((t, k, ())) = part.timers.event.pop_due(i64::MAX) {

@@ -83,6 +83,7 @@ impl<K: Key> KeyContext<K> {
         self.hash.get()
     }
 
+    /// The current key's key group, counted from this subtask's first.
     pub(crate) fn group(&self) -> usize {
         self.group.get()
     }

@@ -105,19 +105,65 @@ pub(crate) const INDEX_LENGTH_BYTES: u64 = 8;
 
 /// A subtask's keyed-state file; empty key groups take no section.
 pub(crate) fn write_keyed_file(groups: &[KeyGroupSnapshot]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut index = KeyedFileIndex::default();
-    for group in groups.iter().filter(|g| !g.is_empty()) {
-        let section = seal(&encode(group)?);
-        index
-            .sections
-            .push((group.group, out.len() as u64, section.len() as u64));
-        out.extend_from_slice(&section);
+    let mut writer = KeyedFileWriter::new(Vec::new());
+    for group in groups {
+        writer.add(group)?;
     }
-    let index = seal(&encode(&index)?);
-    out.extend_from_slice(&index);
-    out.extend_from_slice(&(index.len() as u64).to_le_bytes());
-    Ok(out)
+    writer.finish()
+}
+
+/// Writes a keyed-state file one key group at a time, in key group order, so a file
+/// larger than memory can be written.
+pub(crate) struct KeyedFileWriter<W> {
+    out: W,
+    written: u64,
+    index: KeyedFileIndex,
+}
+
+impl<W: std::io::Write> KeyedFileWriter<W> {
+    pub(crate) fn new(out: W) -> Self {
+        KeyedFileWriter {
+            out,
+            written: 0,
+            index: KeyedFileIndex::default(),
+        }
+    }
+
+    /// Adds a key group's section (none for an empty key group).
+    pub(crate) fn add(&mut self, group: &KeyGroupSnapshot) -> Result<(), String> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        let section = seal(&encode(group)?);
+        self.index
+            .sections
+            .push((group.group, self.written, section.len() as u64));
+        self.put(&section)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| format!("cannot write a keyed-state file: {e}"))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Writes the index and its length; the sink.
+    pub(crate) fn finish(mut self) -> Result<W, String> {
+        let index = seal(&encode(&self.index)?);
+        self.put(&index)?;
+        self.put(&(index.len() as u64).to_le_bytes())?;
+        self.out
+            .flush()
+            .map_err(|e| format!("cannot write a keyed-state file: {e}"))?;
+        Ok(self.out)
+    }
 }
 
 /// The index at the end of a keyed-state file: `tail` is the file's last

@@ -290,6 +290,7 @@ mod tests {
                 checkpoints: None,
                 from_checkpoint: None,
                 allow_non_restored_state: false,
+                state: None,
             },
             parallelisms: parallelisms.to_vec(),
             vertex_names: parallelisms.iter().map(|p| format!("v{p}")).collect(),
