@@ -19,6 +19,19 @@ pub struct Tuning {
     /// Batches a channel holds before its producer waits.
     #[arg(long, global = true, default_value_t = ExecutionConfig::default().channel_capacity)]
     pub channel_capacity: usize,
+    /// Where keyed state lives.
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Heap)]
+    pub backend: Backend,
+    /// Take a checkpoint this often (to a local directory, deleted afterwards), in ms.
+    #[arg(long, global = true)]
+    pub checkpoint_ms: Option<u64>,
+}
+
+/// A state backend, as the benchmarks name it (Flink's harness takes the same names).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Heap,
+    Rocksdb,
 }
 
 /// What a child run does.
@@ -66,9 +79,38 @@ pub fn run(
 ) -> anyhow::Result<Measurement> {
     let env = StreamEnv::new();
     env.set_parallelism(parallelism);
+    // Checkpoints and RocksDB instances of this run, deleted when it ends.
+    let scratch = std::env::temp_dir().join(format!("strom-bench-{}", std::process::id()));
+    let _scratch = Scratch(scratch.clone());
+    let checkpointing = match tuning.checkpoint_ms {
+        Some(ms) => {
+            let dir = scratch.join("checkpoints").display().to_string();
+            let storage =
+                strom::checkpoint::storage::CheckpointStorage::open(&dir, &Default::default())?;
+            Some(strom::checkpoint::CheckpointConfig {
+                interval: std::time::Duration::from_millis(ms),
+                timeout: std::time::Duration::from_secs(60),
+                min_pause: std::time::Duration::ZERO,
+                retained: 1,
+                storage,
+                options: Default::default(),
+                job_dir: work.name().to_string(),
+            })
+        }
+        None => None,
+    };
+    let backend = match tuning.backend {
+        Backend::Heap => strom::state::StateBackend::Heap,
+        Backend::Rocksdb => strom::state::StateBackend::RocksDb(strom::state::RocksDbConfig {
+            dir: scratch.join("rocksdb"),
+            ..Default::default()
+        }),
+    };
     env.configure(|c| {
         c.batch_size = tuning.batch_size;
         c.channel_capacity = tuning.channel_capacity;
+        c.checkpointing = checkpointing;
+        c.state_backend = backend;
     });
     latency::now_micros();
     let (started, cpu_before) = (Instant::now(), cpu_seconds());
@@ -113,6 +155,15 @@ pub fn run(
     })
 }
 
+/// Deletes a run's scratch directory when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs `work` once in a fresh `strom-bench case …` process.
 pub fn measure_in_child(
     work: Work,
@@ -129,6 +180,12 @@ pub fn measure_in_child(
         .args(["--events", &events.to_string()])
         .args(["--batch-size", &tuning.batch_size.to_string()])
         .args(["--channel-capacity", &tuning.channel_capacity.to_string()]);
+    if tuning.backend == Backend::Rocksdb {
+        cmd.args(["--backend", "rocksdb"]);
+    }
+    if let Some(ms) = tuning.checkpoint_ms {
+        cmd.args(["--checkpoint-ms", &ms.to_string()]);
+    }
     if let Some(rate) = rate {
         cmd.args(["--rate", &rate.to_string()]);
     }

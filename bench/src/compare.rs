@@ -2,7 +2,7 @@
 //! systems in turn (Strom, Flink, Strom, Flink, …), each run in a fresh process, and the
 //! table reports medians. See `bench/README.md` for what each case is.
 
-use crate::child::{Tuning, Work, measure_in_child};
+use crate::child::{Backend, Tuning, Work, measure_in_child};
 use anyhow::Context;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -55,6 +55,9 @@ struct Spec {
     events: u64,
     /// Strom's side, or why Strom cannot run it yet.
     strom: Result<Work, &'static str>,
+    /// Strom's state backend and checkpoint interval for it.
+    backend: Backend,
+    checkpoint_ms: Option<u64>,
     flink_class: &'static str,
     flink_args: Vec<String>,
     /// The throughput goal (Strom ÷ Flink) of this case.
@@ -78,8 +81,6 @@ impl Outcome {
     }
 }
 
-const NOT_YET_STATE: &str = "Strom has no RocksDB backend or checkpoints before issue 5";
-
 fn specs(o: &Options) -> Vec<Spec> {
     let flink_case = |name: &str, p: usize, events: u64, extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = ["case", name, "--parallelism", &p.to_string()]
@@ -99,17 +100,22 @@ fn specs(o: &Options) -> Vec<Spec> {
                 parallelism: p,
                 events: o.events,
                 strom: Ok(Work::Pipeline(case)),
+                backend: Backend::Heap,
+                checkpoint_ms: None,
                 flink_class: flink::PIPELINES,
                 flink_args: flink_case(case.name(), p, o.events, &[]),
                 goal: 5.0,
             });
         }
     }
-    let state_cases: [(&str, u64, &[&str], f64); 3] = [
+    type StateCase<'a> = (&'a str, u64, &'a [&'a str], Backend, Option<u64>, f64);
+    let state_cases: [StateCase; 3] = [
         (
             "keyed-sum, RocksDB",
             o.rocksdb_events,
             &["--backend", "rocksdb"],
+            Backend::Rocksdb,
+            None,
             3.0,
         ),
         (
@@ -117,23 +123,29 @@ fn specs(o: &Options) -> Vec<Spec> {
             // Half the pipelines' events: Flink is slower here, and the run stays short.
             o.events / 2,
             &["--checkpoint-ms", "1000"],
+            Backend::Heap,
+            Some(1000),
             5.0,
         ),
         (
             "keyed-sum, RocksDB, checkpoint every 1 s",
             o.rocksdb_events,
             &["--backend", "rocksdb", "--checkpoint-ms", "1000"],
+            Backend::Rocksdb,
+            Some(1000),
             3.0,
         ),
     ];
-    for (label, events, extra, goal) in state_cases {
+    for (label, events, extra, backend, checkpoint_ms, goal) in state_cases {
         for &p in &o.parallelism {
             specs.push(Spec {
                 case: label.to_string(),
                 group: "state",
                 parallelism: p,
                 events,
-                strom: Err(NOT_YET_STATE),
+                strom: Ok(Work::Pipeline(Case::KeyedSum)),
+                backend,
+                checkpoint_ms,
                 flink_class: flink::PIPELINES,
                 flink_args: flink_case("keyed-sum", p, events, extra),
                 goal,
@@ -156,6 +168,8 @@ fn specs(o: &Options) -> Vec<Spec> {
                 parallelism: p,
                 events: o.nexmark_events,
                 strom: Ok(Work::Nexmark(q)),
+                backend: Backend::Heap,
+                checkpoint_ms: None,
                 flink_class: flink::NEXMARK,
                 flink_args: args.iter().map(|s| s.to_string()).collect(),
                 goal: 5.0,
@@ -174,6 +188,11 @@ fn measure(spec: Spec, o: &Options, tuning: Tuning, flink: &Flink) -> anyhow::Re
     let (mut strom, mut flinks) = (Vec::new(), Vec::new());
     for run in 0..o.runs {
         if let Ok(work) = spec.strom {
+            let tuning = Tuning {
+                backend: spec.backend,
+                checkpoint_ms: spec.checkpoint_ms,
+                ..tuning
+            };
             let m = measure_in_child(work, "strom", spec.parallelism, spec.events, None, tuning)
                 .with_context(|| format!("Strom, {} p={}", spec.case, spec.parallelism))?;
             strom.push(m);

@@ -371,6 +371,10 @@ struct CheckpointArgs {
     /// An AWS shared-credentials file (its [default] profile), e.g. a mounted Secret.
     #[arg(long)]
     s3_credentials_file: Option<String>,
+    /// How long one S3 request may take, retries included, in milliseconds [default:
+    /// 30000]; a checkpoint write to an unreachable store fails after it.
+    #[arg(long)]
+    s3_request_timeout_ms: Option<u64>,
 }
 
 impl CheckpointArgs {
@@ -388,6 +392,7 @@ impl CheckpointArgs {
                 access_key_id: self.s3_access_key_id.clone(),
                 secret_access_key: self.s3_secret_access_key.clone(),
                 credentials_file: self.s3_credentials_file.clone(),
+                request_timeout_ms: self.s3_request_timeout_ms,
             },
         })
     }

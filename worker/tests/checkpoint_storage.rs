@@ -105,3 +105,122 @@ fn checkpoints_in_s3_are_written_found_checked_and_survive_an_outage() {
         [5]
     );
 }
+
+/// The lines of the part files in `dir` (sorted), and their bytes.
+fn output(dir: &std::path::Path) -> (Vec<String>, u64) {
+    let mut lines = Vec::new();
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("part-") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            bytes += text.len() as u64;
+            lines.extend(text.lines().map(String::from));
+        }
+    }
+    lines.sort();
+    (lines, bytes)
+}
+
+#[test]
+fn a_job_goes_on_through_a_20_second_s3_outage_and_checkpoints_again_after_it() {
+    const STROM: &str = env!("CARGO_BIN_EXE_strom");
+    let tmp = common::TempDir::new("s3-outage");
+    let dir = tmp.path();
+    let job = |out: &std::path::Path| -> Vec<String> {
+        [
+            "run",
+            "word-count",
+            "--parallelism",
+            "2",
+            "--arg",
+            "events=12000",
+            "--arg",
+            &format!("output={}", out.display()),
+            "--no-summary",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let status = std::process::Command::new(STROM)
+        .args(job(&dir.join("alone")))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (expected, _) = output(&dir.join("alone"));
+
+    let server = S3Server::start();
+    server.create_bucket("checkpoints");
+    let out = dir.join("out");
+    // 12,000 lines at 400 a second: 30 s, through an outage of 20.
+    let mut child = std::process::Command::new(STROM)
+        .args(job(&out))
+        .args(["--arg", "rate=400", "--checkpoint-interval-ms", "300"])
+        .args([
+            "--checkpoint-timeout-ms",
+            "2000",
+            "--s3-request-timeout-ms",
+            "2000",
+        ])
+        .args(["--checkpoint-dir", "s3://checkpoints/jobs"])
+        .args([
+            "--s3-endpoint",
+            &server.endpoint,
+            "--s3-region",
+            "us-east-1",
+        ])
+        .args([
+            "--s3-access-key-id",
+            "test",
+            "--s3-secret-access-key",
+            "test",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let storage = CheckpointStorage::open(
+        "s3://checkpoints/jobs",
+        &options(&server, Duration::from_secs(5)),
+    )
+    .unwrap();
+    let latest = || block_on(storage.latest("word-count")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while latest().is_none() {
+        assert!(Instant::now() < deadline, "no checkpoint before the outage");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = latest();
+
+    server.pause();
+    let (_, at_start) = output(&out);
+    std::thread::sleep(Duration::from_secs(20));
+    let (_, at_end) = output(&out);
+    server.resume();
+    assert!(
+        at_end > at_start,
+        "the job stopped writing while S3 was down ({at_start} -> {at_end} bytes)"
+    );
+    // Checkpoints complete again while the job still runs.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while latest() <= before {
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "no checkpoint completed after the outage (latest {:?})",
+            latest()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("checkpoint expired") || stderr.contains("could not write its state"),
+        "no checkpoint failed during the outage:\n{stderr}"
+    );
+    // Nothing lost (and, without a restart, nothing twice).
+    let (got, _) = output(&out);
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
+}

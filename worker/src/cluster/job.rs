@@ -129,6 +129,10 @@ pub struct S3Settings {
     pub secret_access_key: Option<String>,
     #[serde(default)]
     pub credentials_file: Option<String>,
+    /// How long one request may take, retries included, in milliseconds [default:
+    /// 30000]: a checkpoint write to an unreachable store fails after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
 }
 
 impl S3Settings {
@@ -140,6 +144,11 @@ impl S3Settings {
             access_key_id: self.access_key_id.clone(),
             secret_access_key: self.secret_access_key.clone(),
             credentials_file: self.credentials_file.clone().map(Into::into),
+            request_timeout: self
+                .request_timeout_ms
+                .map_or(StorageOptions::default().request_timeout, |ms| {
+                    Duration::from_millis(ms.max(1))
+                }),
             ..StorageOptions::default()
         }
     }
