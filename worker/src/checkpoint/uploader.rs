@@ -106,14 +106,8 @@ async fn upload_operator(
                 .broadcast_states
                 .insert(name.clone(), entries.len() as u64);
         }
-        let bytes = encode(&op.broadcast).map_err(|why| StorageError::Corrupt {
-            url: storage.url().to_string(),
-            path: dir.to_string(),
-            why,
-        })?;
         let name = format!("{}/broadcast-{}", operator_dir(&uid), op.subtask);
-        state.keyed_bytes += bytes.len() as u64;
-        storage.put(&join(dir, &name), &bytes).await?;
+        state.keyed_bytes += put_state_file(storage, dir, &name, &op.broadcast).await?;
         state.broadcast_file = Some(name);
     }
     if !op.lists.is_empty() {
@@ -122,14 +116,8 @@ async fn upload_operator(
                 .operator_states
                 .insert(list.name.clone(), list.elements.len() as u64);
         }
-        let bytes = encode(&op.lists).map_err(|why| StorageError::Corrupt {
-            url: storage.url().to_string(),
-            path: dir.to_string(),
-            why,
-        })?;
         let name = format!("{}/operator-{}", operator_dir(&uid), op.subtask);
-        state.keyed_bytes += bytes.len() as u64;
-        storage.put(&join(dir, &name), &bytes).await?;
+        state.keyed_bytes += put_state_file(storage, dir, &name, &op.lists).await?;
         state.operator_file = Some(name);
     }
     Ok(OperatorHandle {
@@ -137,6 +125,23 @@ async fn upload_operator(
         parallelism: op.parallelism,
         state,
     })
+}
+
+/// Writes `value` as the sealed MessagePack file `name` of the checkpoint in `dir`
+/// (broadcast states, operator state lists); its bytes.
+async fn put_state_file<T: serde::Serialize>(
+    storage: &CheckpointStorage,
+    dir: &str,
+    name: &str,
+    value: &T,
+) -> Result<u64, StorageError> {
+    let bytes = encode(value).map_err(|why| StorageError::Corrupt {
+        url: storage.url().to_string(),
+        path: join(dir, name),
+        why,
+    })?;
+    storage.put(&join(dir, name), &bytes).await?;
+    Ok(bytes.len() as u64)
 }
 
 /// Writes the keyed-state file of a RocksDB checkpoint to `local`, with the timers of

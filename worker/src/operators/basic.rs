@@ -7,7 +7,6 @@ use crate::functions::{
 use crate::operators::co_process::process_plain;
 use crate::operators::{OpBase, forward_control};
 use crate::record::{Batch, Data, StreamRecord};
-use crate::runtime::barrier::{Barrier, OperatorSnapshot, push_operator_state};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::context::guard;
 use crate::state::operator::OperatorStateStore;
@@ -145,15 +144,5 @@ impl<I: Data, O: Data, F: ProcessFunction<I, O>> Consumer<I> for ProcessOp<I, O,
             |v, c, o| f.process_element(v, c, o),
         )
     }
-    fn process_barrier(
-        &mut self,
-        barrier: Barrier,
-        snapshots: &mut Vec<OperatorSnapshot>,
-    ) -> TaskResult {
-        let info = &self.base.info;
-        push_operator_state(info, None, &self.operator_state, snapshots)
-            .map_err(|e| info.error(e))?;
-        self.base.out.emit_barrier(barrier, snapshots)
-    }
-    forward_control!(end: end_input, timers: no, close: f, barrier: custom);
+    forward_control!(end: end_input, timers: no, close: f, barrier: operator_state);
 }

@@ -6,7 +6,6 @@ use crate::functions::{CoProcessFunction, Collector, Context, KeyedCoProcessFunc
 use crate::operators::keyed_process::{KeySelector, KeyedParts, fire_timers, process_keyed};
 use crate::operators::{OpBase, forward_control};
 use crate::record::{Batch, Data, Key, TimeDomain};
-use crate::runtime::barrier::{Barrier, OperatorSnapshot, push_operator_state};
 use crate::runtime::context::guard;
 use crate::runtime::task::TwoInputOperator;
 use crate::state::backend::KeyedBackend;
@@ -108,17 +107,7 @@ impl<I1: Data, I2: Data, O: Data, F: CoProcessFunction<I1, I2, O>> TwoInputOpera
             |v, c, o| f.process_element2(v, c, o),
         )
     }
-    fn process_barrier(
-        &mut self,
-        barrier: Barrier,
-        snapshots: &mut Vec<OperatorSnapshot>,
-    ) -> TaskResult {
-        let info = &self.base.info;
-        push_operator_state(info, None, &self.operator_state, snapshots)
-            .map_err(|e| info.error(e))?;
-        self.base.out.emit_barrier(barrier, snapshots)
-    }
-    forward_control!(end: finish, timers: no, close: f, barrier: custom);
+    forward_control!(end: finish, timers: no, close: f, barrier: operator_state);
 }
 
 pub(crate) struct KeyedCoProcessOp<K, I1, I2, O, F> {

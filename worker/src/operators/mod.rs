@@ -80,6 +80,26 @@ macro_rules! forward_control {
             self.base.out.emit_barrier(barrier, snapshots)
         }
     };
+    // An operator with operator state (list state of a process function) and no keyed
+    // state.
+    (end: $end:ident, timers: no, close: $close:ident, barrier: operator_state) => {
+        $crate::operators::forward_control!(end: $end, timers: no, close: $close, barrier: custom);
+        fn process_barrier(
+            &mut self,
+            barrier: $crate::runtime::barrier::Barrier,
+            snapshots: &mut Vec<$crate::runtime::barrier::OperatorSnapshot>,
+        ) -> $crate::error::TaskResult {
+            let info = &self.base.info;
+            $crate::runtime::barrier::push_operator_state(
+                info,
+                None,
+                &self.operator_state,
+                snapshots,
+            )
+            .map_err(|e| info.error(e))?;
+            self.base.out.emit_barrier(barrier, snapshots)
+        }
+    };
     // The operator writes its own `process_barrier` (one with more state than keyed state
     // and timers).
     (end: $end:ident, timers: $timers:ident, close: $close:ident, barrier: custom) => {
