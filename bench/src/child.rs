@@ -95,6 +95,7 @@ pub fn run(
                 storage,
                 options: Default::default(),
                 job_dir: work.name().to_string(),
+                mode: Default::default(),
             })
         }
         None => None,

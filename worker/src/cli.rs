@@ -6,6 +6,7 @@
 //! `fn main() -> ExitCode { strom::main(my_registry()) }`.
 
 use crate::api::StreamEnv;
+use crate::checkpoint::CheckpointingMode;
 use crate::cluster::client::{RestClient, job_text, jobs_text};
 use crate::cluster::job::{CheckpointSettings, JobSubmission, S3Settings, StateSettings};
 use crate::cluster::master::{
@@ -328,6 +329,12 @@ struct JobSettings {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum CheckpointModeArg {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Backend {
     Heap,
     Rocksdb,
@@ -352,6 +359,10 @@ struct CheckpointArgs {
     /// Completed checkpoints kept; older ones are deleted.
     #[arg(long, default_value_t = 1)]
     checkpoints_retained: usize,
+    /// exactly-once: tasks align barriers (hold back inputs that delivered one);
+    /// at-least-once: no waiting, a restore may replay some records twice.
+    #[arg(long, value_enum, default_value_t = CheckpointModeArg::ExactlyOnce)]
+    checkpoint_mode: CheckpointModeArg,
     /// An S3-compatible server for s3:// directories, e.g. http://127.0.0.1:9000
     /// [default: AWS, or AWS_ENDPOINT].
     #[arg(long, env = "STROM_S3_ENDPOINT")]
@@ -385,6 +396,10 @@ impl CheckpointArgs {
             timeout_ms: self.checkpoint_timeout_ms,
             min_pause_ms: self.checkpoint_min_pause_ms,
             retained: self.checkpoints_retained,
+            mode: match self.checkpoint_mode {
+                CheckpointModeArg::ExactlyOnce => CheckpointingMode::ExactlyOnce,
+                CheckpointModeArg::AtLeastOnce => CheckpointingMode::AtLeastOnce,
+            },
             s3: S3Settings {
                 endpoint: self.s3_endpoint.clone(),
                 region: self.s3_region.clone(),

@@ -40,6 +40,20 @@ pub struct CheckpointConfig {
     pub options: StorageOptions,
     /// The job's directory under the storage root (`<job>` in `<job>/chk-<n>`).
     pub job_dir: String,
+    pub mode: CheckpointingMode,
+}
+
+/// Whether barriers are aligned (Flink's `execution.checkpointing.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckpointingMode {
+    /// A task with several inputs holds back each input that delivered the barrier until
+    /// all have: a snapshot holds exactly the records before the barrier.
+    #[default]
+    ExactlyOnce,
+    /// Inputs are read on: no waiting at barriers, but a snapshot may hold records after
+    /// the barrier, which a restore then replays a second time.
+    AtLeastOnce,
 }
 
 /// How long the coordinator sleeps at most before it looks at the stop flag again.

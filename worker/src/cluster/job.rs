@@ -2,9 +2,9 @@
 //! every process builds and plans the same graph.
 
 use crate::api::StreamEnv;
-use crate::checkpoint::CheckpointConfig;
 use crate::checkpoint::restore::RestoredCheckpoint;
 use crate::checkpoint::storage::{CheckpointStorage, StorageOptions};
+use crate::checkpoint::{CheckpointConfig, CheckpointingMode};
 use crate::config::{ExecutionConfig, RuntimeMode};
 use crate::graph::StreamGraph;
 use crate::graph::plan::Plan;
@@ -110,6 +110,9 @@ pub struct CheckpointSettings {
     /// For `s3://` directories.
     #[serde(default)]
     pub s3: S3Settings,
+    /// `exactly-once` (aligned barriers) or `at-least-once`.
+    #[serde(default)]
+    pub mode: CheckpointingMode,
 }
 
 /// How to reach an S3-compatible store; unset fields come from the AWS environment
@@ -183,6 +186,7 @@ impl CheckpointSettings {
             storage,
             options,
             job_dir: job.to_string(),
+            mode: self.mode,
         })
     }
 }

@@ -39,6 +39,11 @@ pub(crate) struct InputGate {
     /// Channels held back until a checkpoint's barriers are aligned: what follows their
     /// barrier belongs to the next checkpoint.
     blocked: Vec<bool>,
+    /// Channels that delivered the barrier being aligned.
+    arrived: Vec<bool>,
+    /// Whether a channel that delivered the barrier is held back (exactly-once) or read
+    /// on (at-least-once: records after the barrier may get into the snapshot).
+    hold: bool,
 }
 
 impl InputGate {
@@ -46,27 +51,39 @@ impl InputGate {
         let open = channels.len();
         InputGate {
             blocked: vec![false; channels.len()],
+            arrived: vec![false; channels.len()],
+            hold: true,
             channels,
             next: 0,
             open,
         }
     }
 
-    /// Holds channel `channel` back: `poll` and `wait` skip it until `unblock_all`.
-    pub(crate) fn block(&mut self, channel: usize) {
-        self.blocked[channel] = true;
+    /// At-least-once checkpoints: channels are not held back at barriers.
+    pub(crate) fn without_holding(mut self) -> Self {
+        self.hold = false;
+        self
     }
 
-    pub(crate) fn unblock_all(&mut self) {
+    /// Channel `channel` delivered the barrier being aligned: with holding, `poll` and
+    /// `wait` skip it until `release_all`.
+    pub(crate) fn barrier_arrived(&mut self, channel: usize) {
+        self.arrived[channel] = true;
+        self.blocked[channel] = self.hold;
+    }
+
+    /// The alignment is over (or given up): every channel is read again.
+    pub(crate) fn release_all(&mut self) {
         self.blocked.fill(false);
+        self.arrived.fill(false);
     }
 
     /// Whether every channel has delivered the barrier being aligned or has ended.
     pub(crate) fn aligned(&self) -> bool {
         self.channels
             .iter()
-            .zip(&self.blocked)
-            .all(|(c, &b)| b || c.finished)
+            .zip(&self.arrived)
+            .all(|(c, &a)| a || c.finished)
     }
 
     pub(crate) fn len(&self) -> usize {

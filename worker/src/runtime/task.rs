@@ -2,6 +2,7 @@
 //! chain of operators, fire processing-time timers, flush when input runs dry, and end
 //! cleanly when every input has ended or the job is cancelled.
 
+use crate::checkpoint::CheckpointingMode;
 use crate::error::{Position, TaskError, TaskResult};
 use crate::record::{Data, MAX_WATERMARK, WatermarkStatus};
 use crate::runtime::barrier::{Barrier, OperatorSnapshot};
@@ -320,6 +321,14 @@ pub(crate) fn run_input_task(
     services: &TaskServices,
     cancel: &AtomicBool,
 ) -> TaskResult {
+    let at_least_once = services
+        .config
+        .checkpointing
+        .as_ref()
+        .is_some_and(|c| c.mode == CheckpointingMode::AtLeastOnce);
+    if at_least_once {
+        gate = gate.without_holding();
+    }
     let result = input_loop(head, &mut gate, services, cancel);
     head.close();
     result
@@ -373,18 +382,18 @@ fn input_loop(
                     match &aligning {
                         // A barrier of a checkpoint already given up on.
                         Some(a) if barrier.id < a.id => {}
-                        Some(a) if barrier.id == a.id => gate.block(ch),
+                        Some(a) if barrier.id == a.id => gate.barrier_arrived(ch),
                         // A newer checkpoint: the one being aligned cannot complete any
                         // more (the coordinator moved on), so start over with this one.
                         _ => {
-                            gate.unblock_all();
-                            gate.block(ch);
+                            gate.release_all();
+                            gate.barrier_arrived(ch);
                             aligning = Some(barrier);
                         }
                     }
                     if let Some(a) = aligning.take_if(|_| gate.aligned()) {
                         complete_checkpoint(head, a, services)?;
-                        gate.unblock_all();
+                        gate.release_all();
                     }
                 }
                 Envelope::EndOfInput => {
@@ -393,7 +402,7 @@ fn input_loop(
                     // A channel that ended has nothing more before any barrier.
                     if let Some(a) = aligning.take_if(|_| gate.aligned()) {
                         complete_checkpoint(head, a, services)?;
-                        gate.unblock_all();
+                        gate.release_all();
                     }
                     valve.input_ended(ch, &mut valve_out);
                     apply_valve(head, &mut valve_out, &services.times)?;
