@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strom/target}"
 export CARGO_TERM_COLOR=never
 
+scripts/prerequisites
 bench/flink/prepare.sh >/dev/null
 cargo build --profile bench --locked -p strom-bench
 exec "$CARGO_TARGET_DIR/release/strom-bench" compare --output bench/RESULTS.md "$@"
