@@ -179,11 +179,12 @@ impl RocksInstance {
                     entry_key(table, group, &raw.key, &raw.ns),
                     pack(raw.expiry, &raw.value),
                 );
-            }
-            if batch.len() >= 4096 {
-                self.db
-                    .write_opt(std::mem::take(&mut batch), &self.write)
-                    .map_err(|e| format!("RocksDB failed to write restored state: {e}"))?;
+                // Written in batches, so a large key group is not held twice in memory.
+                if batch.len() >= 4096 {
+                    self.db
+                        .write_opt(std::mem::take(&mut batch), &self.write)
+                        .map_err(|e| format!("RocksDB failed to write restored state: {e}"))?;
+                }
             }
         }
         self.db
@@ -236,8 +237,9 @@ impl RocksInstance {
     }
 }
 
-/// The options of every instance: a shared budget, no compression cost worth noting
-/// (LZ4), and index and filter blocks in the block cache so they count against it.
+/// The options of every instance: the process's shared memory budget, LZ4 (cheap to
+/// compress), and index and filter blocks in the block cache so they count against the
+/// budget too.
 fn db_options(memory_budget: usize) -> Options {
     let (cache, wbm) = shared_memory(memory_budget);
     let mut table = BlockBasedOptions::default();
