@@ -8,10 +8,13 @@
 //! (half of it for memtables, as Flink's `write-buffer-ratio` of 0.5). There is no
 //! write-ahead log: checkpoints are what make state durable.
 //!
-//! Layout of a key: table id (2 bytes), key group (2 bytes), length of the key (4 bytes),
-//! the key and the namespace, both in the canonical encoding (MessagePack, as snapshots
-//! write them), so a key group is one contiguous range and a snapshot copies the bytes
-//! as they are. A value is a tag byte (`0`: no expiry; `1`: an 8-byte expiry follows)
+//! Layout of a key: table id (2 bytes), key group (2 bytes), a hash of the key's bytes
+//! (4 bytes), length of the key (4 bytes), the key and the namespace, both in the
+//! canonical encoding (MessagePack, as snapshots write them), so a key group is one
+//! contiguous range and a snapshot copies the bytes as they are. The first 8 bytes are
+//! the memtable's hash prefix: a read of a key finds its versions in a bucket of their
+//! own instead of walking one skip list of every version of every key (the read-modify-
+//! write of keyed state adds a version per record). A value is a tag byte (`0`: no expiry; `1`: an 8-byte expiry follows)
 //! and the canonical encoding of the value, so entries can be read, restored and
 //! snapshotted without their types. Timers stay on the heap.
 //!
@@ -176,7 +179,7 @@ impl RocksInstance {
             let table = self.table_id(name);
             for raw in entries {
                 batch.put(
-                    entry_key(table, group, &raw.key, &raw.ns),
+                    entry_key(table, group, key_hash(&raw.key), &raw.key, &raw.ns),
                     pack(raw.expiry, &raw.value),
                 );
                 // Written in batches, so a large key group is not held twice in memory.
@@ -249,6 +252,13 @@ fn db_options(memory_budget: usize) -> Options {
     table.set_block_size(16 << 10);
     let mut options = Options::default();
     options.create_if_missing(true);
+    options.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(HASHED_PREFIX));
+    options.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
+        bucket_count: 100_000,
+        height: 4,
+        branching_factor: 4,
+    });
+    options.set_allow_concurrent_memtable_write(false);
     options.set_block_based_table_factory(&table);
     options.set_write_buffer_manager(&wbm);
     options.set_write_buffer_size((memory_budget / 8).clamp(1 << 20, 64 << 20));
@@ -320,6 +330,8 @@ fn read_group(
         let prefix = group_prefix(id as u16, group);
         let mut read = ReadOptions::default();
         read.set_iterate_range(prefix.to_vec()..prefix_end(&prefix));
+        // Across memtable buckets, in key order.
+        read.set_total_order_seek(true);
         // A snapshot reads everything once: keep the cache for the job's own reads.
         read.fill_cache(false);
         let mut entries = Vec::new();
@@ -344,6 +356,15 @@ fn read_group(
     Ok(snapshot)
 }
 
+/// Table, key group and key hash: the memtable's bucket of an entry.
+const HASHED_PREFIX: usize = 8;
+
+/// The hash of a key's canonical bytes in its entry keys (not `Hash`: restored entries
+/// come without their types).
+fn key_hash(key: &[u8]) -> u32 {
+    crc32fast::hash(key)
+}
+
 /// `[table][group]`: where the entries of a table's key group begin.
 fn group_prefix(table: u16, group: usize) -> [u8; 4] {
     let mut p = [0; 4];
@@ -352,10 +373,12 @@ fn group_prefix(table: u16, group: usize) -> [u8; 4] {
     p
 }
 
-/// The entry key of `key` (canonical bytes) and `ns` in `table`, key group `group`.
-fn entry_key(table: u16, group: usize, key: &[u8], ns: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len() + ns.len());
+/// The entry key of `key` (canonical bytes, hashing to `hash`) and `ns` in `table`, key
+/// group `group`.
+fn entry_key(table: u16, group: usize, hash: u32, key: &[u8], ns: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(12 + key.len() + ns.len());
     k.extend_from_slice(&group_prefix(table, group));
+    k.extend_from_slice(&hash.to_be_bytes());
     k.extend_from_slice(&(key.len() as u32).to_be_bytes());
     k.extend_from_slice(key);
     k.extend_from_slice(ns);
@@ -364,9 +387,9 @@ fn entry_key(table: u16, group: usize, key: &[u8], ns: &[u8]) -> Vec<u8> {
 
 /// The key and namespace bytes of an entry key.
 fn split_entry_key(k: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = u32::from_be_bytes(k.get(4..8)?.try_into().ok()?) as usize;
-    let key = k.get(8..8 + len)?;
-    Some((key, &k[8 + len..]))
+    let len = u32::from_be_bytes(k.get(8..12)?.try_into().ok()?) as usize;
+    let key = k.get(12..12 + len)?;
+    Some((key, &k[12 + len..]))
 }
 
 /// The smallest key after every key starting with `prefix`.
@@ -415,8 +438,9 @@ pub(crate) struct RocksTable<K, N, V, X> {
     table: u16,
     ttl: Option<StateTtlConfig>,
     clock: Rc<Clock>,
-    /// The current key and its encoding, so a run of records of one key encodes it once.
-    encoded: RefCell<Option<(K, Vec<u8>)>>,
+    /// The current key, its encoding and the encoding's hash, so a run of records of one
+    /// key encodes it once.
+    encoded: RefCell<Option<(K, Vec<u8>, u32)>>,
     _types: PhantomData<(N, V, X)>,
 }
 
@@ -449,15 +473,18 @@ impl<K: Key, N: Data, V: Data, X: Expiry> RocksTable<K, N, V, X> {
             );
         };
         let mut encoded = self.encoded.borrow_mut();
-        if encoded.as_ref().is_none_or(|(k, _)| k != key) {
+        if encoded.as_ref().is_none_or(|(k, _, _)| k != key) {
             let bytes = encode(key).unwrap_or_else(|e| panic!("{e}"));
-            *encoded = Some((key.clone(), bytes));
+            let hash = key_hash(&bytes);
+            *encoded = Some((key.clone(), bytes, hash));
         }
-        let key_bytes = encoded.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
+        let (key_bytes, hash) = encoded
+            .as_ref()
+            .map_or((&[][..], 0), |(_, b, h)| (b.as_slice(), *h));
         let ns = encode(ns).unwrap_or_else(|e| panic!("{e}"));
         // The key context counts key groups from the subtask's first.
         let group = self.key.range().start + self.key.group();
-        entry_key(self.table, group, key_bytes, &ns)
+        entry_key(self.table, group, hash, key_bytes, &ns)
     }
 
     fn now_if_ttl(&self) -> i64 {
@@ -586,6 +613,7 @@ impl<K: Key, N: Data, V: Data, X: Expiry> TableKeys<K> for RocksTable<K, N, V, X
         let prefix = self.table.to_be_bytes();
         let mut read = ReadOptions::default();
         read.set_iterate_range(prefix.to_vec()..prefix_end(&prefix));
+        read.set_total_order_seek(true);
         let mut keys: Vec<K> = Vec::new();
         let mut last: Vec<u8> = Vec::new();
         for item in self.db.db.iterator_opt(IteratorMode::Start, read) {
