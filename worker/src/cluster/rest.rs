@@ -95,7 +95,8 @@ async fn submit(State(master): State<MasterService>, body: axum::body::Bytes) ->
                 format!(
                     "the body is not a job submission: {e}; send JSON like {{\"name\": \"word-count\", \
                      \"args\": [\"key=value\"], \"parallelism\": 2}} (also max_parallelism, \
-                     batch_size, batch_mode)"
+                     batch_size, batch_mode, checkpoints, from_checkpoint, \
+                     allow_non_restored_state, state)"
                 ),
             );
         }
