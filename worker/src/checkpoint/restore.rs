@@ -255,14 +255,24 @@ impl RestoredCheckpoint {
 
 /// The sealed MessagePack file `file` of the checkpoint in `dir` (broadcast states,
 /// operator state lists).
-fn read_state_file<T: serde::de::DeserializeOwned>(
+async fn load_state_file<T: serde::de::DeserializeOwned>(
     storage: &CheckpointStorage,
     dir: &str,
     file: &str,
 ) -> Result<T, StorageError> {
     let path = join(dir, file);
-    let bytes = block_on(storage.get(&path)).map_err(|e| corrupt(storage, &path, e))??;
+    let bytes = storage.get(&path).await?;
     decode(&bytes).map_err(|e| corrupt(storage, &path, e))
+}
+
+/// [`load_state_file`] from blocking code.
+fn read_state_file<T: serde::de::DeserializeOwned + Send>(
+    storage: &CheckpointStorage,
+    dir: &str,
+    file: &str,
+) -> Result<T, StorageError> {
+    block_on(load_state_file(storage, dir, file))
+        .map_err(|e| corrupt(storage, &join(dir, file), e))?
 }
 
 /// Reads every file of the checkpoint in `dir` and checks every checksum.
@@ -277,23 +287,13 @@ pub(crate) async fn verify_checkpoint(
     };
     for operator in &metadata.operators {
         read_keyed_state(storage, dir, operator, everything).await?;
-        for file in operator
-            .subtasks
-            .iter()
-            .filter_map(|s| s.broadcast_file.as_ref())
-        {
-            let path = join(dir, file);
-            let bytes = storage.get(&path).await?;
-            decode::<Vec<(String, RawMap)>>(&bytes).map_err(|e| corrupt(storage, &path, e))?;
-        }
-        for file in operator
-            .subtasks
-            .iter()
-            .filter_map(|s| s.operator_file.as_ref())
-        {
-            let path = join(dir, file);
-            let bytes = storage.get(&path).await?;
-            decode::<Vec<ListSnapshot>>(&bytes).map_err(|e| corrupt(storage, &path, e))?;
+        for s in &operator.subtasks {
+            if let Some(file) = &s.broadcast_file {
+                load_state_file::<Vec<(String, RawMap)>>(storage, dir, file).await?;
+            }
+            if let Some(file) = &s.operator_file {
+                load_state_file::<Vec<ListSnapshot>>(storage, dir, file).await?;
+            }
         }
     }
     Ok(())

@@ -301,8 +301,13 @@ impl MasterService {
         submission: JobSubmission,
         resume_latest: bool,
     ) -> Result<JobView, String> {
-        // Building the job runs user code: not under the state's lock.
-        let (plan, checkpointing) = plan_job(&self.registry, submission)?;
+        // Building the job runs user code and may read a checkpoint from storage: off the
+        // runtime's threads, not under the state's lock; a panic in it is the job's error.
+        let registry = self.registry.clone();
+        let (plan, checkpointing) =
+            tokio::task::spawn_blocking(move || plan_job(&registry, submission))
+                .await
+                .map_err(|e| format!("building the job failed: {e}"))??;
         self.submit_planned(plan, checkpointing, resume_latest)
             .await
     }
