@@ -326,6 +326,10 @@ struct JobSettings {
     /// RocksDB: block cache and memtables of all instances of a process, in MiB.
     #[arg(long, default_value_t = 256)]
     rocksdb_memory_mb: u64,
+    /// RocksDB: checkpoints upload only the SST files earlier checkpoints did not
+    /// (savepoints are always whole, in the canonical format).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    incremental_checkpoints: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -429,6 +433,7 @@ impl JobSettings {
                 backend: "rocksdb".into(),
                 dir: self.state_dir.clone(),
                 memory_mb: self.rocksdb_memory_mb,
+                incremental: self.incremental_checkpoints,
             }),
         }
     }
@@ -646,6 +651,15 @@ fn inspect(path: &str, output: Output) -> ExitCode {
                     }
                     for (name, elements) in &s.operator_states {
                         out.push_str(&format!("    {name}: {elements} list elements\n"));
+                    }
+                    if let Some(rocks) = &s.rocksdb {
+                        out.push_str(&format!(
+                            "    incremental RocksDB checkpoint: {} files, {} bytes uploaded \
+                             by this checkpoint; states {}\n",
+                            rocks.files.len(),
+                            rocks.uploaded_bytes,
+                            rocks.tables.join(", ")
+                        ));
                     }
                 }
             }

@@ -88,6 +88,7 @@ fn state_well_beyond_the_memory_budget_is_kept_and_read_back() {
         c.state_backend = StateBackend::RocksDb(RocksDbConfig {
             dir: state_dir.clone(),
             memory_budget: budget,
+            ..RocksDbConfig::default()
         })
     });
     let checks = env

@@ -2,7 +2,8 @@
 //! barrier into each source subtask, waits until every subtask of the job has
 //! acknowledged it (its state written by its uploader), and completes the checkpoint:
 //! `_metadata`, then the `latest` pointer, and finally drops checkpoints beyond the number
-//! retained.
+//! retained, with the shared files of incremental RocksDB checkpoints that no retained
+//! checkpoint refers to.
 //!
 //! Tasks hand their snapshot to their process's uploader (`checkpoint::uploader`) and go
 //! on; the uploader writes the state files (the asynchronous part of a checkpoint) and
@@ -12,14 +13,15 @@
 //! the next interval; the job goes on either way.
 
 use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorMetadata};
+use crate::checkpoint::restore::read_metadata;
 use crate::checkpoint::storage::{
-    CheckpointStorage, METADATA, StorageError, StorageOptions, checkpoint_dir,
+    CheckpointStorage, METADATA, StorageError, StorageOptions, checkpoint_dir, join,
 };
 use crate::checkpoint::uploader::{SubtaskHandles, Upload};
 use crate::hash::stable_hash;
 use crate::runtime::barrier::Barrier;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -301,8 +303,9 @@ fn metadata_of(
     (metadata, bytes)
 }
 
-/// Deletes completed checkpoints beyond the number retained (oldest first). A failure
-/// only leaves files behind.
+/// Deletes completed checkpoints beyond the number retained (oldest first), and the
+/// shared files of incremental checkpoints that no retained checkpoint refers to any
+/// more. A failure only leaves files behind.
 async fn drop_old_checkpoints(config: &CheckpointConfig) {
     let storage = &config.storage;
     let job_dir = &config.job_dir;
@@ -310,11 +313,56 @@ async fn drop_old_checkpoints(config: &CheckpointConfig) {
         return;
     };
     let excess = done.len().saturating_sub(config.retained.max(1));
-    for old in &done[..excess] {
-        if let Err(e) = storage.delete_all(&checkpoint_dir(job_dir, *old)).await {
-            tracing::warn!(checkpoint = old, error = %e, "could not delete an old checkpoint");
+    if excess == 0 {
+        return;
+    }
+    let (old, kept) = done.split_at(excess);
+    // Read before anything goes; when a retained checkpoint's metadata cannot be read,
+    // no shared file is deleted (one left behind costs space, one deleted costs state).
+    let dropped_shared = shared_files(storage, job_dir, old).await;
+    let kept_shared = shared_files(storage, job_dir, kept).await;
+    for id in old {
+        if let Err(e) = storage.delete_all(&checkpoint_dir(job_dir, *id)).await {
+            tracing::warn!(checkpoint = id, error = %e, "could not delete an old checkpoint");
         }
     }
+    if let (Some(dropped), Some(kept)) = (dropped_shared, kept_shared) {
+        for path in dropped.difference(&kept) {
+            if let Err(e) = storage.delete(&join(job_dir, path)).await {
+                tracing::warn!(file = %path, error = %e, "could not delete a shared state file");
+            }
+        }
+    }
+}
+
+/// The shared files (relative to the job's directory) that checkpoints `ids` refer to;
+/// none when a `_metadata` cannot be read.
+async fn shared_files(
+    storage: &CheckpointStorage,
+    job_dir: &str,
+    ids: &[u64],
+) -> Option<BTreeSet<String>> {
+    let mut files = BTreeSet::new();
+    for id in ids {
+        let metadata = match read_metadata(storage, &checkpoint_dir(job_dir, *id)).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(checkpoint = id, error = %e, "cannot tell which shared state files an old checkpoint used; keeping them all");
+                return None;
+            }
+        };
+        let subtasks = metadata.operators.iter().flat_map(|o| &o.subtasks);
+        for rocks in subtasks.filter_map(|s| s.rocksdb.as_ref()) {
+            files.extend(
+                rocks
+                    .files
+                    .iter()
+                    .filter(|f| f.path.starts_with("shared/"))
+                    .map(|f| f.path.clone()),
+            );
+        }
+    }
+    Some(files)
 }
 
 /// Where checkpoint `id` of `config`'s job is, as `--from-checkpoint` takes it.

@@ -53,7 +53,36 @@ pub struct SubtaskMetadata {
     pub operator_file: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub operator_states: BTreeMap<String, u64>,
+    /// An incremental RocksDB checkpoint of the subtask's keyed state (its timers are in
+    /// `keyed_file`); none when the keyed state is in `keyed_file` in the canonical format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocksdb: Option<RocksDbFiles>,
     /// A source subtask's position (the reader's own bytes).
     #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
     pub source_position: Option<Vec<u8>>,
+}
+
+/// The files of a RocksDB instance as a checkpoint took them: enough to open it again as
+/// it was, or to read its key groups into another backend or parallelism.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RocksDbFiles {
+    /// State names, in the order of their table ids in the instance's keys.
+    pub tables: Vec<String>,
+    pub files: Vec<StateFile>,
+    /// Bytes this checkpoint uploaded (the rest were uploaded by earlier checkpoints).
+    pub uploaded_bytes: u64,
+}
+
+/// One file of a RocksDB checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Its name in the instance's directory.
+    pub name: String,
+    /// Where it is stored, relative to the directory that holds the checkpoint's
+    /// directory (the job's): `shared/…` for SST files that later checkpoints may share,
+    /// `chk-<n>/…` for the rest.
+    pub path: String,
+    pub size: u64,
+    /// CRC-32 of its bytes (RocksDB files are stored as they are, not sealed).
+    pub crc32: u32,
 }

@@ -5,13 +5,16 @@
 //! A job that starts from a checkpoint holds a [`RestoredCheckpoint`] in its settings;
 //! every operator instance takes its share from it while the job is built.
 
-use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorMetadata};
+use crate::checkpoint::metadata::{
+    CheckpointMetadata, FORMAT_VERSION, OperatorMetadata, RocksDbFiles,
+};
 use crate::checkpoint::storage::{
-    CheckpointStorage, METADATA, StorageError, StorageOptions, checkpoint_dir, join,
+    CheckpointStorage, METADATA, StorageError, StorageOptions, checkpoint_dir, join, parent_dir,
 };
 use crate::keygroup::KeyGroupRange;
 use crate::state::broadcast::RawMap;
 use crate::state::operator::{ListSnapshot, restore_share};
+use crate::state::rocks::for_each_group_in;
 use crate::state::snapshot::{
     INDEX_LENGTH_BYTES, KeyGroupSnapshot, decode, index_length, read_index, read_section,
     sections_in,
@@ -47,9 +50,124 @@ pub(crate) async fn read_metadata(
     Ok(metadata)
 }
 
-/// The keyed state of `operator` in key groups `wanted`, from every subtask file of the
-/// checkpoint in `dir` whose key groups overlap them.
+/// The keyed state of `operator` in key groups `wanted`, from every subtask of the
+/// checkpoint in `dir` whose key groups overlap them: its keyed-state file, and the
+/// RocksDB files of an incremental checkpoint.
 pub(crate) async fn read_keyed_state(
+    storage: &CheckpointStorage,
+    dir: &str,
+    operator: &OperatorMetadata,
+    wanted: KeyGroupRange,
+) -> Result<Vec<KeyGroupSnapshot>, StorageError> {
+    let mut groups = read_keyed_files(storage, dir, operator, wanted).await?;
+    for subtask in &operator.subtasks {
+        let (Some((start, end)), Some(rocks)) = (subtask.key_groups, &subtask.rocksdb) else {
+            continue;
+        };
+        let range = KeyGroupRange {
+            start: start.max(wanted.start),
+            end: end.min(wanted.end),
+        };
+        if range.start > range.end {
+            continue;
+        }
+        groups.extend(read_rocks_state(storage, parent_dir(dir), rocks, range).await?);
+    }
+    Ok(merge_groups(groups))
+}
+
+/// One snapshot per key group, in order: the parts of a key group that came from
+/// different files (timers from the keyed file, entries from RocksDB) put together.
+fn merge_groups(mut groups: Vec<KeyGroupSnapshot>) -> Vec<KeyGroupSnapshot> {
+    groups.sort_by_key(|g| g.group);
+    let mut merged: Vec<KeyGroupSnapshot> = Vec::with_capacity(groups.len());
+    for group in groups {
+        match merged.last_mut() {
+            Some(last) if last.group == group.group => {
+                last.tables.extend(group.tables);
+                last.event_timers.extend(group.event_timers);
+                last.processing_timers.extend(group.processing_timers);
+            }
+            _ => merged.push(group),
+        }
+    }
+    merged
+}
+
+/// Key groups `range` of an incremental RocksDB checkpoint whose files are under
+/// `job_dir`: its files are downloaded to a scratch directory (deleted afterwards) and
+/// read there.
+async fn read_rocks_state(
+    storage: &CheckpointStorage,
+    job_dir: &str,
+    rocks: &RocksDbFiles,
+    range: KeyGroupRange,
+) -> Result<Vec<KeyGroupSnapshot>, StorageError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let scratch = ScratchDir(std::env::temp_dir().join(format!(
+        "strom-restore-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )));
+    let local = |e: std::io::Error| StorageError::Io {
+        op: "writing",
+        url: "local disk".into(),
+        path: scratch.0.display().to_string(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(&scratch.0).map_err(local)?;
+    download_rocks_files(storage, job_dir, rocks, Some(&scratch.0)).await?;
+    let mut groups = Vec::new();
+    // Entries are kept whatever their expiry: reads check it, as they would have.
+    for_each_group_in(&scratch.0, &rocks.tables, range, i64::MIN, |g| {
+        if !g.is_empty() {
+            groups.push(g);
+        }
+        Ok(())
+    })
+    .map_err(|why| corrupt(storage, job_dir, why))?;
+    Ok(groups)
+}
+
+/// A local directory deleted when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Downloads every file of an incremental RocksDB checkpoint (under `job_dir`) into
+/// `into` (or, with none, only reads them), checking each one's size and checksum.
+async fn download_rocks_files(
+    storage: &CheckpointStorage,
+    job_dir: &str,
+    rocks: &RocksDbFiles,
+    into: Option<&std::path::Path>,
+) -> Result<(), StorageError> {
+    for file in &rocks.files {
+        let path = join(job_dir, &file.path);
+        let local = into.map(|dir| dir.join(&file.name));
+        let sum = storage.get_file(&path, local.as_deref()).await?;
+        if (sum.size, sum.crc32) != (file.size, file.crc32) {
+            return Err(corrupt(
+                storage,
+                &path,
+                format!(
+                    "{} bytes with CRC-32 {:08x}, but the checkpoint wrote {} bytes with \
+                     CRC-32 {:08x}",
+                    sum.size, sum.crc32, file.size, file.crc32
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The keyed state of `operator` in key groups `wanted`, from every keyed-state file of
+/// the checkpoint in `dir` whose key groups overlap them.
+async fn read_keyed_files(
     storage: &CheckpointStorage,
     dir: &str,
     operator: &OperatorMetadata,
@@ -98,9 +216,37 @@ pub(crate) async fn read_keyed_state(
 /// A completed checkpoint or savepoint a job starts from.
 #[derive(Debug)]
 pub struct RestoredCheckpoint {
-    /// Opened at the checkpoint's directory.
+    /// Opened at the directory that holds the checkpoint's directory (the job's), where
+    /// incremental checkpoints' shared files are too.
     storage: CheckpointStorage,
+    /// The checkpoint's directory in `storage`.
+    dir: String,
+    /// The checkpoint's directory, as it was given.
+    location: String,
     pub metadata: CheckpointMetadata,
+}
+
+/// A location split into the location of its parent directory and its own name; the
+/// location itself and "" when it has no parent (a bucket's root).
+fn split_location(location: &str) -> (String, String) {
+    let trimmed = location.trim_end_matches('/');
+    match trimmed.split_once("://") {
+        Some((scheme, rest)) if scheme != "file" => match rest.rsplit_once('/') {
+            Some((parent, name)) => (format!("{scheme}://{parent}"), name.to_string()),
+            None => (location.to_string(), String::new()),
+        },
+        _ => {
+            let path = trimmed.strip_prefix("file://").unwrap_or(trimmed);
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.into());
+            match (path.parent(), path.file_name()) {
+                (Some(parent), Some(name)) => (
+                    parent.display().to_string(),
+                    name.to_string_lossy().into_owned(),
+                ),
+                _ => (location.to_string(), String::new()),
+            }
+        }
+    }
 }
 
 /// Runs storage I/O to completion from blocking code. Called where a runtime is already
@@ -131,32 +277,83 @@ impl RestoredCheckpoint {
     /// Reads the `_metadata` of the checkpoint or savepoint directory `location`
     /// (`…/chk-<n>`, in any form `CheckpointStorage::open` takes).
     pub fn open(location: &str, options: &StorageOptions) -> Result<Self, String> {
-        let storage = CheckpointStorage::open(location, options).map_err(|e| e.to_string())?;
-        let metadata = block_on(read_metadata(&storage, ""))?.map_err(|e| {
+        let (parent, dir) = split_location(location);
+        let storage = CheckpointStorage::open(&parent, options).map_err(|e| e.to_string())?;
+        let metadata = block_on(read_metadata(&storage, &dir))?.map_err(|e| {
             format!("{e} (is '{location}' the directory of a completed checkpoint, chk-<n>?)")
         })?;
-        Ok(RestoredCheckpoint { storage, metadata })
+        Ok(RestoredCheckpoint {
+            storage,
+            dir,
+            location: location.to_string(),
+            metadata,
+        })
     }
 
     /// Where it is (its directory's URL).
     pub fn location(&self) -> &str {
-        self.storage.url()
+        &self.location
     }
 
     fn operator(&self, uid: &str) -> Option<&OperatorMetadata> {
         self.metadata.operators.iter().find(|o| o.uid == uid)
     }
 
-    /// The keyed state and timers of operator `uid` in key groups `range`.
+    /// The keyed state and timers of operator `uid` in key groups `range`; only the
+    /// timers when `rocks_taken`, the rest having come with [`Self::download_rocks`].
     pub(crate) fn keyed(
         &self,
         uid: &str,
         range: KeyGroupRange,
+        rocks_taken: bool,
     ) -> Result<Vec<KeyGroupSnapshot>, String> {
         let Some(operator) = self.operator(uid) else {
             return Ok(Vec::new());
         };
-        block_on(read_keyed_state(&self.storage, "", operator, range))?.map_err(|e| e.to_string())
+        let read = if rocks_taken {
+            block_on(read_keyed_files(&self.storage, &self.dir, operator, range))
+        } else {
+            block_on(read_keyed_state(&self.storage, &self.dir, operator, range))
+        };
+        read?.map_err(|e| e.to_string())
+    }
+
+    /// The RocksDB files of operator `uid`'s old subtask of exactly key groups `range`,
+    /// when that subtask checkpointed incrementally: a RocksDB instance of the same key
+    /// groups can start from them as they are, without reading them entry by entry.
+    pub(crate) fn rocks_files(&self, uid: &str, range: KeyGroupRange) -> Option<&RocksDbFiles> {
+        let operator = self.operator(uid)?;
+        let [subtask] = operator
+            .subtasks
+            .iter()
+            .filter(|s| {
+                s.key_groups
+                    .is_some_and(|(start, end)| start <= range.end && end >= range.start)
+            })
+            .collect::<Vec<_>>()[..]
+        else {
+            return None;
+        };
+        subtask
+            .rocksdb
+            .as_ref()
+            .filter(|_| subtask.key_groups == Some((range.start, range.end)))
+    }
+
+    /// Downloads `files` (from [`Self::rocks_files`]) into the directory `into`.
+    pub(crate) fn download_rocks(
+        &self,
+        files: &RocksDbFiles,
+        into: &std::path::Path,
+    ) -> Result<(), String> {
+        let job_dir = parent_dir(&self.dir);
+        block_on(download_rocks_files(
+            &self.storage,
+            job_dir,
+            files,
+            Some(into),
+        ))?
+        .map_err(|e| e.to_string())
     }
 
     /// The broadcast states of operator `uid` for subtask `subtask`: every subtask held
@@ -178,7 +375,7 @@ impl RestoredCheckpoint {
             return Ok(Vec::new());
         }
         let file = copies[subtask % copies.len()];
-        read_state_file(&self.storage, "", file).map_err(|e| e.to_string())
+        read_state_file(&self.storage, &self.dir, file).map_err(|e| e.to_string())
     }
 
     /// The operator state lists of operator `uid` that subtask `subtask` of `parallelism`
@@ -198,7 +395,8 @@ impl RestoredCheckpoint {
         let mut old = vec![Vec::new(); operator.parallelism];
         for s in &operator.subtasks {
             if let (Some(file), Some(slot)) = (&s.operator_file, old.get_mut(s.subtask)) {
-                *slot = read_state_file(&self.storage, "", file).map_err(|e| e.to_string())?;
+                *slot =
+                    read_state_file(&self.storage, &self.dir, file).map_err(|e| e.to_string())?;
             }
         }
         Ok(restore_share(old, subtask, parallelism))
@@ -286,8 +484,11 @@ pub(crate) async fn verify_checkpoint(
         end: metadata.max_parallelism.saturating_sub(1),
     };
     for operator in &metadata.operators {
-        read_keyed_state(storage, dir, operator, everything).await?;
+        read_keyed_files(storage, dir, operator, everything).await?;
         for s in &operator.subtasks {
+            if let Some(rocks) = &s.rocksdb {
+                download_rocks_files(storage, parent_dir(dir), rocks, None).await?;
+            }
             if let Some(file) = &s.broadcast_file {
                 load_state_file::<Vec<(String, RawMap)>>(storage, dir, file).await?;
             }

@@ -8,7 +8,9 @@
 //! Layout under the root, as DESIGN.md §4 fixes it: `<job>/chk-<n>/…` holds checkpoint `n`
 //! of job `<job>`, whose `_metadata` file is written after every other file of it, so a
 //! checkpoint without `_metadata` never completed. `<job>/latest` names the newest
-//! completed one, for a master that starts again and has to find it.
+//! completed one, for a master that starts again and has to find it. `<job>/shared/…`
+//! holds the SST files of incremental RocksDB checkpoints, which several checkpoints may
+//! refer to; RocksDB files are stored as they are, their CRC-32 in `_metadata`.
 
 use crate::checkpoint::sealed::{seal, unseal};
 use futures::TryStreamExt;
@@ -187,12 +189,12 @@ impl CheckpointStorage {
     }
 
     /// Uploads the local file `local` to `path` as it is, in parts, so a file larger than
-    /// memory goes up with a few parts in memory at a time.
+    /// memory goes up with a few parts in memory at a time. Its size and CRC-32.
     pub(crate) async fn put_file(
         &self,
         path: &str,
         local: &std::path::Path,
-    ) -> Result<(), StorageError> {
+    ) -> Result<FileSum, StorageError> {
         use std::io::Read;
         const PART: usize = 8 << 20;
         let local_error = |e: std::io::Error| StorageError::Corrupt {
@@ -208,6 +210,8 @@ impl CheckpointStorage {
             .map_err(|e| self.io("writing", path, e))?;
         let mut write = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
         let mut buf = vec![0; PART];
+        let mut sum = FileSum::default();
+        let mut crc = crc32fast::Hasher::new();
         loop {
             let n = match file.read(&mut buf) {
                 Ok(0) => break,
@@ -220,13 +224,63 @@ impl CheckpointStorage {
             if let Err(e) = write.wait_for_capacity(4).await {
                 return Err(self.io("writing", path, e));
             }
+            crc.update(&buf[..n]);
+            sum.size += n as u64;
             write.write(&buf[..n]);
         }
         write
             .finish()
             .await
-            .map(|_| ())
-            .map_err(|e| self.io("writing", path, e))
+            .map_err(|e| self.io("writing", path, e))?;
+        sum.crc32 = crc.finalize();
+        Ok(sum)
+    }
+
+    /// Streams the file at `path` (stored as it is) to the local file `local`, or only
+    /// through the checksum when `local` is none; its size and CRC-32.
+    pub(crate) async fn get_file(
+        &self,
+        path: &str,
+        local: Option<&std::path::Path>,
+    ) -> Result<FileSum, StorageError> {
+        use futures::StreamExt;
+        use std::io::Write;
+        let local_error = |e: std::io::Error| StorageError::Io {
+            op: "writing",
+            url: "local disk".into(),
+            path: local.map(|l| l.display().to_string()).unwrap_or_default(),
+            message: e.to_string(),
+        };
+        let mut out = match local {
+            Some(l) => Some(std::io::BufWriter::new(
+                std::fs::File::create(l).map_err(local_error)?,
+            )),
+            None => None,
+        };
+        let mut stream = self
+            .store
+            .get(&Path::from(path))
+            .await
+            .map_err(|e| self.io("reading", path, e))?
+            .into_stream();
+        let mut sum = FileSum::default();
+        let mut crc = crc32fast::Hasher::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.io("reading", path, e))?;
+            crc.update(&chunk);
+            sum.size += chunk.len() as u64;
+            if let Some(out) = &mut out {
+                out.write_all(&chunk).map_err(local_error)?;
+            }
+        }
+        if let Some(out) = out {
+            out.into_inner()
+                .map_err(|e| local_error(e.into_error()))?
+                .sync_all()
+                .map_err(local_error)?;
+        }
+        sum.crc32 = crc.finalize();
+        Ok(sum)
     }
 
     /// The size of the file at `path`, in bytes.
@@ -339,6 +393,20 @@ impl CheckpointStorage {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The size and CRC-32 of a file stored as it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FileSum {
+    pub size: u64,
+    pub crc32: u32,
+}
+
+/// The directory that holds `dir` ("" for the root), as `join` builds paths.
+pub(crate) fn parent_dir(dir: &str) -> &str {
+    dir.trim_end_matches('/')
+        .rsplit_once('/')
+        .map_or("", |(parent, _)| parent)
 }
 
 /// `name` in directory `dir` (the root when `dir` is empty).

@@ -30,6 +30,14 @@ fn rocksdb() -> StateBackend {
     })
 }
 
+/// A backend's name, for storage URLs (its `Debug` has slashes).
+fn backend_name(backend: &StateBackend) -> &'static str {
+    match backend {
+        StateBackend::Heap => "heap",
+        StateBackend::RocksDb(_) => "rocksdb",
+    }
+}
+
 fn run_with_checkpoints(
     parallelism: usize,
     backend: StateBackend,
@@ -73,7 +81,10 @@ fn a_checkpoint_holds_the_counts_of_exactly_the_lines_before_its_barrier() {
         (2, rocksdb(), ExactlyOnce),
         (2, StateBackend::Heap, AtLeastOnce),
     ] {
-        let url = format!("memory://checkpoint-consistency-{parallelism}-{backend:?}-{mode:?}");
+        let url = format!(
+            "memory://checkpoint-consistency-{parallelism}-{}-{mode:?}",
+            backend_name(&backend)
+        );
         let storage = CheckpointStorage::open(&url, &StorageOptions::default()).expect("opens");
         run_with_checkpoints(parallelism, backend.clone(), mode, &storage);
         let done = block_on(storage.completed_checkpoints("word-count")).expect("lists");
@@ -208,13 +219,21 @@ fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
     use crate::jobs::wordcount::WordCount;
     use std::sync::{Arc, Mutex};
     let total = HAMLET.len() as u64 * 30;
-    // Checkpointed on one backend, restored on the other: the format is the same.
-    for (parallelism, first, second) in [
-        (1, StateBackend::Heap, StateBackend::Heap),
-        (2, StateBackend::Heap, rocksdb()),
-        (2, rocksdb(), StateBackend::Heap),
+    // Checkpointed on one backend, restored on the other: the format is the same. An
+    // incremental RocksDB checkpoint comes back as files into RocksDB at the same
+    // parallelism, and is read entry by entry into the heap or another parallelism.
+    for (parallelism, restored_parallelism, first, second) in [
+        (1, 1, StateBackend::Heap, StateBackend::Heap),
+        (2, 2, StateBackend::Heap, rocksdb()),
+        (2, 2, rocksdb(), StateBackend::Heap),
+        (2, 2, rocksdb(), rocksdb()),
+        (2, 3, rocksdb(), rocksdb()),
     ] {
-        let url = format!("memory://restore-{parallelism}-{first:?}-{second:?}");
+        let url = format!(
+            "memory://restore-{parallelism}-{restored_parallelism}-{}-{}",
+            backend_name(&first),
+            backend_name(&second)
+        );
         let storage = CheckpointStorage::open(&url, &StorageOptions::default()).expect("opens");
         // The first run is cancelled once it has a checkpoint, mid-stream.
         let env = StreamEnv::with_config(ExecutionConfig {
@@ -257,7 +276,7 @@ fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
 
         // The second run starts from it and reads the rest of the lines, at full speed.
         let env = StreamEnv::with_config(ExecutionConfig {
-            parallelism,
+            parallelism: restored_parallelism,
             restore: Some(Arc::new(restored)),
             state_backend: second.clone(),
             ..ExecutionConfig::default()
@@ -297,7 +316,7 @@ fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
             got.sort_unstable();
             assert_eq!(
                 got, expected,
-                "'{word}' at p={parallelism}, {first:?} -> {second:?}"
+                "'{word}' at p={parallelism} -> {restored_parallelism}, {first:?} -> {second:?}"
             );
         }
         assert!(per_word.is_empty(), "words nobody wrote: {per_word:?}");
@@ -351,6 +370,78 @@ fn a_damaged_or_incomplete_checkpoint_is_skipped_for_the_one_before_it() {
     assert_eq!(
         block_on(newest_valid_checkpoint(&storage, "word-count")).expect("reads"),
         Some(done[done.len() - 3])
+    );
+}
+
+#[test]
+fn incremental_rocksdb_checkpoints_share_files_and_keep_only_what_retained_ones_use() {
+    use crate::checkpoint::restore::{newest_valid_checkpoint, verify_checkpoint};
+    let url = "memory://checkpoint-incremental";
+    let storage = CheckpointStorage::open(url, &StorageOptions::default()).expect("opens");
+    run_with_checkpoints(2, rocksdb(), CheckpointingMode::ExactlyOnce, &storage);
+    let done = block_on(storage.completed_checkpoints("word-count")).expect("lists");
+    assert!(done.len() >= 2, "{done:?}");
+    let mut referenced = std::collections::BTreeSet::new();
+    let mut reused = 0;
+    for id in &done {
+        let dir = checkpoint_dir("word-count", *id);
+        block_on(verify_checkpoint(&storage, &dir)).expect("every file is there and whole");
+        let metadata = block_on(read_metadata(&storage, &dir)).expect("metadata");
+        for s in metadata.operators.iter().flat_map(|o| &o.subtasks) {
+            let Some(rocks) = &s.rocksdb else { continue };
+            let total: u64 = rocks.files.iter().map(|f| f.size).sum();
+            assert!(s.keyed_bytes >= total, "{s:?}");
+            reused += u64::from(rocks.uploaded_bytes < total);
+            for f in &rocks.files {
+                assert!(
+                    f.path.starts_with("shared/") == f.name.ends_with(".sst"),
+                    "{f:?}"
+                );
+                referenced.insert(format!("word-count/{}", f.path));
+            }
+        }
+    }
+    assert!(
+        reused > 0,
+        "no checkpoint reused a file an earlier one uploaded"
+    );
+    // Over ten checkpoints were taken and three retained: the files only dropped ones
+    // used are gone, and nothing the retained ones use is.
+    let shared: std::collections::BTreeSet<String> = block_on(storage.list("word-count/shared"))
+        .expect("lists")
+        .into_iter()
+        .collect();
+    let referenced_shared: std::collections::BTreeSet<String> = referenced
+        .iter()
+        .filter(|p| p.starts_with("word-count/shared/"))
+        .cloned()
+        .collect();
+    assert_eq!(shared, referenced_shared);
+
+    // One of the newest checkpoint's own files damaged: the one before it is used.
+    let newest = *done.last().expect("one");
+    let metadata = block_on(read_metadata(
+        &storage,
+        &checkpoint_dir("word-count", newest),
+    ))
+    .expect("reads");
+    let manifest = metadata
+        .operators
+        .iter()
+        .flat_map(|o| &o.subtasks)
+        .filter_map(|s| s.rocksdb.as_ref())
+        .flat_map(|r| &r.files)
+        .find(|f| f.name.starts_with("MANIFEST"))
+        .expect("a manifest");
+    let path = format!("word-count/{}", manifest.path);
+    let mut bytes = block_on(storage.get_ranges(&path, std::slice::from_ref(&(0..manifest.size))))
+        .expect("reads")[0]
+        .to_vec();
+    bytes[0] ^= 0x01;
+    block_on(storage.put_raw(&path, bytes)).expect("writes");
+    assert_eq!(
+        block_on(newest_valid_checkpoint(&storage, "word-count")).expect("reads"),
+        Some(done[done.len() - 2])
     );
 }
 

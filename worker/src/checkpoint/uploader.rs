@@ -5,8 +5,10 @@
 
 use crate::checkpoint::CheckpointConfig;
 use crate::checkpoint::coordinator::operator_dir;
-use crate::checkpoint::metadata::SubtaskMetadata;
-use crate::checkpoint::storage::{CheckpointStorage, StorageError, checkpoint_dir, join};
+use crate::checkpoint::metadata::{RocksDbFiles, StateFile, SubtaskMetadata};
+use crate::checkpoint::storage::{
+    CheckpointStorage, FileSum, StorageError, checkpoint_dir, join, parent_dir,
+};
 use crate::runtime::barrier::{OperatorSnapshot, SubtaskAck};
 use crate::state::rocks::RocksCheckpoint;
 use crate::state::snapshot::{KeyGroupSnapshot, KeyedFileWriter, encode, write_keyed_file};
@@ -43,10 +45,13 @@ pub(crate) struct UploadFailure {
 
 pub(crate) type Upload = Result<SubtaskHandles, UploadFailure>;
 
-/// Writes one operator subtask's keyed state (if it has any) and describes it.
+/// Writes one operator subtask's keyed state (if it has any) and describes it, into
+/// checkpoint directory `dir`. `incremental`: a RocksDB instance that checkpoints
+/// incrementally may upload only new files (not for savepoints, which are canonical).
 async fn upload_operator(
     storage: &CheckpointStorage,
     dir: &str,
+    incremental: bool,
     mut op: OperatorSnapshot,
 ) -> Result<OperatorHandle, StorageError> {
     let uid = op.uid.to_string();
@@ -55,7 +60,16 @@ async fn upload_operator(
         source_position: op.source_position,
         ..SubtaskMetadata::default()
     };
-    if let (Some(range), Some(rocks)) = (op.key_groups, op.rocks.clone()) {
+    let incremental = op.rocks.clone().filter(|r| incremental && r.incremental);
+    // Whole, in the canonical format: savepoints, and instances that are not incremental
+    // (an incremental one's keyed file holds only its timers).
+    let rocks = op.rocks.clone().filter(|_| incremental.is_none());
+    if let Some(rocks) = &incremental {
+        let uploaded = upload_rocks_files(storage, dir, &uid, op.subtask, rocks).await?;
+        state.keyed_bytes += uploaded.files.iter().map(|f| f.size).sum::<u64>();
+        state.rocksdb = Some(uploaded);
+    }
+    if let (Some(range), Some(rocks)) = (op.key_groups, rocks) {
         state.key_groups = Some((range.start, range.end));
         let name = format!("{}/keyed-{}", operator_dir(&uid), op.subtask);
         let path = join(dir, &name);
@@ -65,7 +79,7 @@ async fn upload_operator(
         let keyed = std::mem::take(&mut op.keyed);
         let written = write_rocks_keyed_file(&rocks, keyed, &local, &mut state);
         let result = match written {
-            Ok(0) => Ok(()),
+            Ok(0) => Ok(FileSum::default()),
             Ok(bytes) => {
                 state.keyed_bytes = bytes;
                 state.keyed_file = Some(name);
@@ -95,7 +109,7 @@ async fn upload_operator(
                 why,
             })?;
             let name = format!("{}/keyed-{}", operator_dir(&uid), op.subtask);
-            state.keyed_bytes = file.len() as u64;
+            state.keyed_bytes += file.len() as u64;
             storage.put_raw(&join(dir, &name), file).await?;
             state.keyed_file = Some(name);
         }
@@ -125,6 +139,70 @@ async fn upload_operator(
         parallelism: op.parallelism,
         state,
     })
+}
+
+/// Uploads the files of an incremental RocksDB checkpoint: SST files that an earlier
+/// checkpoint of the instance did not upload go to `shared/<instance>/` beside the
+/// checkpoint's directory `dir` (later checkpoints refer to them), the rest (manifest,
+/// options) into `dir`.
+async fn upload_rocks_files(
+    storage: &CheckpointStorage,
+    dir: &str,
+    uid: &str,
+    subtask: usize,
+    rocks: &RocksCheckpoint,
+) -> Result<RocksDbFiles, StorageError> {
+    let job_dir = parent_dir(dir);
+    let checkpoint = dir[job_dir.len()..].trim_start_matches('/');
+    let files = rocks.files().map_err(|why| StorageError::Corrupt {
+        url: storage.url().to_string(),
+        path: dir.to_string(),
+        why,
+    })?;
+    let known = rocks
+        .uploaded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut out = RocksDbFiles {
+        tables: rocks.tables().to_vec(),
+        ..RocksDbFiles::default()
+    };
+    let mut new_shared = Vec::new();
+    for (name, local) in files {
+        let shared = name.ends_with(".sst");
+        if let Some(file) = known.get(&name).filter(|_| shared) {
+            out.files.push(file.clone());
+            continue;
+        }
+        let path = if shared {
+            format!("shared/{}/{name}", rocks.instance)
+        } else {
+            format!(
+                "{checkpoint}/{}/rocksdb-{subtask}/{name}",
+                operator_dir(uid)
+            )
+        };
+        let sum = storage.put_file(&join(job_dir, &path), &local).await?;
+        let file = StateFile {
+            name,
+            path,
+            size: sum.size,
+            crc32: sum.crc32,
+        };
+        out.uploaded_bytes += sum.size;
+        if shared {
+            new_shared.push(file.clone());
+        }
+        out.files.push(file);
+    }
+    // Known only once they are all up: a failed upload leaves nothing to refer to.
+    rocks
+        .uploaded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(new_shared.into_iter().map(|f| (f.name.clone(), f)));
+    Ok(out)
 }
 
 /// Writes `value` as the sealed MessagePack file `name` of the checkpoint in `dir`
@@ -199,10 +277,11 @@ pub(crate) async fn upload(config: &CheckpointConfig, ack: SubtaskAck) -> Upload
         ),
     };
     let storage = &storage;
+    let incremental = ack.savepoint.is_none();
     let writes = ack
         .operators
         .into_iter()
-        .map(|op| upload_operator(storage, &dir, op));
+        .map(|op| upload_operator(storage, &dir, incremental, op));
     match futures::future::try_join_all(writes).await {
         Ok(operators) => Ok(SubtaskHandles {
             checkpoint: ack.checkpoint,

@@ -59,6 +59,14 @@ pub struct StateSettings {
     /// RocksDB: block cache and memtables of a process together, in MiB.
     #[serde(default = "default_rocksdb_memory_mb")]
     pub memory_mb: u64,
+    /// RocksDB: checkpoints upload only the files earlier ones did not (Flink's
+    /// `execution.checkpointing.incremental`); savepoints are always whole.
+    #[serde(default = "default_incremental")]
+    pub incremental: bool,
+}
+
+fn default_incremental() -> bool {
+    true
 }
 
 fn default_rocksdb_memory_mb() -> u64 {
@@ -70,7 +78,10 @@ impl StateSettings {
         match self.backend.as_str() {
             "heap" => Ok(StateBackend::Heap),
             "rocksdb" => {
-                let mut config = RocksDbConfig::default();
+                let mut config = RocksDbConfig {
+                    incremental: self.incremental,
+                    ..RocksDbConfig::default()
+                };
                 if let Some(dir) = &self.dir {
                     config.dir = dir.into();
                 }

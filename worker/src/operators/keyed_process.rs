@@ -29,18 +29,37 @@ pub(crate) fn keyed_parts<K: Key, N: Data + std::hash::Hash + Eq>(
     ctx: &BuildContext<'_>,
 ) -> TaskResult<(KeyedBackend<K>, Timers<K, N>)> {
     let key = Rc::new(KeyContext::new(ctx.key_groups, ctx.info.max_parallelism));
+    let restored = ctx.config.restore.as_deref();
+    let mut rocks_taken = false;
     let store = match &ctx.config.state_backend {
         StateBackend::Heap => StateStore::Heap,
         StateBackend::RocksDb(config) => {
             let name = format!("{}-{}", ctx.info.uid, ctx.info.subtask);
-            StateStore::RocksDb(RocksInstance::open(config, &name).map_err(|e| ctx.info.error(e))?)
+            // The same key groups from an incremental checkpoint: the instance starts
+            // from its files as they are.
+            let instance = match restored.and_then(|r| {
+                r.rocks_files(&ctx.info.uid, ctx.key_groups)
+                    .map(|files| (r, files))
+            }) {
+                Some((restored, files)) => {
+                    rocks_taken = true;
+                    RocksInstance::open_with(config, &name, files.tables.clone(), |dir| {
+                        restored.download_rocks(files, dir)
+                    })
+                }
+                None => RocksInstance::open(config, &name),
+            };
+            StateStore::RocksDb(
+                instance
+                    .map_err(|e| ctx.info.error(format!("opening its RocksDB instance: {e}")))?,
+            )
         }
     };
     let backend = KeyedBackend::with_store(key, ctx.services.clock.clone(), store);
     let mut timers = Timers::new(ctx.services.wakeup.clone());
-    if let Some(restored) = &ctx.config.restore {
+    if let Some(restored) = restored {
         let mut restore = || -> Result<(), String> {
-            let groups = restored.keyed(&ctx.info.uid, ctx.key_groups)?;
+            let groups = restored.keyed(&ctx.info.uid, ctx.key_groups, rocks_taken)?;
             backend.restore(&groups)?;
             timers.restore(&groups)
         };

@@ -365,7 +365,9 @@ impl MasterService {
             let savepoint = loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let mut state = self.state();
-                let Some(job) = state.job_mut(&id).filter(|j| !j.ended()) else {
+                // A job stopping after its savepoint takes no checkpoint more: its sinks
+                // would pre-commit output that no checkpoint ever completes.
+                let Some(job) = state.job_mut(&id).filter(|j| !j.ended() && !j.stopping) else {
                     return;
                 };
                 let name = job.plan.submission.name.clone();
