@@ -9,6 +9,7 @@
 mod child;
 mod compare;
 mod network;
+mod recovery;
 mod versus_loop;
 
 use anyhow::Context;
@@ -82,6 +83,37 @@ enum Cmd {
         /// Serve the master's REST API on this port.
         #[arg(long)]
         rest_port: Option<u16>,
+    },
+    /// Large state across processes: checkpoint duration and size, savepoint time, kill -9
+    /// of a worker → first output, start from a savepoint → first output (heap and
+    /// RocksDB).
+    Recovery {
+        /// Distinct keys of the job's state.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Bytes of state per key.
+        #[arg(long, default_value_t = 1000)]
+        value_bytes: u64,
+        /// Runs per backend (the table shows medians).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Also write the table to this file.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// The master of `recovery` runs (internal): runs until killed.
+    #[command(hide = true)]
+    RecoveryMaster {
+        #[arg(long = "arg")]
+        args: Vec<String>,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        rest_port: u16,
+        #[arg(long)]
+        checkpoint_dir: String,
+        #[arg(long)]
+        from_checkpoint: Option<String>,
     },
     /// A worker for `network` runs (internal): runs until killed.
     #[command(hide = true)]
@@ -179,6 +211,26 @@ fn main() -> anyhow::Result<()> {
             rest_port,
         }) => network::master(&job, args, parallelism, port, rest_port),
         Some(Cmd::ClusterWorker { port, id }) => network::worker(port, id),
+        Some(Cmd::Recovery {
+            keys,
+            value_bytes,
+            runs,
+            output,
+        }) => recovery::run(keys, value_bytes, runs, output),
+        Some(Cmd::RecoveryMaster {
+            args,
+            port,
+            rest_port,
+            checkpoint_dir,
+            from_checkpoint,
+        }) => recovery::master(
+            args,
+            port,
+            rest_port,
+            checkpoint_dir,
+            cli.tuning.backend,
+            from_checkpoint,
+        ),
         Some(Cmd::Case {
             case,
             engine,

@@ -89,7 +89,7 @@ fn build(case: Case) -> strom::jobs::BuildFn {
 }
 
 /// The pipelines as jobs a master and its workers can build by name.
-fn registry() -> JobRegistry {
+pub(crate) fn registry() -> JobRegistry {
     let mut registry = JobRegistry::new();
     for case in Case::ALL {
         registry.register(JobSpec {
@@ -105,6 +105,7 @@ fn registry() -> JobRegistry {
         args: SLOW_SINK_ARGS,
         build: slow_sink,
     });
+    crate::recovery::register(&mut registry);
     registry
 }
 

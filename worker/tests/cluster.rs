@@ -1200,6 +1200,16 @@ fn a_job_stopped_with_savepoints_and_resubmitted_at_2_4_1_writes_exactly_its_out
             assert!(Instant::now() < deadline, "{id} took no checkpoint");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The newest checkpoint's duration and size, as the REST API shows them: on the
+        // heap, everything it holds is written anew.
+        let view = api
+            .call(Method::GET, &format!("/v1/jobs/{id}/checkpoints"))
+            .unwrap();
+        let last = &view["last_completed"];
+        assert!(last["id"].as_u64().unwrap() >= 2, "{view}");
+        assert!(last["duration_ms"].as_u64().is_some(), "{view}");
+        assert!(last["state_bytes"].as_u64().unwrap() > 0, "{view}");
+        assert_eq!(last["uploaded_bytes"], last["state_bytes"], "{view}");
         let (code, out, err) = cli(rest_port, &["stop", &id, &savepoints]);
         assert_eq!(code, 0, "{err}");
         from = Some(out.trim().to_string());

@@ -135,10 +135,11 @@ impl Coordinator {
             if let Some(acks) = acks {
                 let started = Instant::now();
                 match runtime.block_on(self.write(barrier.clone(), acks)) {
-                    Ok(bytes) => {
+                    Ok(size) => {
                         tracing::info!(
                             checkpoint = id,
-                            bytes,
+                            bytes = size.state_bytes,
+                            uploaded_bytes = size.uploaded_bytes,
                             took_ms = last_start.elapsed().as_millis() as u64,
                             write_ms = started.elapsed().as_millis() as u64,
                             "checkpoint completed"
@@ -225,29 +226,39 @@ impl Coordinator {
         &self,
         barrier: Barrier,
         acks: Vec<SubtaskHandles>,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<CheckpointSize, StorageError> {
         complete(&self.config, &self.job, self.max_parallelism, barrier, acks).await
     }
 }
 
+/// How big a completed checkpoint is (Flink's "full" and "checkpointed" data size).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct CheckpointSize {
+    /// Bytes of state it holds.
+    pub state_bytes: u64,
+    /// Bytes it wrote: less than `state_bytes` when it refers to files of earlier
+    /// (incremental) checkpoints.
+    pub uploaded_bytes: u64,
+}
+
 /// Completes checkpoint `barrier.id` of job `job` from every subtask's handles:
 /// `_metadata`, then the `latest` pointer, then checkpoints beyond the number retained
-/// go. The bytes of state it holds.
+/// go. How big it is.
 pub(crate) async fn complete(
     config: &CheckpointConfig,
     job: &str,
     max_parallelism: usize,
     barrier: Barrier,
     acks: Vec<SubtaskHandles>,
-) -> Result<u64, StorageError> {
+) -> Result<CheckpointSize, StorageError> {
     let storage = &config.storage;
     let dir = checkpoint_dir(&config.job_dir, barrier.id);
-    let (metadata, bytes) = metadata_of(job, max_parallelism, &barrier, acks);
+    let (metadata, size) = metadata_of(job, max_parallelism, &barrier, acks);
     let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
     storage.put(&format!("{dir}/{METADATA}"), &json).await?;
     storage.set_latest(&config.job_dir, barrier.id).await?;
     drop_old_checkpoints(config).await;
-    Ok(bytes)
+    Ok(size)
 }
 
 /// Completes savepoint `barrier.id` in its directory (`barrier.savepoint`): its
@@ -261,23 +272,27 @@ pub(crate) async fn complete_savepoint(
 ) -> Result<(String, u64), StorageError> {
     let location = barrier.savepoint.as_deref().unwrap_or_default().to_string();
     let storage = CheckpointStorage::open(&location, &config.options)?;
-    let (metadata, bytes) = metadata_of(job, max_parallelism, &barrier, acks);
+    let (metadata, size) = metadata_of(job, max_parallelism, &barrier, acks);
     let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
     storage.put(METADATA, &json).await?;
-    Ok((location, bytes))
+    Ok((location, size.state_bytes))
 }
 
-/// The `_metadata` of a checkpoint from every subtask's handles, and the bytes of state.
+/// The `_metadata` of a checkpoint from every subtask's handles, and its size.
 fn metadata_of(
     job: &str,
     max_parallelism: usize,
     barrier: &Barrier,
     acks: Vec<SubtaskHandles>,
-) -> (CheckpointMetadata, u64) {
-    let mut bytes = 0u64;
+) -> (CheckpointMetadata, CheckpointSize) {
+    let mut size = CheckpointSize::default();
     let mut operators: BTreeMap<String, OperatorMetadata> = BTreeMap::new();
     for op in acks.into_iter().flat_map(|a| a.operators) {
-        bytes += op.state.keyed_bytes;
+        size.state_bytes += op.state.keyed_bytes;
+        let shared = op.state.rocksdb.as_ref().map_or(0, |r| {
+            r.files.iter().map(|f| f.size).sum::<u64>() - r.uploaded_bytes
+        });
+        size.uploaded_bytes += op.state.keyed_bytes.saturating_sub(shared);
         operators
             .entry(op.uid.clone())
             .or_insert_with(|| OperatorMetadata {
@@ -300,7 +315,7 @@ fn metadata_of(
         max_parallelism,
         operators,
     };
-    (metadata, bytes)
+    (metadata, size)
 }
 
 /// Deletes completed checkpoints beyond the number retained (oldest first), and the
@@ -391,7 +406,8 @@ pub(crate) fn operator_dir(uid: &str) -> String {
     format!("{safe}-{:08x}", stable_hash(&uid) as u32)
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock time, ms since the Unix epoch (what barriers carry).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

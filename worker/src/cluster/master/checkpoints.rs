@@ -42,6 +42,18 @@ pub(crate) struct Pending {
     pub declined: Option<String>,
 }
 
+/// A completed checkpoint, as the REST API shows the newest one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct CompletedCheckpoint {
+    pub id: u64,
+    /// From the trigger to `_metadata` written.
+    pub duration_ms: u64,
+    /// Bytes of state it holds.
+    pub state_bytes: u64,
+    /// Bytes it wrote (less with incremental RocksDB checkpoints).
+    pub uploaded_bytes: u64,
+}
+
 /// Where a checkpoint in flight stands.
 pub(crate) enum Progress {
     Waiting,
@@ -58,6 +70,8 @@ pub(crate) struct JobCheckpoints {
     pub pending: Option<Pending>,
     /// The newest completed checkpoint (its directory, as `--from-checkpoint` takes it).
     pub latest: Option<String>,
+    /// How long the newest completed checkpoint took and how big it is.
+    pub last_completed: Option<CompletedCheckpoint>,
     pub completed: u64,
     pub failed: u64,
     /// Subtasks of the current attempt that have ended, with the final state that stands
@@ -78,6 +92,7 @@ impl JobCheckpoints {
             next_id,
             pending: None,
             latest: None,
+            last_completed: None,
             completed: 0,
             failed: 0,
             finished: BTreeMap::new(),

@@ -3,7 +3,7 @@
 //! and the counters the workers' heartbeats bring. The master's `State` owns the workers
 //! and hands them in; placing subtasks on free slots is its job too.
 
-use super::checkpoints::JobCheckpoints;
+use super::checkpoints::{CompletedCheckpoint, JobCheckpoints};
 use super::state::WorkerEntry;
 use super::{JobOutcome, JobStatus};
 use crate::cluster::job::JobSubmission;
@@ -429,13 +429,15 @@ impl JobRun {
     pub(crate) fn checkpoint_completed(
         &mut self,
         workers: &[WorkerEntry],
-        id: u64,
+        checkpoint: CompletedCheckpoint,
         location: String,
     ) {
         let Some(checkpoints) = &mut self.checkpoints else {
             return;
         };
+        let id = checkpoint.id;
         checkpoints.latest = Some(location);
+        checkpoints.last_completed = Some(checkpoint);
         checkpoints.completed += 1;
         self.notify_checkpoint_complete(workers, id);
     }

@@ -35,14 +35,14 @@ mod state;
 mod views;
 
 use crate::checkpoint::CheckpointConfig;
-use crate::checkpoint::coordinator::{checkpoint_location, complete, complete_savepoint};
+use crate::checkpoint::coordinator::{checkpoint_location, complete, complete_savepoint, now_ms};
 use crate::checkpoint::restore::newest_valid_checkpoint;
 use crate::cluster::job::JobSubmission;
 use crate::cluster::restart::RestartStrategy;
 use crate::graph::NodeKind;
 use crate::jobs::JobRegistry;
 pub use checkpoints::SavepointStatus;
-use checkpoints::{JobCheckpoints, Progress};
+use checkpoints::{CompletedCheckpoint, JobCheckpoints, Progress};
 use job_run::PlannedJob;
 use state::{State, WorkerEntry};
 use std::net::SocketAddr;
@@ -476,12 +476,19 @@ impl MasterService {
                 );
                 continue;
             }
+            let triggered_at = barrier.timestamp;
             match complete(&config, &name, max_parallelism, barrier, handles).await {
-                Ok(bytes) => {
-                    tracing::info!(job = %id, checkpoint, bytes, write_ms = started.elapsed().as_millis() as u64, "checkpoint completed");
+                Ok(size) => {
+                    let stats = CompletedCheckpoint {
+                        id: checkpoint,
+                        duration_ms: (now_ms() - triggered_at).max(0) as u64,
+                        state_bytes: size.state_bytes,
+                        uploaded_bytes: size.uploaded_bytes,
+                    };
+                    tracing::info!(job = %id, checkpoint, bytes = size.state_bytes, uploaded_bytes = size.uploaded_bytes, duration_ms = stats.duration_ms, write_ms = started.elapsed().as_millis() as u64, "checkpoint completed");
                     self.state().checkpoint_completed(
                         &id,
-                        checkpoint,
+                        stats,
                         checkpoint_location(&config, checkpoint),
                     );
                 }
@@ -560,6 +567,7 @@ impl MasterService {
                 "failed": c.failed,
                 "in_progress": c.pending.as_ref().map(|p| p.barrier.id),
                 "latest": c.latest,
+                "last_completed": c.last_completed,
                 "savepoints": c.savepoints.iter()
                     .map(|(request, status)| (request.to_string(), status))
                     .collect::<std::collections::BTreeMap<_, _>>(),

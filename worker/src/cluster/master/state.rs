@@ -3,7 +3,7 @@
 //! free, and routes what workers report to the job it concerns.
 
 use super::JobStatus;
-use super::checkpoints::JobCheckpoints;
+use super::checkpoints::{CompletedCheckpoint, JobCheckpoints};
 use super::job_run::{JobRun, PlannedJob, RestartRequests};
 use crate::cluster::placement::{place, slots_needed};
 use crate::cluster::restart::RestartStrategy;
@@ -181,7 +181,12 @@ impl State {
     }
 
     /// Checkpoint `checkpoint` of job `id` completed at `location`.
-    pub(crate) fn checkpoint_completed(&mut self, id: &str, checkpoint: u64, location: String) {
+    pub(crate) fn checkpoint_completed(
+        &mut self,
+        id: &str,
+        checkpoint: CompletedCheckpoint,
+        location: String,
+    ) {
         let State { workers, jobs, .. } = self;
         if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
             job.checkpoint_completed(workers, checkpoint, location);
