@@ -50,87 +50,41 @@ pub(crate) async fn read_metadata(
     Ok(metadata)
 }
 
-/// The keyed state of `operator` in key groups `wanted`, from every subtask of the
-/// checkpoint in `dir` whose key groups overlap them: its keyed-state file, and the
-/// RocksDB files of an incremental checkpoint.
-pub(crate) async fn read_keyed_state(
-    storage: &CheckpointStorage,
-    dir: &str,
-    operator: &OperatorMetadata,
-    wanted: KeyGroupRange,
-) -> Result<Vec<KeyGroupSnapshot>, StorageError> {
-    let mut groups = read_keyed_files(storage, dir, operator, wanted).await?;
-    for subtask in &operator.subtasks {
-        let (Some((start, end)), Some(rocks)) = (subtask.key_groups, &subtask.rocksdb) else {
-            continue;
-        };
-        let range = KeyGroupRange {
-            start: start.max(wanted.start),
-            end: end.min(wanted.end),
-        };
-        if range.start > range.end {
-            continue;
-        }
-        groups.extend(read_rocks_state(storage, parent_dir(dir), rocks, range).await?);
-    }
-    Ok(merge_groups(groups))
-}
-
-/// One snapshot per key group, in order: the parts of a key group that came from
-/// different files (timers from the keyed file, entries from RocksDB) put together.
-fn merge_groups(mut groups: Vec<KeyGroupSnapshot>) -> Vec<KeyGroupSnapshot> {
-    groups.sort_by_key(|g| g.group);
-    let mut merged: Vec<KeyGroupSnapshot> = Vec::with_capacity(groups.len());
-    for group in groups {
-        match merged.last_mut() {
-            Some(last) if last.group == group.group => {
-                last.tables.extend(group.tables);
-                last.event_timers.extend(group.event_timers);
-                last.processing_timers.extend(group.processing_timers);
-            }
-            _ => merged.push(group),
-        }
-    }
-    merged
-}
-
-/// Key groups `range` of an incremental RocksDB checkpoint whose files are under
-/// `job_dir`: its files are downloaded to a scratch directory (deleted afterwards) and
-/// read there.
-async fn read_rocks_state(
-    storage: &CheckpointStorage,
-    job_dir: &str,
+/// Calls `f` with each non-empty key group of `range` of the RocksDB files `rocks`,
+/// downloaded into `dir`, one at a time.
+fn read_rocks_groups(
+    dir: &std::path::Path,
     rocks: &RocksDbFiles,
     range: KeyGroupRange,
-) -> Result<Vec<KeyGroupSnapshot>, StorageError> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let scratch = ScratchDir(std::env::temp_dir().join(format!(
-        "strom-restore-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )));
-    let local = |e: std::io::Error| StorageError::Io {
-        op: "writing",
-        url: "local disk".into(),
-        path: scratch.0.display().to_string(),
-        message: e.to_string(),
-    };
-    std::fs::create_dir_all(&scratch.0).map_err(local)?;
-    download_rocks_files(storage, job_dir, rocks, Some(&scratch.0)).await?;
-    let mut groups = Vec::new();
+    mut f: impl FnMut(KeyGroupSnapshot) -> Result<(), String>,
+) -> Result<(), String> {
     // Entries are kept whatever their expiry: reads check it, as they would have.
-    for_each_group_in(&scratch.0, &rocks.tables, range, i64::MIN, |g| {
-        if !g.is_empty() {
-            groups.push(g);
-        }
-        Ok(())
+    for_each_group_in(dir, &rocks.tables, range, i64::MIN, |g| {
+        if g.is_empty() { Ok(()) } else { f(g) }
     })
-    .map_err(|why| corrupt(storage, job_dir, why))?;
-    Ok(groups)
 }
 
 /// A local directory deleted when dropped.
 struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    /// A new empty directory in the temp directory.
+    fn new() -> Result<Self, StorageError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = ScratchDir(std::env::temp_dir().join(format!(
+            "strom-restore-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )));
+        std::fs::create_dir_all(&dir.0).map_err(|e| StorageError::Io {
+            op: "writing",
+            url: "local disk".into(),
+            path: dir.0.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(dir)
+    }
+}
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
@@ -174,43 +128,80 @@ async fn read_keyed_files(
     wanted: KeyGroupRange,
 ) -> Result<Vec<KeyGroupSnapshot>, StorageError> {
     let mut groups = Vec::new();
-    for subtask in &operator.subtasks {
-        let (Some((start, end)), Some(file)) = (subtask.key_groups, &subtask.keyed_file) else {
-            continue;
-        };
-        if end < wanted.start || start > wanted.end {
-            continue;
-        }
-        let path = join(dir, file);
-        let size = storage.size(&path).await?;
-        let broken = |why: String| corrupt(storage, &path, why);
-        let tail_start = size
-            .checked_sub(INDEX_LENGTH_BYTES)
-            .ok_or_else(|| broken("shorter than its index".into()))?;
-        let tail = storage
-            .get_ranges(&path, std::slice::from_ref(&(tail_start..size)))
-            .await?;
-        let index_len = index_length(&tail[0]).map_err(broken)?;
-        let index_start = tail_start
-            .checked_sub(index_len)
-            .ok_or_else(|| broken("the index length points before the start".into()))?;
-        let index = storage
-            .get_ranges(&path, std::slice::from_ref(&(index_start..tail_start)))
-            .await?;
-        let index = read_index(&index[0]).map_err(broken)?;
-        let ranges: Vec<std::ops::Range<u64>> = sections_in(&index, wanted)
-            .into_iter()
-            .map(|(offset, len)| offset..offset + len)
-            .collect();
-        if ranges.iter().any(|r| r.end > index_start) {
-            return Err(broken("a section lies outside the file".into()));
-        }
+    for path in keyed_files(dir, operator, wanted) {
+        let ranges = keyed_file_sections(storage, &path, wanted).await?;
         for section in storage.get_ranges(&path, &ranges).await? {
-            groups.push(read_section(&section).map_err(broken)?);
+            groups.push(read_section(&section).map_err(|why| corrupt(storage, &path, why))?);
         }
     }
     groups.sort_by_key(|g| g.group);
     Ok(groups)
+}
+
+/// The keyed-state files of `operator`'s subtasks in the checkpoint in `dir` that hold
+/// key groups of `wanted`.
+fn keyed_files(dir: &str, operator: &OperatorMetadata, wanted: KeyGroupRange) -> Vec<String> {
+    operator
+        .subtasks
+        .iter()
+        .filter(|s| {
+            s.key_groups
+                .is_some_and(|(start, end)| end >= wanted.start && start <= wanted.end)
+        })
+        .filter_map(|s| Some(join(dir, s.keyed_file.as_ref()?)))
+        .collect()
+}
+
+/// The byte ranges of the sections of key groups `wanted` in the keyed-state file at
+/// `path`, from its index.
+async fn keyed_file_sections(
+    storage: &CheckpointStorage,
+    path: &str,
+    wanted: KeyGroupRange,
+) -> Result<Vec<std::ops::Range<u64>>, StorageError> {
+    let size = storage.size(path).await?;
+    let broken = |why: String| corrupt(storage, path, why);
+    let tail_start = size
+        .checked_sub(INDEX_LENGTH_BYTES)
+        .ok_or_else(|| broken("shorter than its index".into()))?;
+    let tail = storage
+        .get_ranges(path, std::slice::from_ref(&(tail_start..size)))
+        .await?;
+    let index_len = index_length(&tail[0]).map_err(broken)?;
+    let index_start = tail_start
+        .checked_sub(index_len)
+        .ok_or_else(|| broken("the index length points before the start".into()))?;
+    let index = storage
+        .get_ranges(path, std::slice::from_ref(&(index_start..tail_start)))
+        .await?;
+    let index = read_index(&index[0]).map_err(broken)?;
+    let ranges: Vec<std::ops::Range<u64>> = sections_in(&index, wanted)
+        .into_iter()
+        .map(|(offset, len)| offset..offset + len)
+        .collect();
+    if ranges.iter().any(|r| r.end > index_start) {
+        return Err(broken("a section lies outside the file".into()));
+    }
+    Ok(ranges)
+}
+
+/// `ranges` in runs of consecutive ones of at most `bytes` together (a larger one alone),
+/// so a restore asks storage for a few sections at a time and holds no more in memory.
+fn in_batches(ranges: Vec<std::ops::Range<u64>>, bytes: u64) -> Vec<Vec<std::ops::Range<u64>>> {
+    let mut batches: Vec<Vec<std::ops::Range<u64>>> = Vec::new();
+    let mut size = 0;
+    for r in ranges {
+        let len = r.end - r.start;
+        match batches.last_mut() {
+            Some(batch) if size + len <= bytes => batch.push(r),
+            _ => {
+                size = 0;
+                batches.push(vec![r]);
+            }
+        }
+        size += len;
+    }
+    batches
 }
 
 /// A completed checkpoint or savepoint a job starts from.
@@ -299,23 +290,62 @@ impl RestoredCheckpoint {
         self.metadata.operators.iter().find(|o| o.uid == uid)
     }
 
-    /// The keyed state and timers of operator `uid` in key groups `range`; only the
-    /// timers when `rocks_taken`, the rest having come with [`Self::download_rocks`].
-    pub(crate) fn keyed(
+    /// Calls `f` with the keyed state and timers of operator `uid` in key groups `range`,
+    /// a key group at a time (one may come in parts, e.g. its timers apart from its
+    /// entries), so state larger than memory can be restored into RocksDB. Without the
+    /// RocksDB files of an incremental checkpoint when `rocks_taken`: they came whole with
+    /// [`Self::download_rocks`].
+    pub(crate) fn for_each_keyed_group(
         &self,
         uid: &str,
         range: KeyGroupRange,
         rocks_taken: bool,
-    ) -> Result<Vec<KeyGroupSnapshot>, String> {
+        mut f: impl FnMut(KeyGroupSnapshot) -> Result<(), String>,
+    ) -> Result<(), String> {
+        /// Sections asked for at a time.
+        const BATCH_BYTES: u64 = 16 << 20;
         let Some(operator) = self.operator(uid) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
-        let read = if rocks_taken {
-            block_on(read_keyed_files(&self.storage, &self.dir, operator, range))
-        } else {
-            block_on(read_keyed_state(&self.storage, &self.dir, operator, range))
-        };
-        read?.map_err(|e| e.to_string())
+        let storage = &self.storage;
+        for path in keyed_files(&self.dir, operator, range) {
+            let sections =
+                block_on(keyed_file_sections(storage, &path, range))?.map_err(|e| e.to_string())?;
+            for batch in in_batches(sections, BATCH_BYTES) {
+                let bytes =
+                    block_on(storage.get_ranges(&path, &batch))?.map_err(|e| e.to_string())?;
+                for section in bytes {
+                    f(read_section(&section)
+                        .map_err(|why| corrupt(storage, &path, why).to_string())?)?;
+                }
+            }
+        }
+        if rocks_taken {
+            return Ok(());
+        }
+        for subtask in &operator.subtasks {
+            let (Some((start, end)), Some(rocks)) = (subtask.key_groups, &subtask.rocksdb) else {
+                continue;
+            };
+            let overlap = KeyGroupRange {
+                start: start.max(range.start),
+                end: end.min(range.end),
+            };
+            if overlap.start > overlap.end {
+                continue;
+            }
+            let scratch = ScratchDir::new().map_err(|e| e.to_string())?;
+            let job_dir = parent_dir(&self.dir);
+            block_on(download_rocks_files(
+                storage,
+                job_dir,
+                rocks,
+                Some(&scratch.0),
+            ))?
+            .map_err(|e| e.to_string())?;
+            read_rocks_groups(&scratch.0, rocks, overlap, &mut f)?;
+        }
+        Ok(())
     }
 
     /// The RocksDB files of operator `uid`'s old subtask of exactly key groups `range`,

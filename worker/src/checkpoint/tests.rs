@@ -3,7 +3,7 @@
 //! sources had emitted when they took the barrier, at every parallelism.
 
 use crate::api::StreamEnv;
-use crate::checkpoint::restore::{read_keyed_state, read_metadata};
+use crate::checkpoint::restore::{RestoredCheckpoint, read_metadata};
 use crate::checkpoint::storage::{CheckpointStorage, StorageOptions, checkpoint_dir};
 use crate::checkpoint::{CheckpointConfig, CheckpointingMode};
 use crate::config::ExecutionConfig;
@@ -28,6 +28,20 @@ fn rocksdb() -> StateBackend {
         memory_budget: 32 << 20,
         ..Default::default()
     })
+}
+
+/// Every key group of operator `uid` in the checkpoint at `location`, as a restore reads
+/// them (a key group's timers and entries may come apart).
+fn keyed_state(location: &str, uid: &str) -> Vec<crate::state::snapshot::KeyGroupSnapshot> {
+    let restored = RestoredCheckpoint::open(location, &StorageOptions::default()).expect("opens");
+    let mut groups = Vec::new();
+    restored
+        .for_each_keyed_group(uid, KeyGroupRange { start: 0, end: 127 }, false, |g| {
+            groups.push(g);
+            Ok(())
+        })
+        .expect("keyed state");
+    groups
 }
 
 /// A backend's name, for storage URLs (its `Debug` has slashes).
@@ -133,13 +147,7 @@ fn a_checkpoint_holds_the_counts_of_exactly_the_lines_before_its_barrier() {
                 .find(|o| o.uid == "word-counts")
                 .expect("the keyed counts");
             assert_eq!(counts_op.parallelism, parallelism);
-            let groups = block_on(read_keyed_state(
-                &storage,
-                &dir,
-                counts_op,
-                KeyGroupRange { start: 0, end: 127 },
-            ))
-            .expect("keyed state");
+            let groups = keyed_state(&format!("{url}/{dir}"), "word-counts");
             let mut got: BTreeMap<String, u64> = BTreeMap::new();
             for g in &groups {
                 for (name, entries) in &g.tables {
@@ -250,29 +258,17 @@ fn a_job_restored_from_a_checkpoint_continues_its_counts_exactly() {
             "Hamlet Lines",
         );
         word_counts(&lines).add_sink(|_| {});
-        let (id, location) = cancel_once_checkpointed(&env, &storage, &url);
+        let (_, location) = cancel_once_checkpointed(&env, &storage, &url);
         let restored = RestoredCheckpoint::open(&location, &StorageOptions::default())
             .expect("the checkpoint opens");
-        let counts_op = restored
-            .metadata
-            .operators
+        let at_checkpoint: BTreeMap<String, u64> = keyed_state(&location, "word-counts")
             .iter()
-            .find(|o| o.uid == "word-counts")
-            .expect("counts");
-        let at_checkpoint: BTreeMap<String, u64> = block_on(read_keyed_state(
-            &storage,
-            &checkpoint_dir("word-count", id),
-            counts_op,
-            KeyGroupRange { start: 0, end: 127 },
-        ))
-        .expect("keyed state")
-        .iter()
-        .flat_map(|g| g.tables.iter().flat_map(|(_, e)| e.iter()))
-        .map(|e| {
-            let wc: WordCount = decode(&e.value).expect("a count");
-            (wc.word, wc.count)
-        })
-        .collect();
+            .flat_map(|g| g.tables.iter().flat_map(|(_, e)| e.iter()))
+            .map(|e| {
+                let wc: WordCount = decode(&e.value).expect("a count");
+                (wc.word, wc.count)
+            })
+            .collect();
 
         // The second run starts from it and reads the rest of the lines, at full speed.
         let env = StreamEnv::with_config(ExecutionConfig {

@@ -59,9 +59,23 @@ pub(crate) fn keyed_parts<K: Key, N: Data + std::hash::Hash + Eq>(
     let mut timers = Timers::new(ctx.services.wakeup.clone());
     if let Some(restored) = restored {
         let mut restore = || -> Result<(), String> {
-            let groups = restored.keyed(&ctx.info.uid, ctx.key_groups, rocks_taken)?;
-            backend.restore(&groups)?;
-            timers.restore(&groups)
+            // State a key group at a time (it may be larger than memory, in RocksDB);
+            // timers all together, so those due at the same time fire in their order.
+            let mut timer_groups = Vec::new();
+            restored.for_each_keyed_group(
+                &ctx.info.uid,
+                ctx.key_groups,
+                rocks_taken,
+                |mut g| {
+                    backend.restore(std::slice::from_ref(&g))?;
+                    if !g.event_timers.is_empty() || !g.processing_timers.is_empty() {
+                        g.tables.clear();
+                        timer_groups.push(g);
+                    }
+                    Ok(())
+                },
+            )?;
+            timers.restore(&timer_groups)
         };
         restore().map_err(|e| ctx.info.error(format!("restoring its keyed state: {e}")))?;
     }

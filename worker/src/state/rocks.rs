@@ -17,7 +17,9 @@
 //! usually has one version there, not one per record. A value is a tag byte (`0`: no
 //! expiry; `1`: an 8-byte expiry follows) and the canonical encoding of the value, so
 //! entries can be read, restored and snapshotted without their types. Timers stay on
-//! the heap.
+//! the heap. Each state keeps a small cache of decoded values in front of RocksDB
+//! (written through, so RocksDB always holds the state; 1/64 of the memory budget each,
+//! on top of it).
 //!
 //! A checkpoint takes a RocksDB checkpoint (hard links to the instance's SST files after
 //! a memtable flush) at the barrier, which is quick ([`RocksCheckpoint`]). Off the task's
@@ -51,7 +53,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub struct RocksDbConfig {
     /// Each subtask's instance is a directory under it.
     pub dir: PathBuf,
-    /// Block cache and memtables of every instance in this process, in bytes.
+    /// Block cache and memtables of every instance in this process, in bytes; each state
+    /// of each instance also caches up to 1/64 of it in decoded values.
     pub memory_budget: usize,
     /// Checkpoints upload only the SST files earlier checkpoints did not (savepoints are
     /// always whole, in the canonical format).
@@ -130,6 +133,8 @@ pub(crate) struct RocksInstance {
     id: String,
     incremental: bool,
     uploaded: UploadedFiles,
+    /// Bytes of each state's read cache ([`ReadCache`]).
+    cache_budget: usize,
     _dir: DirGuard,
 }
 
@@ -182,6 +187,7 @@ impl RocksInstance {
             id,
             incremental: config.incremental,
             uploaded: UploadedFiles::default(),
+            cache_budget: config.memory_budget / READ_CACHE_SHARE,
             _dir: guard,
         }))
     }
@@ -208,7 +214,8 @@ impl RocksInstance {
     }
 
     /// Takes in restored entries as they are: key group `group`'s entries of each named
-    /// state (the tables need not exist yet; their types are not needed).
+    /// state (the tables need not exist yet; their types are not needed). Only before
+    /// the job's functions use the states: this goes around their read caches.
     pub(crate) fn restore(
         &self,
         group: usize,
@@ -449,6 +456,10 @@ fn read_group(
     Ok(snapshot)
 }
 
+/// Each state's read cache may hold this share of the memory budget (4 MiB of the
+/// default 256).
+const READ_CACHE_SHARE: usize = 64;
+
 /// Table, key group and key hash: the memtable's bucket of an entry.
 const HASHED_PREFIX: usize = 8;
 
@@ -534,7 +545,62 @@ pub(crate) struct RocksTable<K, N, V, X> {
     /// The current key, its encoding and the encoding's hash, so a run of records of one
     /// key encodes it once.
     encoded: RefCell<Option<(K, Vec<u8>, u32)>>,
+    cache: RefCell<ReadCache<V>>,
     _types: PhantomData<(N, V, X)>,
+}
+
+/// Decoded values of entries recently read or written, by entry key: keyed state is
+/// read-modify-write, and a value read back from here needs neither a RocksDB lookup nor
+/// decoding. Writes go through to RocksDB, which stays the state of record (checkpoints,
+/// iteration, restore), so nothing is ever flushed from here. It holds about `budget`
+/// bytes (by encoded size) and is emptied when it would hold more: keys that are hot
+/// come back at once, and no bookkeeping is paid per read.
+struct ReadCache<V> {
+    /// Expiry, value, and the bytes the entry is counted as.
+    entries: std::collections::HashMap<Vec<u8>, (Option<i64>, V, usize)>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl<V: Clone> ReadCache<V> {
+    /// Per-entry overhead counted on top of its encoded key and value.
+    const ENTRY_OVERHEAD: usize = 64;
+
+    fn new(budget: usize) -> Self {
+        ReadCache {
+            entries: std::collections::HashMap::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn get(&self, k: &[u8]) -> Option<(Option<i64>, V)> {
+        self.entries.get(k).map(|(e, v, _)| (*e, v.clone()))
+    }
+
+    fn insert(&mut self, k: &[u8], expiry: Option<i64>, value: V, encoded_len: usize) {
+        if self.budget == 0 {
+            return;
+        }
+        let size = k.len() + encoded_len + Self::ENTRY_OVERHEAD;
+        if let Some(slot) = self.entries.get_mut(k) {
+            self.bytes = self.bytes - slot.2 + size;
+            *slot = (expiry, value, size);
+            return;
+        }
+        if self.bytes + size > self.budget {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
+        self.entries.insert(k.to_vec(), (expiry, value, size));
+    }
+
+    fn remove(&mut self, k: &[u8]) {
+        if let Some((_, _, size)) = self.entries.remove(k) {
+            self.bytes -= size;
+        }
+    }
 }
 
 impl<K: Key, N: Data, V: Data, X: Expiry> RocksTable<K, N, V, X> {
@@ -546,6 +612,7 @@ impl<K: Key, N: Data, V: Data, X: Expiry> RocksTable<K, N, V, X> {
         clock: Rc<Clock>,
     ) -> Self {
         let table = db.table_id(name);
+        let cache = RefCell::new(ReadCache::new(db.cache_budget));
         RocksTable {
             key,
             db,
@@ -553,6 +620,7 @@ impl<K: Key, N: Data, V: Data, X: Expiry> RocksTable<K, N, V, X> {
             ttl,
             clock,
             encoded: RefCell::new(None),
+            cache,
             _types: PhantomData,
         }
     }
@@ -600,29 +668,45 @@ impl<K: Key, N: Data, V: Data, X: Expiry> RocksTable<K, N, V, X> {
             .filter(|_| X::TRACKED)
     }
 
-    fn write(&self, k: &[u8], v: Vec<u8>) {
-        if let Err(e) = self.db.db.put_opt(k, v, &self.db.write) {
+    /// Writes `value` (expiring at `expiry`) at `k`, through the read cache.
+    fn write(&self, k: &[u8], expiry: Option<i64>, value: V) {
+        let packed = self.encode_value(expiry, &value);
+        let len = packed.len();
+        if let Err(e) = self.db.db.put_opt(k, packed, &self.db.write) {
             self.db.failed("write state", e);
         }
+        self.cache.borrow_mut().insert(k, expiry, value, len);
     }
 
     fn delete(&self, k: &[u8]) {
+        self.cache.borrow_mut().remove(k);
         if let Err(e) = self.db.db.delete_opt(k, &self.db.write) {
             self.db.failed("delete state", e);
         }
     }
 
-    /// The entry at `k` with TTL rules applied (as the heap table does): `(value,
-    /// expired)`; an expired entry is deleted by the read that finds it. Entries restored
-    /// without an expiry into state with a time-to-live keep until their next write.
-    fn read(&self, k: &[u8]) -> Option<(V, bool)> {
+    /// The entry at `k` and its expiry, from the read cache or RocksDB.
+    fn lookup(&self, k: &[u8]) -> Option<(Option<i64>, V)> {
+        if let Some(hit) = self.cache.borrow().get(k) {
+            return Some(hit);
+        }
         let stored = match self.db.db.get_pinned(k) {
             Ok(s) => s?,
             Err(e) => self.db.failed("read state", e),
         };
         let (expiry, bytes) = unpack(&stored).unwrap_or_else(|e| panic!("{e}"));
         let value: V = decode(bytes).unwrap_or_else(|e| panic!("{e}"));
-        drop(stored);
+        self.cache
+            .borrow_mut()
+            .insert(k, expiry, value.clone(), stored.len());
+        Some((expiry, value))
+    }
+
+    /// The entry at `k` with TTL rules applied (as the heap table does): `(value,
+    /// expired)`; an expired entry is deleted by the read that finds it. Entries restored
+    /// without an expiry into state with a time-to-live keep until their next write.
+    fn read(&self, k: &[u8]) -> Option<(V, bool)> {
+        let (expiry, value) = self.lookup(k)?;
         let Some(ttl) = &self.ttl else {
             return Some((value, false));
         };
@@ -632,8 +716,7 @@ impl<K: Key, N: Data, V: Data, X: Expiry> RocksTable<K, N, V, X> {
             return Some((value, true));
         }
         if ttl.update_type == TtlUpdateType::OnReadAndWrite {
-            let fresh = self.encode_value(Some(now.saturating_add(ttl.ttl_millis())), &value);
-            self.write(k, fresh);
+            self.write(k, Some(now.saturating_add(ttl.ttl_millis())), value.clone());
         }
         Some((value, false))
     }
@@ -668,8 +751,7 @@ impl<K: Key, N: Data, V: Data, X: Expiry> NsTable<N, V> for RocksTable<K, N, V, 
 
     fn put(&self, ns: &N, value: V) {
         let k = self.current(ns);
-        let v = self.encode_value(self.expiry_on_write(), &value);
-        self.write(&k, v);
+        self.write(&k, self.expiry_on_write(), value);
     }
 
     fn modify(&self, ns: &N, f: &mut dyn FnMut(Option<&mut V>) -> Option<V>) {
@@ -679,8 +761,7 @@ impl<K: Key, N: Data, V: Data, X: Expiry> NsTable<N, V> for RocksTable<K, N, V, 
         let replacement = f(current.as_mut());
         match (replacement, current) {
             (Some(new), _) | (None, Some(new)) => {
-                let v = self.encode_value(self.expiry_on_write(), &new);
-                self.write(&k, v);
+                self.write(&k, self.expiry_on_write(), new);
             }
             (None, None) => {}
         }
@@ -799,6 +880,41 @@ mod tests {
         clock.advance_to(1100);
         assert_eq!(last.get(&()), None);
         assert!(backend.keys_of("last").is_empty());
+    }
+
+    #[test]
+    fn values_are_right_when_the_read_cache_overflows_again_and_again() {
+        // A 64 KiB budget: each state's cache holds 1 KiB, a dozen entries.
+        let range = KeyGroupRange::for_subtask(128, 1, 0);
+        let key = Rc::new(KeyContext::new(range, 128));
+        let clock = Rc::new(Clock::new(ProcessingTimeMode::Simulated));
+        let config = RocksDbConfig {
+            memory_budget: 64 << 10,
+            ..RocksDbConfig::default()
+        };
+        let db = RocksInstance::open(&config, "rocks-cache-test").expect("opens");
+        let backend = KeyedBackend::with_store(key, clock, StateStore::RocksDb(db));
+        let counts = backend.table::<(), u64>("counts", None);
+        for round in 1..=3u64 {
+            for k in 0..500u64 {
+                backend.set_current_key(k.to_string()).expect("owned");
+                counts.modify(&(), &mut |v| match v {
+                    Some(v) => {
+                        *v += k;
+                        None
+                    }
+                    None => Some(k),
+                });
+                if round == 3 && k % 2 == 0 {
+                    assert_eq!(counts.remove(&()), Some(3 * k));
+                }
+            }
+        }
+        for k in 0..500u64 {
+            backend.set_current_key(k.to_string()).expect("owned");
+            let expected = (k % 2 == 1).then_some(3 * k);
+            assert_eq!(counts.get(&()), expected, "key {k}");
+        }
     }
 
     #[test]
