@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use strom::cluster::master::{MasterOptions, run_master};
 use strom::cluster::restart::RestartStrategy;
 use strom::{ArgSpec, JobArgs, JobRegistry, JobSpec};
-use strom_bench::measure::median;
+use strom_bench::measure::{median, peak_rss_kib_of};
 
 const ARGS: &[ArgSpec] = &[
     ArgSpec::new("keys", "1000000", "distinct keys"),
@@ -259,6 +259,15 @@ impl Cluster {
         Ok(())
     }
 
+    /// The largest peak resident memory of the workers, in bytes.
+    fn worker_peak_rss(&self) -> f64 {
+        self.workers
+            .iter()
+            .flatten()
+            .map(|w| peak_rss_kib_of(w.id()) as f64 * 1024.0)
+            .fold(0.0, f64::max)
+    }
+
     /// Kills worker `i` with SIGKILL.
     fn kill_worker(&mut self, i: usize) {
         if let Some(mut w) = self.workers[i].take() {
@@ -348,6 +357,8 @@ struct Run {
     savepoint_ms: f64,
     kill_to_output_ms: f64,
     restore_ms: f64,
+    /// The largest worker's peak memory, at the first output after the restore.
+    restored_worker_rss: f64,
 }
 
 fn run_once(keys: u64, value_bytes: u64, backend: crate::child::Backend) -> anyhow::Result<Run> {
@@ -439,7 +450,7 @@ fn run_once(keys: u64, value_bytes: u64, backend: crate::child::Backend) -> anyh
 
         // A new cluster from the savepoint.
         let started = now_ms();
-        let _restored = Cluster::start(
+        let restored = Cluster::start(
             keys,
             value_bytes,
             backend,
@@ -449,6 +460,7 @@ fn run_once(keys: u64, value_bytes: u64, backend: crate::child::Backend) -> anyh
         )?;
         run.restore_ms =
             (first_output_after(&outputs, started, Duration::from_secs(900))? - started) as f64;
+        run.restored_worker_rss = restored.worker_peak_rss();
         Ok(run)
     })();
     let _ = std::fs::remove_dir_all(&dir);
@@ -467,8 +479,8 @@ pub fn run(
     let mut table = format!(
         "{keys} keys × {value_bytes} bytes of state, p = 2 (a master and two worker \
          processes), checkpoint every 1 s, median of {runs} runs\n\n\
-         | backend | checkpoint duration | checkpoint state size | uploaded per checkpoint | savepoint | kill -9 → first output | start from savepoint → first output | start without state → first output |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n"
+         | backend | checkpoint duration | checkpoint state size | uploaded per checkpoint | savepoint | kill -9 → first output | start from savepoint → first output | start without state → first output | restored worker peak RSS |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for backend in [Backend::Heap, Backend::Rocksdb] {
         let mut all = Vec::new();
@@ -481,7 +493,7 @@ pub fn run(
         let med = |f: fn(&Run) -> f64| median(all.iter().map(f).collect());
         let secs = |ms: f64| format!("{:.2} s", ms / 1e3);
         let row = format!(
-            "| {backend:?} | {} | {:.0} MB | {:.0} MB | {} | {} | {} | {} |\n",
+            "| {backend:?} | {} | {:.0} MB | {:.0} MB | {} | {} | {} | {} | {:.0} MB |\n",
             secs(med(|r| r.checkpoint_ms)),
             med(|r| r.state_bytes) / 1e6,
             med(|r| r.uploaded_bytes) / 1e6,
@@ -489,6 +501,7 @@ pub fn run(
             secs(med(|r| r.kill_to_output_ms)),
             secs(med(|r| r.restore_ms)),
             secs(med(|r| r.fresh_start_ms)),
+            med(|r| r.restored_worker_rss) / 1e6,
         );
         eprint!("{row}");
         table.push_str(&row);
