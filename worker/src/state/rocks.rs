@@ -2,9 +2,11 @@
 //! lives on local disk, so it can be much larger than memory.
 //!
 //! Each keyed operator subtask has its own RocksDB instance in a directory of its own
-//! under the state directory, deleted when the subtask ends (a restore rebuilds it from
-//! the checkpoint). Every instance of a process shares one block cache and one write
-//! buffer manager charged to it, so the memory budget holds for the process as a whole
+//! under its process's directory in the state directory, deleted when the subtask ends
+//! (a restore rebuilds it from the checkpoint); what a killed process left behind is
+//! deleted by the next process of the host that opens an instance there. Every instance
+//! of a process shares one block cache and one write buffer manager charged to it, so
+//! the memory budget holds for the process as a whole
 //! (half of it for memtables, as Flink's `write-buffer-ratio` of 0.5). There is no
 //! write-ahead log: checkpoints are what make state durable.
 //!
@@ -102,6 +104,80 @@ fn shared_memory(budget: usize) -> (Cache, WriteBufferManager) {
     }
 }
 
+/// This process's directory under the state directory `root`, which holds its instances
+/// and their checkpoints: `<host>-<pid>-<start>`. The first call for a root deletes the
+/// directories that processes of this host left behind when they were killed (their
+/// pid no longer runs), which no `Drop` got to delete. Only this host's: a state
+/// directory shared by hosts (or pods, whose pids are their own) is swept by each.
+fn process_dir(root: &Path) -> Result<PathBuf, String> {
+    static DIRS: OnceLock<Mutex<BTreeMap<PathBuf, PathBuf>>> = OnceLock::new();
+    let mut dirs = DIRS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(dir) = dirs.get(root) {
+        return Ok(dir.clone());
+    }
+    let host = this_host();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = root.join(format!("{host}-{}-{started:x}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "cannot create the RocksDB directory {} (set --state-dir to a writable \
+             directory): {e}",
+            dir.display()
+        )
+    })?;
+    sweep_dead_processes(root, &host);
+    dirs.insert(root.to_path_buf(), dir.clone());
+    Ok(dir)
+}
+
+/// Deletes the directories under `root` of processes of `host` that no longer run.
+fn sweep_dead_processes(root: &Path, host: &str) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(host)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => {
+                tracing::info!(dir = %entry.path().display(), "deleted the RocksDB state a killed process left behind")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "could not delete the RocksDB state a killed process left behind")
+            }
+        }
+    }
+}
+
+/// This host's name, made safe for a directory name.
+fn this_host() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let safe: String = name
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if safe.is_empty() { "host".into() } else { safe }
+}
+
 /// Deletes an instance's (or a checkpoint's) directory once it is closed.
 #[derive(Debug)]
 struct DirGuard(PathBuf);
@@ -163,7 +239,7 @@ impl RocksInstance {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let id = format!("{safe}-{started:x}-{}-{unique}", std::process::id());
-        let dir = config.dir.join(&id);
+        let dir = process_dir(&config.dir)?.join(&id);
         let _ = std::fs::remove_dir_all(&dir);
         let db_dir = dir.join("db");
         std::fs::create_dir_all(&db_dir).map_err(|e| {
@@ -915,6 +991,32 @@ mod tests {
             let expected = (k % 2 == 1).then_some(3 * k);
             assert_eq!(counts.get(&()), expected, "key {k}");
         }
+    }
+
+    #[test]
+    fn what_killed_processes_of_this_host_left_behind_is_deleted() {
+        let root = tempfile::tempdir().expect("a directory");
+        let host = this_host();
+        let left = |name: &str| {
+            let dir = root.path().join(name);
+            std::fs::create_dir_all(dir.join("op-0-1/db")).expect("creates");
+            std::fs::write(dir.join("op-0-1/db/000012.sst"), b"state").expect("writes");
+            dir
+        };
+        // A pid no process has; pid 1 always runs; another host's pids are not ours.
+        let dead = left(&format!("{host}-4000000000-17"));
+        let running = left(&format!("{host}-1-17"));
+        let other_host = left("elsewhere-4000000000-17");
+        let config = RocksDbConfig {
+            dir: root.path().to_path_buf(),
+            memory_budget: 16 << 20,
+            ..RocksDbConfig::default()
+        };
+        let db = RocksInstance::open(&config, "sweep-test").expect("opens");
+        assert!(!dead.exists(), "{}", dead.display());
+        assert!(running.exists());
+        assert!(other_host.exists());
+        assert!(db.dir().starts_with(root.path()));
     }
 
     #[test]
