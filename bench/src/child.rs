@@ -96,6 +96,7 @@ pub fn run(
                 options: Default::default(),
                 job_dir: work.name().to_string(),
                 mode: Default::default(),
+                retention: Default::default(),
             })
         }
         None => None,

@@ -6,7 +6,7 @@
 //! `fn main() -> ExitCode { strom::main(my_registry()) }`.
 
 use crate::api::StreamEnv;
-use crate::checkpoint::CheckpointingMode;
+use crate::checkpoint::{CheckpointRetention, CheckpointingMode};
 use crate::cluster::client::{RestClient, job_text, jobs_text};
 use crate::cluster::job::{CheckpointSettings, JobSubmission, S3Settings, StateSettings};
 use crate::cluster::master::{
@@ -333,6 +333,12 @@ struct JobSettings {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum RetentionArg {
+    RetainOnCancellation,
+    DeleteOnCancellation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum CheckpointModeArg {
     ExactlyOnce,
     AtLeastOnce,
@@ -367,6 +373,10 @@ struct CheckpointArgs {
     /// at-least-once: no waiting, a restore may replay some records twice.
     #[arg(long, value_enum, default_value_t = CheckpointModeArg::ExactlyOnce)]
     checkpoint_mode: CheckpointModeArg,
+    /// What becomes of the job's checkpoints when it is cancelled (a failed job keeps
+    /// them either way; savepoints are never deleted).
+    #[arg(long, value_enum, default_value_t = RetentionArg::RetainOnCancellation)]
+    checkpoint_retention: RetentionArg,
     /// An S3-compatible server for s3:// directories, e.g. http://127.0.0.1:9000
     /// [default: AWS, or AWS_ENDPOINT].
     #[arg(long, env = "STROM_S3_ENDPOINT")]
@@ -403,6 +413,10 @@ impl CheckpointArgs {
             mode: match self.checkpoint_mode {
                 CheckpointModeArg::ExactlyOnce => CheckpointingMode::ExactlyOnce,
                 CheckpointModeArg::AtLeastOnce => CheckpointingMode::AtLeastOnce,
+            },
+            retention: match self.checkpoint_retention {
+                RetentionArg::RetainOnCancellation => CheckpointRetention::RetainOnCancellation,
+                RetentionArg::DeleteOnCancellation => CheckpointRetention::DeleteOnCancellation,
             },
             s3: S3Settings {
                 endpoint: self.s3_endpoint.clone(),

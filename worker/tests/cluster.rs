@@ -10,7 +10,7 @@ mod common;
 
 use common::{TempDir, read_parts};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -334,11 +334,19 @@ fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
         "events=0",
         "--arg",
         "rate=200",
+        "--checkpoint-interval-ms",
+        "100",
+        "--checkpoint-retention",
+        "delete-on-cancellation",
         "--arg",
     ]
     .map(String::from)
     .into_iter()
     .chain([format!("output={}", dir.join("out").display())])
+    .chain([
+        "--checkpoint-dir".to_string(),
+        dir.join("checkpoints").display().to_string(),
+    ])
     .collect();
     let mut processes = Processes(vec![
         master_with_rest(port, rest_port, &endless),
@@ -468,13 +476,44 @@ fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
     assert_eq!(code, 1);
     assert!(err.contains("no job 'nope'"), "{err}");
 
-    // Cancel: the workers stop the subtasks, the master ends.
+    // Cancel: the workers stop the subtasks, the master ends, and the job's checkpoints
+    // go with it (--checkpoint-retention delete-on-cancellation).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api
+        .call(Method::GET, &format!("/v1/jobs/{id}/checkpoints"))
+        .map_or(true, |c| c["completed"].as_u64() < Some(1))
+    {
+        assert!(Instant::now() < deadline, "no checkpoint completed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let job_checkpoints = dir.join("checkpoints").join("word-count");
+    assert!(job_checkpoints.join("latest").exists());
     let (code, out, err) = cli(rest_port, &["cancel", &id]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Cancel"), "{out}");
     let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(30));
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("the job was cancelled"), "{stderr}");
+    let left = files_under(&job_checkpoints);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Every file under `dir` (none if it is gone).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
 
 #[test]

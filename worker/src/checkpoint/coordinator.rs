@@ -43,6 +43,25 @@ pub struct CheckpointConfig {
     /// The job's directory under the storage root (`<job>` in `<job>/chk-<n>`).
     pub job_dir: String,
     pub mode: CheckpointingMode,
+    /// What becomes of the job's checkpoints when it is cancelled.
+    pub retention: CheckpointRetention,
+}
+
+/// Whether a cancelled job's checkpoints are kept (Flink's
+/// `execution.checkpointing.externalized-checkpoint-retention`). A job that fails keeps
+/// them either way, to be resumed from; savepoints are never deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckpointRetention {
+    #[default]
+    RetainOnCancellation,
+    DeleteOnCancellation,
+}
+
+/// Deletes every checkpoint of `config`'s job (its directory: `chk-<n>`, shared files,
+/// the `latest` pointer).
+pub(crate) async fn delete_checkpoints(config: &CheckpointConfig) -> Result<(), StorageError> {
+    config.storage.delete_all(&config.job_dir).await
 }
 
 /// Whether barriers are aligned (Flink's `execution.checkpointing.mode`).

@@ -20,4 +20,4 @@ pub mod storage;
 mod tests;
 pub(crate) mod uploader;
 
-pub use coordinator::{CheckpointConfig, CheckpointingMode};
+pub use coordinator::{CheckpointConfig, CheckpointRetention, CheckpointingMode};

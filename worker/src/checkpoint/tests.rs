@@ -70,6 +70,7 @@ fn run_with_checkpoints(
             options: StorageOptions::default(),
             job_dir: "word-count".into(),
             mode,
+            retention: Default::default(),
         }),
         ..ExecutionConfig::default()
     };
@@ -196,6 +197,7 @@ fn checkpointing(storage: &CheckpointStorage) -> CheckpointConfig {
         options: StorageOptions::default(),
         job_dir: "word-count".into(),
         mode: CheckpointingMode::ExactlyOnce,
+        retention: Default::default(),
     }
 }
 

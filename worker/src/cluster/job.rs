@@ -4,7 +4,7 @@
 use crate::api::StreamEnv;
 use crate::checkpoint::restore::RestoredCheckpoint;
 use crate::checkpoint::storage::{CheckpointStorage, StorageOptions};
-use crate::checkpoint::{CheckpointConfig, CheckpointingMode};
+use crate::checkpoint::{CheckpointConfig, CheckpointRetention, CheckpointingMode};
 use crate::config::{ExecutionConfig, RuntimeMode};
 use crate::graph::StreamGraph;
 use crate::graph::plan::Plan;
@@ -124,6 +124,9 @@ pub struct CheckpointSettings {
     /// `exactly-once` (aligned barriers) or `at-least-once`.
     #[serde(default)]
     pub mode: CheckpointingMode,
+    /// `retain-on-cancellation` or `delete-on-cancellation`.
+    #[serde(default)]
+    pub retention: CheckpointRetention,
 }
 
 /// How to reach an S3-compatible store; unset fields come from the AWS environment
@@ -198,6 +201,7 @@ impl CheckpointSettings {
             options,
             job_dir: job.to_string(),
             mode: self.mode,
+            retention: self.retention,
         })
     }
 }

@@ -35,7 +35,10 @@ mod state;
 mod views;
 
 use crate::checkpoint::CheckpointConfig;
-use crate::checkpoint::coordinator::{checkpoint_location, complete, complete_savepoint, now_ms};
+use crate::checkpoint::CheckpointRetention;
+use crate::checkpoint::coordinator::{
+    checkpoint_location, complete, complete_savepoint, delete_checkpoints, now_ms,
+};
 use crate::checkpoint::restore::newest_valid_checkpoint;
 use crate::cluster::job::JobSubmission;
 use crate::cluster::restart::RestartStrategy;
@@ -216,6 +219,7 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
             let app = crate::cluster::rest::router(master.clone());
             tokio::spawn(async move { axum::serve(rest, app).await });
         }
+        let mut app_job = None;
         let mut job_outcome = match first_job {
             // The job this master exists for resumes from its newest checkpoint, as a
             // Flink JobManager recovers its job after a failover.
@@ -224,10 +228,12 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                     .submit_planned(plan, checkpointing, true)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
+                app_job = Some(view.id.clone());
                 Some(master.state().job_mut(&view.id).map(|j| j.outcome()))
             }
             None => None,
         };
+        let after_job = master.clone();
         let serving = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(MasterServer::new(master))
@@ -253,6 +259,10 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 MasterExit::Stopped(signal)
             }
         };
+        if let (MasterExit::JobEnded(_), Some(id)) = (&exit, &app_job) {
+            // Before the process ends with the job (the checkpoint task may not get to it).
+            after_job.apply_retention(id).await;
+        }
         if matches!(exit, MasterExit::JobEnded(_)) && options.rest_bind.is_some() {
             // The REST API stays up a moment, so a client that ended the job (`strom
             // stop`, `strom cancel`) can read how it ended.
@@ -357,8 +367,49 @@ impl MasterService {
     }
 
     /// Triggers and completes job `id`'s checkpoints, and the savepoints asked for, until
-    /// it ends.
+    /// it ends; then keeps or deletes its checkpoints as its retention says.
     async fn coordinate_checkpoints(self, id: String) {
+        self.clone().checkpoint_until_ended(id.clone()).await;
+        self.apply_retention(&id).await;
+    }
+
+    /// Once job `id` has ended: a cancelled job whose checkpoints go on cancellation
+    /// loses them (a failed or finished one keeps them).
+    async fn apply_retention(&self, id: &str) {
+        let config = loop {
+            {
+                let mut state = self.state();
+                let Some(job) = state.job_mut(id) else {
+                    return;
+                };
+                if job.ended() {
+                    let cancelled = job.status == JobStatus::Cancelled;
+                    match job.checkpoints.as_ref() {
+                        Some(c)
+                            if cancelled
+                                && c.config.retention
+                                    == CheckpointRetention::DeleteOnCancellation =>
+                        {
+                            break c.config.clone();
+                        }
+                        _ => return,
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        match delete_checkpoints(&config).await {
+            Ok(()) => {
+                tracing::info!(job = %id, "deleted the cancelled job's checkpoints (delete-on-cancellation)")
+            }
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "could not delete the cancelled job's checkpoints")
+            }
+        }
+    }
+
+    /// The checkpoint loop of job `id`: returns once the job ended, or stops after a savepoint.
+    async fn checkpoint_until_ended(self, id: String) {
         let mut last = std::time::Instant::now();
         loop {
             // The interval passes, or a savepoint is asked for.
