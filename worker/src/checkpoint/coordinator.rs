@@ -58,10 +58,23 @@ pub enum CheckpointRetention {
     DeleteOnCancellation,
 }
 
-/// Deletes every checkpoint of `config`'s job (its directory: `chk-<n>`, shared files,
-/// the `latest` pointer).
+/// Deletes every checkpoint of `config`'s job: the `chk-<n>` directories, the shared
+/// files, the `latest` pointer; nothing else a user may keep in the job's directory.
 pub(crate) async fn delete_checkpoints(config: &CheckpointConfig) -> Result<(), StorageError> {
-    config.storage.delete_all(&config.job_dir).await
+    let storage = &config.storage;
+    let job_dir = config.job_dir.trim_end_matches('/');
+    for path in storage.list(job_dir).await? {
+        let Some(rest) = path
+            .strip_prefix(job_dir)
+            .map(|r| r.trim_start_matches('/'))
+        else {
+            continue;
+        };
+        if rest.starts_with("chk-") || rest.starts_with("shared/") || rest == "latest" {
+            storage.delete(&path).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether barriers are aligned (Flink's `execution.checkpointing.mode`).

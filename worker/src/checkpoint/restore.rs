@@ -119,24 +119,27 @@ async fn download_rocks_files(
     Ok(())
 }
 
-/// The keyed state of `operator` in key groups `wanted`, from every keyed-state file of
-/// the checkpoint in `dir` whose key groups overlap them.
-async fn read_keyed_files(
+/// Reads every section of `operator`'s keyed-state files in the checkpoint in `dir`
+/// and checks it, a batch at a time (none is kept).
+async fn verify_keyed_files(
     storage: &CheckpointStorage,
     dir: &str,
     operator: &OperatorMetadata,
-    wanted: KeyGroupRange,
-) -> Result<Vec<KeyGroupSnapshot>, StorageError> {
-    let mut groups = Vec::new();
-    for path in keyed_files(dir, operator, wanted) {
-        let ranges = keyed_file_sections(storage, &path, wanted).await?;
-        for section in storage.get_ranges(&path, &ranges).await? {
-            groups.push(read_section(&section).map_err(|why| corrupt(storage, &path, why))?);
+    everything: KeyGroupRange,
+) -> Result<(), StorageError> {
+    for path in keyed_files(dir, operator, everything) {
+        let sections = keyed_file_sections(storage, &path, everything).await?;
+        for batch in in_batches(sections, SECTION_BATCH_BYTES) {
+            for section in storage.get_ranges(&path, &batch).await? {
+                read_section(&section).map_err(|why| corrupt(storage, &path, why))?;
+            }
         }
     }
-    groups.sort_by_key(|g| g.group);
-    Ok(groups)
+    Ok(())
 }
+
+/// Sections read at a time when a restore or a check reads a keyed-state file.
+const SECTION_BATCH_BYTES: u64 = 16 << 20;
 
 /// The keyed-state files of `operator`'s subtasks in the checkpoint in `dir` that hold
 /// key groups of `wanted`.
@@ -302,8 +305,6 @@ impl RestoredCheckpoint {
         rocks_taken: bool,
         mut f: impl FnMut(KeyGroupSnapshot) -> Result<(), String>,
     ) -> Result<(), String> {
-        /// Sections asked for at a time.
-        const BATCH_BYTES: u64 = 16 << 20;
         let Some(operator) = self.operator(uid) else {
             return Ok(());
         };
@@ -311,7 +312,7 @@ impl RestoredCheckpoint {
         for path in keyed_files(&self.dir, operator, range) {
             let sections =
                 block_on(keyed_file_sections(storage, &path, range))?.map_err(|e| e.to_string())?;
-            for batch in in_batches(sections, BATCH_BYTES) {
+            for batch in in_batches(sections, SECTION_BATCH_BYTES) {
                 let bytes =
                     block_on(storage.get_ranges(&path, &batch))?.map_err(|e| e.to_string())?;
                 for section in bytes {
@@ -514,7 +515,7 @@ pub(crate) async fn verify_checkpoint(
         end: metadata.max_parallelism.saturating_sub(1),
     };
     for operator in &metadata.operators {
-        read_keyed_files(storage, dir, operator, everything).await?;
+        verify_keyed_files(storage, dir, operator, everything).await?;
         for s in &operator.subtasks {
             if let Some(rocks) = &s.rocksdb {
                 download_rocks_files(storage, parent_dir(dir), rocks, None).await?;

@@ -119,20 +119,29 @@ fn process_dir(root: &Path) -> Result<PathBuf, String> {
         return Ok(dir.clone());
     }
     let host = this_host();
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = root.join(format!("{host}-{}-{started:x}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| {
+    let dir = root.join(format!("{host}-{}-{:x}", std::process::id(), epoch_nanos()));
+    create_state_dir(&dir)?;
+    sweep_dead_processes(root, &host);
+    dirs.insert(root.to_path_buf(), dir.clone());
+    Ok(dir)
+}
+
+/// Creates `dir` (and its parents) for RocksDB, or says which flag to change.
+fn create_state_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| {
         format!(
             "cannot create the RocksDB directory {} (set --state-dir to a writable \
              directory): {e}",
             dir.display()
         )
-    })?;
-    sweep_dead_processes(root, &host);
-    dirs.insert(root.to_path_buf(), dir.clone());
-    Ok(dir)
+    })
+}
+
+/// Nanoseconds since the Unix epoch, to tell runs apart in directory names.
+fn epoch_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// Deletes the directories under `root` of processes of `host` that no longer run.
@@ -235,20 +244,11 @@ impl RocksInstance {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(64)
             .collect();
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let id = format!("{safe}-{started:x}-{}-{unique}", std::process::id());
+        let id = format!("{safe}-{:x}-{}-{unique}", epoch_nanos(), std::process::id());
         let dir = process_dir(&config.dir)?.join(&id);
         let _ = std::fs::remove_dir_all(&dir);
         let db_dir = dir.join("db");
-        std::fs::create_dir_all(&db_dir).map_err(|e| {
-            format!(
-                "cannot create the RocksDB directory {} (set --state-dir to a writable \
-                 directory): {e}",
-                dir.display()
-            )
-        })?;
+        create_state_dir(&db_dir)?;
         let guard = DirGuard(dir.clone());
         fill(&db_dir)?;
         let options = db_options(config.memory_budget);
