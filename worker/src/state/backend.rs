@@ -117,10 +117,16 @@ impl<K: Key> KeyedBackend<K> {
                     ttl,
                     self.clock.clone(),
                 ));
-                if let Some(restored) = self.pending.borrow_mut().remove(name) {
-                    let entries: Vec<RawEntry> = restored.into_iter().map(|(_, e)| e).collect();
-                    if let Err(e) = t.restore(&entries) {
-                        panic!("restoring state '{name}': {e}");
+                if let Some(mut restored) = self.pending.borrow_mut().remove(name) {
+                    // A chunk at a time from the end, each chunk's bytes freed once
+                    // decoded: the raw and the decoded state are never both whole in
+                    // memory.
+                    while !restored.is_empty() {
+                        let at = restored.len().saturating_sub(4096);
+                        let chunk: Vec<RawEntry> = restored.drain(at..).map(|(_, e)| e).collect();
+                        if let Err(e) = t.restore(&chunk) {
+                            panic!("restoring state '{name}': {e}");
+                        }
                     }
                 }
                 (t.clone(), registered(t.clone(), t.clone(), Some(t)))
