@@ -251,6 +251,12 @@ async fn attach(
                     if let Some(completed) = completed {
                         completed.fetch_max(done.checkpoint_id, Ordering::AcqRel);
                     }
+                    // Said even for an attempt not running here: the master waits for
+                    // it before it cancels a job stopped with a savepoint.
+                    let received = WorkerMessage {
+                        kind: Some(worker_message::Kind::CheckpointCompleteReceived(done)),
+                    };
+                    let _ = to_master.send(received).await;
                 }
                 Some(master_message::Kind::Cancel(cancel)) => {
                     let token = running

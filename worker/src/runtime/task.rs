@@ -329,9 +329,34 @@ pub(crate) fn run_input_task(
     if at_least_once {
         gate = gate.without_holding();
     }
-    let result = input_loop(head, &mut gate, services, cancel);
+    let mut notified = 0;
+    let result = input_loop(head, &mut gate, services, cancel, &mut notified);
+    // A stop-with-savepoint raises the completed checkpoint, then cancels. The loop may
+    // see the cancel flag (or a channel its cancelled upstream closed) between its
+    // look at the completed checkpoint and the next: look once more, so sinks commit
+    // what the savepoint holds. The completed id is stored before the flag is, so it
+    // is visible here.
+    let result = match result {
+        Err(e) if e.is_secondary() => notify_last_completed(services, &mut notified, |id| {
+            head.notify_checkpoint_complete(id)
+        })
+        .and(Err(e)),
+        other => other,
+    };
     head.close();
     result
+}
+
+/// Hands a checkpoint completed since `notified` to `notify`, if there is one.
+fn notify_last_completed(
+    services: &TaskServices,
+    notified: &mut u64,
+    notify: impl FnOnce(u64) -> TaskResult,
+) -> TaskResult {
+    match &services.checkpoints {
+        Some(link) => link.newly_completed(notified).map_or(Ok(()), notify),
+        None => Ok(()),
+    }
 }
 
 fn input_loop(
@@ -339,6 +364,7 @@ fn input_loop(
     gate: &mut InputGate,
     services: &TaskServices,
     cancel: &AtomicBool,
+    notified: &mut u64,
 ) -> TaskResult {
     let simulated = services.clock.is_simulated();
     let mut valve = WatermarkValve::new(gate.len());
@@ -346,16 +372,13 @@ fn input_loop(
     let mut valve_out = Vec::new();
     // The checkpoint whose barriers are being aligned.
     let mut aligning: Option<Barrier> = None;
-    let mut notified = 0;
     loop {
-        // Before the cancel flag: a stop-with-savepoint completes its savepoint, then
-        // cancels, and the sinks must commit what the savepoint holds first.
         if let Some(link) = &services.checkpoints
-            && let Some(done) = link.newly_completed(&mut notified)
+            && let Some(done) = link.newly_completed(notified)
         {
             head.notify_checkpoint_complete(done)?;
         }
-        if cancel.load(Ordering::Relaxed) {
+        if cancel.load(Ordering::Acquire) {
             return Err(TaskError::Cancelled);
         }
         if !simulated {
@@ -495,7 +518,16 @@ pub(crate) fn run_source_task(
     services: &TaskServices,
     cancel: &AtomicBool,
 ) -> TaskResult {
-    let result = source_loop(driver, services, cancel);
+    let mut notified = 0;
+    let result = source_loop(driver, services, cancel, &mut notified);
+    // As for input tasks: a stop-with-savepoint's commit comes before its cancel.
+    let result = match result {
+        Err(e) if e.is_secondary() => notify_last_completed(services, &mut notified, |id| {
+            driver.notify_checkpoint_complete(id)
+        })
+        .and(Err(e)),
+        other => other,
+    };
     driver.close();
     result
 }
@@ -504,20 +536,20 @@ fn source_loop(
     driver: &mut dyn SourceDriver,
     services: &TaskServices,
     cancel: &AtomicBool,
+    notified: &mut u64,
 ) -> TaskResult {
     let simulated = services.clock.is_simulated();
     let interval = services
         .config
         .auto_watermark_interval
         .max(Duration::from_millis(1));
-    let mut notified = 0;
     loop {
         if let Some(link) = &services.checkpoints
-            && let Some(done) = link.newly_completed(&mut notified)
+            && let Some(done) = link.newly_completed(notified)
         {
             driver.notify_checkpoint_complete(done)?;
         }
-        if cancel.load(Ordering::Relaxed) {
+        if cancel.load(Ordering::Acquire) {
             return Err(TaskError::Cancelled);
         }
         if !simulated {

@@ -65,10 +65,25 @@ pub(crate) struct JobRun {
     pub(crate) initial_restore: Option<String>,
     /// Stopping after a savepoint: the job ends Finished, not Cancelled.
     pub(crate) stopping: bool,
+    /// A stop-with-savepoint waiting for its workers to pass the savepoint's completion
+    /// on to their subtasks before it cancels them.
+    stop_after: Option<StopAfterSavepoint>,
     /// A subtask failed because a channel between workers broke, and when: the job fails
     /// with that unless a worker loss explains it within `SUSPECT_GRACE`.
     suspected: Option<(String, Instant)>,
 }
+
+/// A stop-with-savepoint between the savepoint's completion and the cancel.
+struct StopAfterSavepoint {
+    savepoint: u64,
+    /// Workers with subtasks of the attempt that have not said they heard of it yet.
+    waiting: BTreeSet<String>,
+    since: Instant,
+}
+
+/// How long a stop waits for workers to hear of its savepoint before it cancels anyway
+/// (a worker that does not answer is lost or about to be).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a channel failure waits for the worker loss that may explain it.
 pub(crate) const SUSPECT_GRACE: Duration = Duration::from_millis(1500);
@@ -108,6 +123,7 @@ impl JobRun {
             checkpoints: None,
             initial_restore: None,
             stopping: false,
+            stop_after: None,
             suspected: None,
         }
     }
@@ -456,6 +472,61 @@ impl JobRun {
                 }));
             }
         }
+    }
+
+    /// Ends the job after its stop-with-savepoint `savepoint` completed. Every worker
+    /// hears of the savepoint first; the subtasks are cancelled once each worker said
+    /// it passed that on (or after `STOP_GRACE`). Cancelling at once would let one
+    /// worker's cancelled subtasks close their channels into another worker's sink
+    /// before that worker even heard of the savepoint, and the sink would end with the
+    /// savepoint's output still pending.
+    pub(crate) fn stop_after_savepoint(&mut self, workers: &[WorkerEntry], savepoint: u64) {
+        self.notify_checkpoint_complete(workers, savepoint);
+        self.stopping = true;
+        let waiting = workers
+            .iter()
+            .filter(|w| self.tasks.values().any(|(t, _)| *t == w.id))
+            .map(|w| w.id.clone())
+            .collect();
+        self.stop_after = Some(StopAfterSavepoint {
+            savepoint,
+            waiting,
+            since: Instant::now(),
+        });
+        self.cancel_when_stop_heard(workers);
+    }
+
+    /// Worker `worker` passed the completion of checkpoint `heard` on to its subtasks.
+    pub(crate) fn on_checkpoint_complete_received(
+        &mut self,
+        workers: &[WorkerEntry],
+        worker: &str,
+        heard: &NotifyCheckpointComplete,
+    ) {
+        if let Some(stop) = &mut self.stop_after
+            && heard.attempt == self.attempt
+            && heard.checkpoint_id >= stop.savepoint
+        {
+            stop.waiting.remove(worker);
+        }
+        self.cancel_when_stop_heard(workers);
+    }
+
+    /// Cancels a stopping job once every worker heard of its savepoint, or the grace
+    /// is over.
+    pub(crate) fn cancel_when_stop_heard(&mut self, workers: &[WorkerEntry]) {
+        let Some(stop) = &self.stop_after else {
+            return;
+        };
+        let overdue = stop.since.elapsed() >= STOP_GRACE;
+        if !stop.waiting.is_empty() && !overdue {
+            return;
+        }
+        if overdue && !stop.waiting.is_empty() {
+            tracing::warn!(job = %self.id, workers = ?stop.waiting, "not every worker said it heard of the stop's savepoint; cancelling anyway");
+        }
+        self.stop_after = None;
+        let _ = self.cancel(workers);
     }
 
     /// Fails the attempt with a channel failure no worker loss has explained in time.

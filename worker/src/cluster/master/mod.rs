@@ -682,6 +682,9 @@ impl MasterService {
                         Some(worker_message::Kind::CheckpointDeclined(declined)) => {
                             state.on_checkpoint_declined(declined)
                         }
+                        Some(worker_message::Kind::CheckpointCompleteReceived(heard)) => {
+                            state.on_checkpoint_complete_received(&id, heard)
+                        }
                         None => {}
                         Some(other) => {
                             tracing::debug!(worker = %id, message = ?other, "ignored");

@@ -9,7 +9,8 @@ use crate::cluster::placement::{place, slots_needed};
 use crate::cluster::restart::RestartStrategy;
 use std::time::{Instant, SystemTime};
 use strom_proto::control::{
-    CheckpointAck, CheckpointDeclined, Heartbeat, MasterMessage, TaskStateReport,
+    CheckpointAck, CheckpointDeclined, Heartbeat, MasterMessage, NotifyCheckpointComplete,
+    TaskStateReport,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -218,20 +219,31 @@ impl State {
     pub(crate) fn stop(&mut self, id: &str, savepoint: u64) {
         let State { workers, jobs, .. } = self;
         if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
-            // Sinks commit what the savepoint holds before they are cancelled: the
-            // workers take both messages in this order.
-            job.notify_checkpoint_complete(workers, savepoint);
-            job.stopping = true;
-            let _ = job.cancel(workers);
+            job.stop_after_savepoint(workers, savepoint);
         }
         self.settle();
     }
 
-    /// Fails jobs whose channel failures no worker loss has explained in time.
+    /// Worker `worker` passed the completion of a checkpoint on to its subtasks.
+    pub(crate) fn on_checkpoint_complete_received(
+        &mut self,
+        worker: &str,
+        heard: NotifyCheckpointComplete,
+    ) {
+        let State { workers, jobs, .. } = self;
+        if let Some(job) = jobs.iter_mut().find(|j| j.id == heard.job_id) {
+            job.on_checkpoint_complete_received(workers, worker, &heard);
+        }
+        self.settle();
+    }
+
+    /// Fails jobs whose channel failures no worker loss has explained in time, and
+    /// cancels stopping jobs whose workers did not all answer in time.
     pub(crate) fn fail_unexplained(&mut self) {
         let State { workers, jobs, .. } = self;
         for job in jobs.iter_mut() {
             job.fail_if_unexplained(workers);
+            job.cancel_when_stop_heard(workers);
         }
         self.settle();
     }
@@ -360,6 +372,59 @@ mod tests {
         assert_eq!(deployed(&mut inboxes[0]), [c.as_str()]);
         assert_eq!(status(&state, &c), JobStatus::Running);
         assert_eq!(slots_free(&state), [1, 0]);
+    }
+
+    /// What a worker was sent since the last look, as short words.
+    fn sent(inbox: &mut Inbox) -> Vec<String> {
+        std::iter::from_fn(|| inbox.try_recv().ok())
+            .filter_map(|m| match m.ok()?.kind? {
+                master_message::Kind::Deploy(_) => Some("deploy".to_string()),
+                master_message::Kind::CheckpointComplete(c) => {
+                    Some(format!("complete {}", c.checkpoint_id))
+                }
+                master_message::Kind::Cancel(_) => Some("cancel".to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stop_cancels_no_subtask_before_every_worker_heard_of_its_savepoint() {
+        // A cancelled subtask on one worker closes its channels into the other's sink:
+        // had that worker not heard of the savepoint yet, its sink would end with the
+        // savepoint's output pending (seen as a flaky stop-with-savepoint test).
+        let (mut state, mut inboxes) = state_with_workers(&[("w1", 1), ("w2", 1)]);
+        let a = state.submit(job("a", &[2]), None, None);
+        report_all(&mut state, &a, TaskState::Running);
+        for inbox in &mut inboxes {
+            assert_eq!(sent(inbox), ["deploy"]);
+        }
+        state.stop(&a, 7);
+        for inbox in &mut inboxes {
+            assert_eq!(sent(inbox), ["complete 7"]);
+        }
+        let heard = |w: &str, id: u64, state: &mut State| {
+            state.on_checkpoint_complete_received(
+                w,
+                NotifyCheckpointComplete {
+                    job_id: a.clone(),
+                    attempt: 0,
+                    checkpoint_id: id,
+                },
+            )
+        };
+        // An older checkpoint's word does not count.
+        heard("w1", 6, &mut state);
+        heard("w2", 7, &mut state);
+        assert!(sent(&mut inboxes[0]).is_empty());
+        assert!(sent(&mut inboxes[1]).is_empty());
+        assert_eq!(status(&state, &a), JobStatus::Running);
+        heard("w1", 7, &mut state);
+        for inbox in &mut inboxes {
+            assert_eq!(sent(inbox), ["cancel"]);
+        }
+        report_all(&mut state, &a, TaskState::Canceled);
+        assert_eq!(status(&state, &a), JobStatus::Finished);
     }
 
     #[test]
