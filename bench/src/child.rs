@@ -91,6 +91,7 @@ pub fn run(
                 interval: std::time::Duration::from_millis(ms),
                 timeout: std::time::Duration::from_secs(60),
                 min_pause: std::time::Duration::ZERO,
+                max_concurrent: 1,
                 retained: 1,
                 storage,
                 options: Default::default(),

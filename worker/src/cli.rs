@@ -366,6 +366,9 @@ struct CheckpointArgs {
     /// milliseconds.
     #[arg(long, default_value_t = 0)]
     checkpoint_min_pause_ms: u64,
+    /// Checkpoints in flight at once; with a minimum pause, one.
+    #[arg(long, default_value_t = 1)]
+    max_concurrent_checkpoints: usize,
     /// Completed checkpoints kept; older ones are deleted.
     #[arg(long, default_value_t = 1)]
     checkpoints_retained: usize,
@@ -409,6 +412,7 @@ impl CheckpointArgs {
             dir: self.checkpoint_dir.clone(),
             timeout_ms: self.checkpoint_timeout_ms,
             min_pause_ms: self.checkpoint_min_pause_ms,
+            max_concurrent: self.max_concurrent_checkpoints,
             retained: self.checkpoints_retained,
             mode: match self.checkpoint_mode {
                 CheckpointModeArg::ExactlyOnce => CheckpointingMode::ExactlyOnce,

@@ -1047,17 +1047,28 @@ fn a_savepoint_and_a_stop_with_savepoint_restore_into_strom_run() {
 
 #[test]
 fn workers_killed_again_and_again_leave_exactly_the_output_of_an_undisturbed_run() {
-    killed_workers_leave_exact_output("heap");
+    killed_workers_leave_exact_output("heap", &["--checkpoint-interval-ms", "300"]);
 }
 
 #[test]
 fn workers_killed_with_rocksdb_state_leave_exactly_the_output_of_an_undisturbed_run() {
-    killed_workers_leave_exact_output("rocksdb");
+    // Checkpoints every 100 ms, up to 3 in flight: they overlap, and still complete in
+    // order with exactly what came before their barriers.
+    killed_workers_leave_exact_output(
+        "rocksdb",
+        &[
+            "--checkpoint-interval-ms",
+            "100",
+            "--max-concurrent-checkpoints",
+            "3",
+        ],
+    );
 }
 
 /// Kills a worker three times while a word count with exactly-once files runs with its
-/// keyed state in `backend`; the committed files are exactly an undisturbed run's.
-fn killed_workers_leave_exact_output(backend: &str) {
+/// keyed state in `backend`, checkpointing as `checkpointing` says; the committed files
+/// are exactly an undisturbed run's.
+fn killed_workers_leave_exact_output(backend: &str, checkpointing: &[&str]) {
     let tmp = TempDir::new(&format!("cluster-exactly-once-{backend}"));
     let dir = tmp.path();
     let lines = 10_000u64;
@@ -1092,8 +1103,6 @@ fn killed_workers_leave_exact_output(backend: &str) {
             "exactly-once=true",
             "--arg",
             "rate=1000",
-            "--checkpoint-interval-ms",
-            "300",
             "--checkpoint-dir",
             &dir.join("checkpoints").display().to_string(),
             "--restart-strategy",
@@ -1111,6 +1120,7 @@ fn killed_workers_leave_exact_output(backend: &str) {
         ]
         .map(String::from),
     );
+    args.extend(checkpointing.iter().map(|s| s.to_string()));
     let (port, rest_port) = (free_port(), free_port());
     let mut processes = Processes(vec![
         master_with_rest(port, rest_port, &args),

@@ -7,10 +7,11 @@
 //!
 //! Tasks hand their snapshot to their process's uploader (`checkpoint::uploader`) and go
 //! on; the uploader writes the state files (the asynchronous part of a checkpoint) and
-//! sends the coordinator their handles, from which it writes `_metadata`. One checkpoint is in
-//! flight at a time. A checkpoint that is not acknowledged within the timeout, or cannot
-//! be written (storage down), is given up with a log line and the next one is tried at
-//! the next interval; the job goes on either way.
+//! sends the coordinator their handles, from which it writes `_metadata`. Up to
+//! `max_concurrent` checkpoints are in flight (Flink's `max-concurrent-checkpoints`,
+//! default 1); they complete in order. A checkpoint that is not acknowledged within the
+//! timeout, or cannot be written (storage down), is given up with a log line and the
+//! next one is tried at the next interval; the job goes on either way.
 
 use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION, OperatorMetadata};
 use crate::checkpoint::restore::read_metadata;
@@ -33,8 +34,11 @@ pub struct CheckpointConfig {
     pub interval: Duration,
     /// A checkpoint not complete after this long is given up.
     pub timeout: Duration,
-    /// The least time between the end of one checkpoint and the start of the next.
+    /// The least time between the end of one checkpoint and the start of the next
+    /// (more than zero keeps one checkpoint in flight, as in Flink).
     pub min_pause: Duration,
+    /// Checkpoints in flight at once, at least 1.
+    pub max_concurrent: usize,
     /// Completed checkpoints kept; older ones are deleted.
     pub retained: usize,
     pub storage: CheckpointStorage,
@@ -45,6 +49,18 @@ pub struct CheckpointConfig {
     pub mode: CheckpointingMode,
     /// What becomes of the job's checkpoints when it is cancelled.
     pub retention: CheckpointRetention,
+}
+
+impl CheckpointConfig {
+    /// How many checkpoints may be in flight at once: a minimum pause between the end
+    /// of one and the start of the next leaves room for one only.
+    pub(crate) fn effective_max_concurrent(&self) -> usize {
+        if self.min_pause.is_zero() {
+            self.max_concurrent.max(1)
+        } else {
+            1
+        }
+    }
 }
 
 /// Whether a cancelled job's checkpoints are kept (Flink's
@@ -109,9 +125,21 @@ pub(crate) struct Coordinator {
     pub completed: Arc<AtomicU64>,
 }
 
+/// A checkpoint triggered and not yet complete.
+struct InFlight {
+    barrier: Barrier,
+    started: Instant,
+    deadline: Instant,
+    /// Subtasks that acknowledged it (with ended subtasks' final state), by (vertex,
+    /// subtask).
+    acks: BTreeMap<(usize, usize), SubtaskHandles>,
+}
+
 impl Coordinator {
     /// Triggers and writes checkpoints until the job ends (its sources are gone) or
-    /// `stop` is set.
+    /// `stop` is set. Up to `max_concurrent` are in flight; they complete in order, and
+    /// one that is given up takes the older ones still in flight with it (they could not
+    /// complete before it).
     pub(crate) fn run(mut self) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -125,54 +153,142 @@ impl Coordinator {
         };
         let storage = &self.config.storage;
         // Ids go on from the checkpoints already there, which are never overwritten.
-        let mut id = match runtime.block_on(storage.completed_checkpoints(&self.config.job_dir)) {
-            Ok(done) => done.last().map_or(1, |last| last + 1),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list earlier checkpoints; numbering from 1");
-                1
-            }
-        };
+        let mut next_id =
+            match runtime.block_on(storage.completed_checkpoints(&self.config.job_dir)) {
+                Ok(done) => done.last().map_or(1, |last| last + 1),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list earlier checkpoints; numbering from 1");
+                    1
+                }
+            };
+        let max_concurrent = self.config.effective_max_concurrent();
         let mut last_start = Instant::now();
         let mut last_end = Instant::now();
         // Subtasks that have ended, with the state that stands for them from then on.
         let mut finished: BTreeMap<(usize, usize), SubtaskHandles> = BTreeMap::new();
+        let mut in_flight: BTreeMap<u64, InFlight> = BTreeMap::new();
+        let mut sources_left = true;
         loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
             let due = (last_start + self.config.interval).max(last_end + self.config.min_pause);
-            while Instant::now() < due {
-                if self.stop.load(Ordering::Relaxed) {
-                    return;
+            if sources_left && in_flight.len() < max_concurrent && Instant::now() >= due {
+                last_start = Instant::now();
+                let barrier = Barrier {
+                    id: next_id,
+                    timestamp: now_ms(),
+                    savepoint: None,
+                };
+                next_id += 1;
+                // A source that has ended takes no barrier; its final state (on its way,
+                // if not here yet) stands for it.
+                self.triggers.retain(|key, t| {
+                    !finished.contains_key(key) && t.send(barrier.clone()).is_ok()
+                });
+                if self.triggers.is_empty() {
+                    tracing::debug!(
+                        checkpoint = barrier.id,
+                        "every source has ended; no more checkpoints"
+                    );
+                    sources_left = false;
+                } else {
+                    in_flight.insert(
+                        barrier.id,
+                        InFlight {
+                            barrier,
+                            started: last_start,
+                            deadline: last_start + self.config.timeout,
+                            acks: finished.clone(),
+                        },
+                    );
                 }
-                std::thread::sleep(STOP_CHECK.min(due.saturating_duration_since(Instant::now())));
             }
-            last_start = Instant::now();
-            let barrier = Barrier {
-                id,
-                timestamp: now_ms(),
-                savepoint: None,
+            if !sources_left && in_flight.is_empty() {
+                return;
+            }
+            let wait = if sources_left && in_flight.len() < max_concurrent {
+                due.saturating_duration_since(Instant::now())
+                    .min(STOP_CHECK)
+            } else {
+                STOP_CHECK
             };
-            // A source that has ended takes no barrier; its final state (on its way, if
-            // not here yet) stands for it.
-            self.triggers
-                .retain(|key, t| !finished.contains_key(key) && t.send(barrier.clone()).is_ok());
-            if self.triggers.is_empty() {
-                tracing::debug!(
-                    checkpoint = id,
-                    "every source has ended; no more checkpoints"
+            match self.acks.recv_timeout(wait) {
+                // A subtask's final state stands for it in a checkpoint only if it ended
+                // before taking the barrier; if it took it, its answer counts.
+                Ok(Ok(ack)) if ack.finished => {
+                    let key = (ack.vertex, ack.subtask);
+                    for c in in_flight.values_mut() {
+                        c.acks.entry(key).or_insert_with(|| ack.clone());
+                    }
+                    finished.insert(key, ack);
+                }
+                Ok(Ok(ack)) => {
+                    // Late answers about a checkpoint already given up are dropped.
+                    if let Some(c) = in_flight.get_mut(&ack.checkpoint) {
+                        c.acks.insert((ack.vertex, ack.subtask), ack);
+                    }
+                }
+                Ok(Err(failure)) => {
+                    if in_flight.contains_key(&failure.checkpoint) {
+                        let task = self
+                            .subtasks
+                            .get(&(failure.vertex, failure.subtask))
+                            .map_or("?", String::as_str);
+                        tracing::warn!(
+                            checkpoint = failure.checkpoint,
+                            task,
+                            error = %failure.error,
+                            "checkpoint failed: a subtask could not write its state; the next one will be tried"
+                        );
+                        give_up_through(&mut in_flight, failure.checkpoint);
+                        last_end = Instant::now();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if let Some(expired) = in_flight
+                .values()
+                .filter(|c| Instant::now() >= c.deadline)
+                .map(|c| c.barrier.id)
+                .next_back()
+            {
+                let c = &in_flight[&expired];
+                let missing: Vec<&str> = self
+                    .subtasks
+                    .iter()
+                    .filter(|(k, _)| !c.acks.contains_key(k))
+                    .map(|(_, name)| name.as_str())
+                    .take(5)
+                    .collect();
+                tracing::warn!(
+                    checkpoint = expired,
+                    acknowledged = c.acks.len(),
+                    subtasks = self.subtasks.len(),
+                    timeout_ms = self.config.timeout.as_millis() as u64,
+                    waiting_for = ?missing,
+                    "checkpoint expired before every subtask acknowledged it"
                 );
-                return;
+                give_up_through(&mut in_flight, expired);
+                last_end = Instant::now();
             }
-            let Some(acks) = self.collect(id, &mut finished) else {
-                return;
-            };
-            if let Some(acks) = acks {
+            // Complete the oldest while every subtask acknowledged it.
+            while let Some(entry) = in_flight.first_entry() {
+                if entry.get().acks.len() < self.subtasks.len() {
+                    break;
+                }
+                let c = entry.remove();
+                let id = c.barrier.id;
+                let acks: Vec<SubtaskHandles> = c.acks.into_values().collect();
                 let started = Instant::now();
-                match runtime.block_on(self.write(barrier.clone(), acks)) {
+                match runtime.block_on(self.write(c.barrier, acks)) {
                     Ok(size) => {
                         tracing::info!(
                             checkpoint = id,
                             bytes = size.state_bytes,
                             uploaded_bytes = size.uploaded_bytes,
-                            took_ms = last_start.elapsed().as_millis() as u64,
+                            took_ms = c.started.elapsed().as_millis() as u64,
                             write_ms = started.elapsed().as_millis() as u64,
                             "checkpoint completed"
                         );
@@ -184,74 +300,9 @@ impl Coordinator {
                         "checkpoint could not be written; the next one will be tried"
                     ),
                 }
-            }
-            last_end = Instant::now();
-            id += 1;
-        }
-    }
-
-    /// Every subtask's acknowledgement of checkpoint `id`: `Some(None)` if it expired,
-    /// `None` if the job is ending.
-    fn collect(
-        &self,
-        id: u64,
-        finished: &mut BTreeMap<(usize, usize), SubtaskHandles>,
-    ) -> Option<Option<Vec<SubtaskHandles>>> {
-        let deadline = Instant::now() + self.config.timeout;
-        let mut acks = finished.clone();
-        while acks.len() < self.subtasks.len() {
-            if self.stop.load(Ordering::Relaxed) {
-                return None;
-            }
-            let wait = STOP_CHECK.min(deadline.saturating_duration_since(Instant::now()));
-            match self.acks.recv_timeout(wait) {
-                // A subtask's final state stands for it in this checkpoint only if it ended
-                // before taking the barrier; if it took it, its answer to the barrier counts.
-                Ok(Ok(ack)) if ack.finished => {
-                    finished.insert((ack.vertex, ack.subtask), ack.clone());
-                    acks.entry((ack.vertex, ack.subtask)).or_insert(ack);
-                }
-                Ok(Ok(ack)) if ack.checkpoint == id => {
-                    acks.insert((ack.vertex, ack.subtask), ack);
-                }
-                Ok(Err(failure)) if failure.checkpoint == id => {
-                    let task = self
-                        .subtasks
-                        .get(&(failure.vertex, failure.subtask))
-                        .map_or("?", String::as_str);
-                    tracing::warn!(
-                        checkpoint = id,
-                        task,
-                        error = %failure.error,
-                        "checkpoint failed: a subtask could not write its state; the next one will be tried"
-                    );
-                    return Some(None);
-                }
-                // Late answers about a checkpoint already given up.
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    let missing: Vec<&str> = self
-                        .subtasks
-                        .iter()
-                        .filter(|(k, _)| !acks.contains_key(k))
-                        .map(|(_, name)| name.as_str())
-                        .take(5)
-                        .collect();
-                    tracing::warn!(
-                        checkpoint = id,
-                        acknowledged = acks.len(),
-                        subtasks = self.subtasks.len(),
-                        timeout_ms = self.config.timeout.as_millis() as u64,
-                        waiting_for = ?missing,
-                        "checkpoint expired before every subtask acknowledged it"
-                    );
-                    return Some(None);
-                }
-                Err(RecvTimeoutError::Disconnected) => return None,
+                last_end = Instant::now();
             }
         }
-        Some(Some(acks.into_values().collect()))
     }
 
     async fn write(
@@ -261,6 +312,12 @@ impl Coordinator {
     ) -> Result<CheckpointSize, StorageError> {
         complete(&self.config, &self.job, self.max_parallelism, barrier, acks).await
     }
+}
+
+/// Gives up checkpoint `id` and every older one still in flight: checkpoints complete
+/// in order, so none of them could complete before `id` does.
+fn give_up_through(in_flight: &mut BTreeMap<u64, InFlight>, id: u64) {
+    *in_flight = in_flight.split_off(&(id + 1));
 }
 
 /// How big a completed checkpoint is (Flink's "full" and "checkpointed" data size).

@@ -58,13 +58,27 @@ fn run_with_checkpoints(
     mode: CheckpointingMode,
     storage: &CheckpointStorage,
 ) {
+    run_with_checkpoints_every(parallelism, backend, mode, storage, 100, 1);
+}
+
+/// As `run_with_checkpoints`, with a checkpoint every `interval_ms` and up to
+/// `max_concurrent` in flight.
+fn run_with_checkpoints_every(
+    parallelism: usize,
+    backend: StateBackend,
+    mode: CheckpointingMode,
+    storage: &CheckpointStorage,
+    interval_ms: u64,
+    max_concurrent: usize,
+) {
     let config = ExecutionConfig {
         parallelism,
         state_backend: backend,
         checkpointing: Some(CheckpointConfig {
-            interval: Duration::from_millis(100),
+            interval: Duration::from_millis(interval_ms),
             timeout: Duration::from_secs(10),
             min_pause: Duration::ZERO,
+            max_concurrent,
             retained: 3,
             storage: storage.clone(),
             options: StorageOptions::default(),
@@ -90,18 +104,30 @@ fn run_with_checkpoints(
 #[test]
 fn a_checkpoint_holds_the_counts_of_exactly_the_lines_before_its_barrier() {
     use CheckpointingMode::{AtLeastOnce, ExactlyOnce};
-    for (parallelism, backend, mode) in [
-        (1, StateBackend::Heap, ExactlyOnce),
-        (2, StateBackend::Heap, ExactlyOnce),
-        (2, rocksdb(), ExactlyOnce),
-        (2, StateBackend::Heap, AtLeastOnce),
+    // (parallelism, backend, mode, checkpoint interval in ms, checkpoints in flight at
+    // once): every 5 ms with 3 in flight, barriers of several checkpoints are in the
+    // channels together.
+    for (parallelism, backend, mode, interval_ms, max_concurrent) in [
+        (1, StateBackend::Heap, ExactlyOnce, 100, 1),
+        (2, StateBackend::Heap, ExactlyOnce, 100, 1),
+        (2, rocksdb(), ExactlyOnce, 100, 1),
+        (2, StateBackend::Heap, AtLeastOnce, 100, 1),
+        (2, StateBackend::Heap, ExactlyOnce, 5, 3),
+        (2, StateBackend::Heap, AtLeastOnce, 5, 3),
     ] {
         let url = format!(
-            "memory://checkpoint-consistency-{parallelism}-{}-{mode:?}",
+            "memory://checkpoint-consistency-{parallelism}-{}-{mode:?}-{max_concurrent}",
             backend_name(&backend)
         );
         let storage = CheckpointStorage::open(&url, &StorageOptions::default()).expect("opens");
-        run_with_checkpoints(parallelism, backend.clone(), mode, &storage);
+        run_with_checkpoints_every(
+            parallelism,
+            backend.clone(),
+            mode,
+            &storage,
+            interval_ms,
+            max_concurrent,
+        );
         let done = block_on(storage.completed_checkpoints("word-count")).expect("lists");
         assert!(
             !done.is_empty(),
@@ -192,6 +218,7 @@ fn checkpointing(storage: &CheckpointStorage) -> CheckpointConfig {
         interval: Duration::from_millis(100),
         timeout: Duration::from_secs(10),
         min_pause: Duration::ZERO,
+        max_concurrent: 1,
         retained: 2,
         storage: storage.clone(),
         options: StorageOptions::default(),

@@ -116,6 +116,9 @@ pub struct CheckpointSettings {
     pub timeout_ms: u64,
     #[serde(default)]
     pub min_pause_ms: u64,
+    /// Checkpoints in flight at once (Flink's `max-concurrent-checkpoints`).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
     #[serde(default = "default_retained")]
     pub retained: usize,
     /// For `s3://` directories.
@@ -183,6 +186,10 @@ fn default_retained() -> usize {
     1
 }
 
+fn default_max_concurrent() -> usize {
+    1
+}
+
 impl CheckpointSettings {
     /// The coordinator's settings for job `job`; opens the storage (which checks its
     /// address but contacts nothing).
@@ -190,12 +197,20 @@ impl CheckpointSettings {
         if self.interval_ms == 0 {
             return Err("checkpoint interval is 0: give a positive number of milliseconds".into());
         }
+        if self.max_concurrent == 0 {
+            return Err(
+                "max concurrent checkpoints is 0: give 1 or more (--max-concurrent-checkpoints, \
+                 checkpoints.max_concurrent)"
+                    .into(),
+            );
+        }
         let options = self.s3.options();
         let storage = CheckpointStorage::open(&self.dir, &options).map_err(|e| e.to_string())?;
         Ok(CheckpointConfig {
             interval: Duration::from_millis(self.interval_ms),
             timeout: Duration::from_millis(self.timeout_ms.max(1)),
             min_pause: Duration::from_millis(self.min_pause_ms),
+            max_concurrent: self.max_concurrent,
             retained: self.retained.max(1),
             storage,
             options,

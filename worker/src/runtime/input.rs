@@ -37,13 +37,8 @@ pub(crate) struct InputGate {
     next: usize,
     open: usize,
     /// Channels held back until a checkpoint's barriers are aligned: what follows their
-    /// barrier belongs to the next checkpoint.
+    /// barrier belongs to the next checkpoint (`runtime::alignment`).
     blocked: Vec<bool>,
-    /// Channels that delivered the barrier being aligned.
-    arrived: Vec<bool>,
-    /// Whether a channel that delivered the barrier is held back (exactly-once) or read
-    /// on (at-least-once: records after the barrier may get into the snapshot).
-    hold: bool,
 }
 
 impl InputGate {
@@ -51,39 +46,20 @@ impl InputGate {
         let open = channels.len();
         InputGate {
             blocked: vec![false; channels.len()],
-            arrived: vec![false; channels.len()],
-            hold: true,
             channels,
             next: 0,
             open,
         }
     }
 
-    /// At-least-once checkpoints: channels are not held back at barriers.
-    pub(crate) fn without_holding(mut self) -> Self {
-        self.hold = false;
-        self
+    /// Holds channel `channel` back: `poll` and `wait` skip it until `release_all`.
+    pub(crate) fn hold_back(&mut self, channel: usize) {
+        self.blocked[channel] = true;
     }
 
-    /// Channel `channel` delivered the barrier being aligned: with holding, `poll` and
-    /// `wait` skip it until `release_all`.
-    pub(crate) fn barrier_arrived(&mut self, channel: usize) {
-        self.arrived[channel] = true;
-        self.blocked[channel] = self.hold;
-    }
-
-    /// The alignment is over (or given up): every channel is read again.
+    /// Every channel is read again.
     pub(crate) fn release_all(&mut self) {
         self.blocked.fill(false);
-        self.arrived.fill(false);
-    }
-
-    /// Whether every channel has delivered the barrier being aligned or has ended.
-    pub(crate) fn aligned(&self) -> bool {
-        self.channels
-            .iter()
-            .zip(&self.arrived)
-            .all(|(c, &a)| a || c.finished)
     }
 
     pub(crate) fn len(&self) -> usize {

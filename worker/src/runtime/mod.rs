@@ -1,6 +1,7 @@
 //! The in-process runtime: channels, task loops, partitioned writers, watermark valves,
 //! metrics, and the executor that runs a planned job on threads.
 
+pub(crate) mod alignment;
 pub(crate) mod barrier;
 pub(crate) mod consumer;
 pub(crate) mod context;

@@ -5,6 +5,7 @@
 use crate::checkpoint::CheckpointingMode;
 use crate::error::{Position, TaskError, TaskResult};
 use crate::record::{Data, MAX_WATERMARK, WatermarkStatus};
+use crate::runtime::alignment::Alignment;
 use crate::runtime::barrier::{Barrier, OperatorSnapshot};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::context::{OperatorInfo, TaskServices, guard};
@@ -326,11 +327,16 @@ pub(crate) fn run_input_task(
         .checkpointing
         .as_ref()
         .is_some_and(|c| c.mode == CheckpointingMode::AtLeastOnce);
-    if at_least_once {
-        gate = gate.without_holding();
-    }
+    let mut alignment = Alignment::new(!at_least_once);
     let mut notified = 0;
-    let result = input_loop(head, &mut gate, services, cancel, &mut notified);
+    let result = input_loop(
+        head,
+        &mut gate,
+        &mut alignment,
+        services,
+        cancel,
+        &mut notified,
+    );
     // A stop-with-savepoint raises the completed checkpoint, then cancels. The loop may
     // see the cancel flag (or a channel its cancelled upstream closed) between its
     // look at the completed checkpoint and the next: look once more, so sinks commit
@@ -362,6 +368,7 @@ fn notify_last_completed(
 fn input_loop(
     head: &mut dyn TaskHead,
     gate: &mut InputGate,
+    alignment: &mut Alignment,
     services: &TaskServices,
     cancel: &AtomicBool,
     notified: &mut u64,
@@ -370,8 +377,6 @@ fn input_loop(
     let mut valve = WatermarkValve::new(gate.len());
     let mut clocks = ClockValve::new(gate.len());
     let mut valve_out = Vec::new();
-    // The checkpoint whose barriers are being aligned.
-    let mut aligning: Option<Barrier> = None;
     loop {
         if let Some(link) = &services.checkpoints
             && let Some(done) = link.newly_completed(notified)
@@ -402,30 +407,16 @@ fn input_loop(
                     }
                 }
                 Envelope::Barrier(barrier) => {
-                    match &aligning {
-                        // A barrier of a checkpoint already given up on.
-                        Some(a) if barrier.id < a.id => {}
-                        Some(a) if barrier.id == a.id => gate.barrier_arrived(ch),
-                        // A newer checkpoint: the one being aligned cannot complete any
-                        // more (the coordinator moved on), so start over with this one.
-                        _ => {
-                            gate.release_all();
-                            gate.barrier_arrived(ch);
-                            aligning = Some(barrier);
-                        }
-                    }
-                    if let Some(a) = aligning.take_if(|_| gate.aligned()) {
-                        complete_checkpoint(head, a, services)?;
-                        gate.release_all();
+                    for ready in alignment.on_barrier(gate, ch, barrier) {
+                        complete_checkpoint(head, ready, services)?;
                     }
                 }
                 Envelope::EndOfInput => {
                     let input = gate.input_of(ch);
                     let input_done = gate.finish(ch);
                     // A channel that ended has nothing more before any barrier.
-                    if let Some(a) = aligning.take_if(|_| gate.aligned()) {
-                        complete_checkpoint(head, a, services)?;
-                        gate.release_all();
+                    for ready in alignment.on_channel_ended(gate) {
+                        complete_checkpoint(head, ready, services)?;
                     }
                     valve.input_ended(ch, &mut valve_out);
                     apply_valve(head, &mut valve_out, &services.times)?;

@@ -9,7 +9,7 @@ use crate::checkpoint::metadata::SubtaskMetadata;
 use crate::checkpoint::uploader::{OperatorHandle, SubtaskHandles};
 use crate::runtime::barrier::Barrier;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use strom_proto::control::{CheckpointAck, CheckpointDeclined};
 
 /// A savepoint asked for through the REST API, by request id.
@@ -67,7 +67,11 @@ pub(crate) struct JobCheckpoints {
     pub config: CheckpointConfig,
     pub max_parallelism: usize,
     pub next_id: u64,
-    pub pending: Option<Pending>,
+    /// Checkpoints waiting for acknowledgements, by id.
+    pub pending: BTreeMap<u64, Pending>,
+    /// Checkpoints every subtask acknowledged, being written, with whether each is a
+    /// savepoint.
+    writing: BTreeMap<u64, bool>,
     /// The newest completed checkpoint (its directory, as `--from-checkpoint` takes it).
     pub latest: Option<String>,
     /// How long the newest completed checkpoint took and how big it is.
@@ -90,7 +94,8 @@ impl JobCheckpoints {
             config,
             max_parallelism,
             next_id,
-            pending: None,
+            pending: BTreeMap::new(),
+            writing: BTreeMap::new(),
             latest: None,
             last_completed: None,
             completed: 0,
@@ -116,15 +121,46 @@ impl JobCheckpoints {
             savepoint: savepoint.clone(),
         };
         self.next_id += 1;
-        self.pending = Some(Pending {
-            barrier: barrier.clone(),
-            attempt,
-            deadline: Instant::now() + self.config.timeout,
-            expected,
-            acks: self.finished.clone(),
-            declined: None,
-        });
+        self.pending.insert(
+            barrier.id,
+            Pending {
+                barrier: barrier.clone(),
+                attempt,
+                deadline: Instant::now() + self.config.timeout,
+                expected,
+                acks: self.finished.clone(),
+                declined: None,
+            },
+        );
         barrier
+    }
+
+    /// Whether a checkpoint (or, with `savepoint`, a savepoint) may start now: a savepoint
+    /// waits until nothing is in flight and has the job to itself; checkpoints start while
+    /// fewer than the maximum are in flight.
+    pub(crate) fn may_start(&self, savepoint: bool) -> bool {
+        let savepoint_in_flight = self.pending.values().any(|p| p.barrier.savepoint.is_some())
+            || self.writing.values().any(|&savepoint| savepoint);
+        let in_flight = self.pending.len() + self.writing.len();
+        if savepoint_in_flight {
+            false
+        } else if savepoint {
+            in_flight == 0
+        } else {
+            in_flight < self.config.effective_max_concurrent()
+        }
+    }
+
+    /// The oldest checkpoint in flight (waiting or being written).
+    pub(crate) fn oldest_in_flight(&self) -> Option<u64> {
+        let waiting = self.pending.keys().next().copied();
+        let writing = self.writing.keys().next().copied();
+        waiting.into_iter().chain(writing).min()
+    }
+
+    /// Checkpoint `id` has been written, or failed to be.
+    pub(crate) fn written(&mut self, id: u64) {
+        self.writing.remove(&id);
     }
 
     /// A subtask's acknowledgement, or (checkpoint 0) its final state once it ended.
@@ -147,10 +183,7 @@ impl JobCheckpoints {
                 })
             })
             .collect();
-        let pending = self
-            .pending
-            .as_mut()
-            .filter(|p| finished || p.barrier.id == ack.checkpoint_id);
+        let key = (task.vertex, task.subtask);
         let handles = match operators {
             Ok(operators) => SubtaskHandles {
                 checkpoint: ack.checkpoint_id,
@@ -160,23 +193,26 @@ impl JobCheckpoints {
                 finished,
             },
             Err(e) => {
-                if let Some(p) = pending {
-                    p.declined = Some(e);
+                // A subtask that ended stands in every checkpoint in flight.
+                for (_, p) in self
+                    .pending
+                    .iter_mut()
+                    .filter(|(id, _)| finished || **id == ack.checkpoint_id)
+                {
+                    p.declined = Some(e.clone());
                 }
                 return;
             }
         };
-        let key = (task.vertex, task.subtask);
-        if let Some(p) = pending {
-            // A final state stands for a subtask only if it ended before the barrier.
-            if finished {
-                p.acks.entry(key).or_insert_with(|| handles.clone());
-            } else {
-                p.acks.insert(key, handles.clone());
-            }
-        }
         if finished {
+            // A final state stands for a subtask only in checkpoints whose barrier it
+            // ended before.
+            for p in self.pending.values_mut() {
+                p.acks.entry(key).or_insert_with(|| handles.clone());
+            }
             self.finished.insert(key, handles);
+        } else if let Some(p) = self.pending.get_mut(&ack.checkpoint_id) {
+            p.acks.insert(key, handles);
         }
     }
 
@@ -184,46 +220,40 @@ impl JobCheckpoints {
         let attempt = declined.task.as_ref().map(|t| t.attempt);
         if let Some(pending) = self
             .pending
-            .as_mut()
-            .filter(|p| p.barrier.id == declined.checkpoint_id && Some(p.attempt) == attempt)
+            .get_mut(&declined.checkpoint_id)
+            .filter(|p| Some(p.attempt) == attempt)
         {
             pending.declined = Some(declined.reason);
         }
     }
 
-    /// Where checkpoint `id` stands; a finished one (acknowledged, failed, expired) is no
-    /// longer pending.
+    /// Where checkpoint `id` stands; one every subtask acknowledged is being written
+    /// from then on (until `written`), a failed or expired one is no longer in flight.
     pub(crate) fn progress(&mut self, id: u64) -> Progress {
-        let Some(pending) = self.pending.as_ref().filter(|p| p.barrier.id == id) else {
+        let Some(pending) = self.pending.get(&id) else {
             return Progress::Failed("the job restarted or ended".into());
         };
-        let outcome = if let Some(why) = &pending.declined {
-            Progress::Failed(why.clone())
+        let failure = if let Some(why) = &pending.declined {
+            why.clone()
         } else if pending.acks.len() == pending.expected {
-            Progress::Acknowledged(pending.barrier.clone(), Vec::new())
+            let Some(pending) = self.pending.remove(&id) else {
+                return Progress::Waiting;
+            };
+            self.writing.insert(id, pending.barrier.savepoint.is_some());
+            return Progress::Acknowledged(pending.barrier, pending.acks.into_values().collect());
         } else if Instant::now() > pending.deadline {
-            Progress::Failed(format!(
+            format!(
                 "expired after {:?} with {} of {} subtasks acknowledged",
                 self.config.timeout,
                 pending.acks.len(),
                 pending.expected
-            ))
+            )
         } else {
             return Progress::Waiting;
         };
-        let pending = self.pending.take();
-        match outcome {
-            Progress::Acknowledged(barrier, _) => Progress::Acknowledged(
-                barrier,
-                pending
-                    .map(|p| p.acks.into_values().collect())
-                    .unwrap_or_default(),
-            ),
-            other => {
-                self.failed += 1;
-                other
-            }
-        }
+        self.pending.remove(&id);
+        self.failed += 1;
+        Progress::Failed(failure)
     }
 
     /// Asks for a savepoint under `directory` (and, with `stop`, for the job to stop after
@@ -240,9 +270,108 @@ impl JobCheckpoints {
         self.savepoints.insert(request, SavepointStatus::InProgress);
         request
     }
+}
 
-    /// The pause before the next trigger.
-    pub(crate) fn interval(&self) -> Duration {
-        self.config.interval.max(self.config.min_pause)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::storage::{CheckpointStorage, StorageOptions};
+    use std::time::Duration;
+    use strom_proto::control::TaskId;
+
+    fn checkpoints(max_concurrent: usize, min_pause: Duration) -> JobCheckpoints {
+        let options = StorageOptions::default();
+        let storage = CheckpointStorage::open("memory://master-checkpoints", &options).unwrap();
+        let config = CheckpointConfig {
+            interval: Duration::from_millis(10),
+            timeout: Duration::from_secs(60),
+            min_pause,
+            max_concurrent,
+            retained: 1,
+            storage,
+            options,
+            job_dir: "job".into(),
+            mode: Default::default(),
+            retention: Default::default(),
+        };
+        JobCheckpoints::new(config, 128, 1)
+    }
+
+    fn ack(c: &mut JobCheckpoints, subtask: u32, checkpoint: u64) {
+        c.on_ack(
+            0,
+            CheckpointAck {
+                task: Some(TaskId {
+                    job_id: "job".into(),
+                    attempt: 0,
+                    vertex: 0,
+                    subtask,
+                }),
+                checkpoint_id: checkpoint,
+                state: Vec::new(),
+            },
+        );
+    }
+
+    #[test]
+    fn up_to_max_concurrent_checkpoints_are_in_flight_and_they_complete_in_order() {
+        let mut c = checkpoints(2, Duration::ZERO);
+        assert!(c.may_start(false));
+        let first = c.start(0, 2, 0, None).id;
+        assert!(c.may_start(false));
+        let second = c.start(0, 2, 0, None).id;
+        assert!(!c.may_start(false), "two are in flight");
+        // A savepoint waits until nothing is in flight.
+        assert!(!c.may_start(true));
+        ack(&mut c, 0, second);
+        ack(&mut c, 1, second);
+        assert!(matches!(c.progress(second), Progress::Acknowledged(..)));
+        // The second is acknowledged first but is written only after the first.
+        assert_eq!(c.oldest_in_flight(), Some(first));
+        assert!(!c.may_start(false), "one waits, one is being written");
+        ack(&mut c, 0, first);
+        ack(&mut c, 1, first);
+        assert!(matches!(c.progress(first), Progress::Acknowledged(..)));
+        c.written(first);
+        assert_eq!(c.oldest_in_flight(), Some(second));
+        assert!(c.may_start(false));
+        c.written(second);
+        assert_eq!(c.oldest_in_flight(), None);
+        assert!(c.may_start(true));
+    }
+
+    #[test]
+    fn a_savepoint_has_the_job_to_itself_and_a_min_pause_keeps_one_in_flight() {
+        let mut c = checkpoints(3, Duration::ZERO);
+        let savepoint = c.start(0, 1, 0, Some("file:///savepoints/s".into())).id;
+        assert!(
+            !c.may_start(false),
+            "no checkpoint while a savepoint is taken"
+        );
+        ack(&mut c, 0, savepoint);
+        assert!(matches!(c.progress(savepoint), Progress::Acknowledged(..)));
+        assert!(!c.may_start(false), "nor while it is written");
+        c.written(savepoint);
+        assert!(c.may_start(false));
+
+        let mut c = checkpoints(3, Duration::from_millis(1));
+        c.start(0, 1, 0, None);
+        assert!(
+            !c.may_start(false),
+            "a minimum pause leaves room for one only"
+        );
+    }
+
+    #[test]
+    fn a_subtask_that_ended_stands_in_every_checkpoint_in_flight() {
+        let mut c = checkpoints(2, Duration::ZERO);
+        let first = c.start(0, 2, 0, None).id;
+        let second = c.start(0, 2, 0, None).id;
+        // Subtask 1 ended before either barrier reached it: its final state.
+        ack(&mut c, 1, 0);
+        ack(&mut c, 0, first);
+        ack(&mut c, 0, second);
+        assert!(matches!(c.progress(first), Progress::Acknowledged(..)));
+        assert!(matches!(c.progress(second), Progress::Acknowledged(..)));
     }
 }

@@ -216,7 +216,7 @@ impl JobRun {
         self.tasks.clear();
         self.failure = Some(why.clone());
         if let Some(c) = &mut self.checkpoints {
-            c.pending = None;
+            c.pending.clear();
             c.finished.clear();
         }
         match self.restart.on_failure(Instant::now()) {
@@ -405,7 +405,7 @@ impl JobRun {
         let sources_left = self.tasks.iter().any(|((v, _), (_, s))| {
             self.plan.source_vertices.contains(v) && *s == TaskState::Running
         });
-        if !ready || !sources_left || checkpoints.pending.is_some() {
+        if !ready || !sources_left || !checkpoints.may_start(savepoint.is_some()) {
             return None;
         }
         let now_ms = SystemTime::now()

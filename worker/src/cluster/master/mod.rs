@@ -1,17 +1,3 @@
-//! `strom master` (Flink's JobManager, application mode): plans the job it was started
-//! with, waits until the registered workers offer enough slots, deploys every subtask
-//! (slot sharing), and follows their states until the job finishes or fails. Workers are
-//! tracked by their attach stream and heartbeats; a worker that goes silent for the
-//! heartbeat timeout, or whose stream breaks, is lost.
-//!
-//! A failed subtask or a lost worker (with unfinished subtasks) is a failure of the job:
-//! the master cancels what still runs of that attempt and, as its restart strategy says,
-//! deploys the job again from scratch after a delay (a new attempt; checkpoints come with
-//! the next issue), or fails it.
-//!
-//! The REST API (`cluster::rest`) reads the job, its workers and the counters the workers'
-//! heartbeats carry from here, and cancels the job through here.
-
 //! `strom master` (Flink's JobManager): takes jobs — the one it was started with
 //! (application mode: it exits when that job ends) or any number submitted through the
 //! REST API (`POST /v1/jobs`, `strom submit`; session mode) — plans each, waits until the
@@ -22,12 +8,14 @@
 //!
 //! A failed subtask or a lost worker (with unfinished subtasks) is a failure of the job:
 //! the master cancels what still runs of that attempt and, as its restart strategy says,
-//! deploys the job again from scratch after a delay (a new attempt; checkpoints come with
-//! the next issue), or fails it.
+//! deploys the job again after a delay (a new attempt, from the newest completed
+//! checkpoint), or fails it. Checkpoints and savepoints are triggered and completed by
+//! each job's loop in `checkpoint_loop`.
 //!
 //! The REST API (`cluster::rest`) reads the jobs, the workers and the counters the
 //! workers' heartbeats carry from here, and submits and cancels jobs through here.
 
+mod checkpoint_loop;
 mod checkpoints;
 mod job_run;
 mod prometheus;
@@ -36,16 +24,14 @@ mod views;
 
 use crate::checkpoint::CheckpointConfig;
 use crate::checkpoint::CheckpointRetention;
-use crate::checkpoint::coordinator::{
-    checkpoint_location, complete, complete_savepoint, delete_checkpoints, now_ms,
-};
+use crate::checkpoint::coordinator::{checkpoint_location, delete_checkpoints};
 use crate::checkpoint::restore::newest_valid_checkpoint;
 use crate::cluster::job::JobSubmission;
 use crate::cluster::restart::RestartStrategy;
 use crate::graph::NodeKind;
 use crate::jobs::JobRegistry;
+use checkpoints::JobCheckpoints;
 pub use checkpoints::SavepointStatus;
-use checkpoints::{CompletedCheckpoint, JobCheckpoints, Progress};
 use job_run::PlannedJob;
 use state::{State, WorkerEntry};
 use std::net::SocketAddr;
@@ -408,148 +394,6 @@ impl MasterService {
         }
     }
 
-    /// The checkpoint loop of job `id`: returns once the job ended, or stops after a savepoint.
-    async fn checkpoint_until_ended(self, id: String) {
-        let mut last = std::time::Instant::now();
-        loop {
-            // The interval passes, or a savepoint is asked for.
-            let savepoint = loop {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let mut state = self.state();
-                // A job stopping after its savepoint takes no checkpoint more: its sinks
-                // would pre-commit output that no checkpoint ever completes.
-                let Some(job) = state.job_mut(&id).filter(|j| !j.ended() && !j.stopping) else {
-                    return;
-                };
-                let name = job.plan.submission.name.clone();
-                let Some(c) = job.checkpoints.as_mut() else {
-                    return;
-                };
-                if let Some(request) = c.requests.front() {
-                    let location = format!(
-                        "{}/savepoint-{name}-{}",
-                        request.directory.trim_end_matches('/'),
-                        c.next_id
-                    );
-                    break Some(location);
-                }
-                if last.elapsed() >= c.interval() {
-                    break None;
-                }
-            };
-            let triggered = self
-                .state()
-                .trigger_checkpoint(&id, savepoint.as_deref().map(Into::into));
-            let Some(checkpoint) = triggered else {
-                // Not every subtask runs yet: try again shortly; a savepoint gives up after
-                // the checkpoint timeout.
-                let expired = {
-                    let mut state = self.state();
-                    state
-                        .job_mut(&id)
-                        .and_then(|j| j.checkpoints.as_mut())
-                        .and_then(|c| {
-                            let old = c.requests.front()?.asked.elapsed() > c.config.timeout;
-                            if old { c.requests.pop_front() } else { None }
-                        })
-                };
-                if let Some(r) = expired {
-                    self.savepoint_done(
-                        &id,
-                        r.request,
-                        Err(
-                            "the job could not take it in time: not every subtask was running"
-                                .into(),
-                        ),
-                        None,
-                    );
-                }
-                continue;
-            };
-            last = std::time::Instant::now();
-            let request = match savepoint {
-                Some(_) => self
-                    .state()
-                    .job_mut(&id)
-                    .and_then(|j| j.checkpoints.as_mut())
-                    .and_then(|c| c.requests.pop_front()),
-                None => None,
-            };
-            let progress = loop {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let mut state = self.state();
-                let Some(c) = state.job_mut(&id).and_then(|j| j.checkpoints.as_mut()) else {
-                    return;
-                };
-                match c.progress(checkpoint) {
-                    Progress::Waiting => continue,
-                    done => break done,
-                }
-            };
-            let (barrier, handles) = match progress {
-                Progress::Acknowledged(barrier, handles) => (barrier, handles),
-                Progress::Failed(why) => {
-                    tracing::warn!(job = %id, checkpoint, reason = %why, "checkpoint failed; the next one will be tried");
-                    if let Some(r) = request {
-                        self.savepoint_done(&id, r.request, Err(why), None);
-                    }
-                    continue;
-                }
-                Progress::Waiting => continue,
-            };
-            let settings = {
-                let mut state = self.state();
-                state.job_mut(&id).and_then(|j| {
-                    let c = j.checkpoints.as_ref()?;
-                    Some((
-                        c.config.clone(),
-                        c.max_parallelism,
-                        j.plan.submission.name.clone(),
-                    ))
-                })
-            };
-            let Some((config, max_parallelism, name)) = settings else {
-                return;
-            };
-            let started = std::time::Instant::now();
-            if let Some(r) = request {
-                let done = complete_savepoint(&config, &name, max_parallelism, barrier, handles)
-                    .await
-                    .map_err(|e| e.to_string());
-                if let Ok((location, bytes)) = &done {
-                    tracing::info!(job = %id, savepoint = %location, bytes, write_ms = started.elapsed().as_millis() as u64, "savepoint completed");
-                }
-                self.savepoint_done(
-                    &id,
-                    r.request,
-                    done.map(|(l, _)| l),
-                    r.stop.then_some(checkpoint),
-                );
-                continue;
-            }
-            let triggered_at = barrier.timestamp;
-            match complete(&config, &name, max_parallelism, barrier, handles).await {
-                Ok(size) => {
-                    let stats = CompletedCheckpoint {
-                        id: checkpoint,
-                        duration_ms: (now_ms() - triggered_at).max(0) as u64,
-                        state_bytes: size.state_bytes,
-                        uploaded_bytes: size.uploaded_bytes,
-                    };
-                    tracing::info!(job = %id, checkpoint, bytes = size.state_bytes, uploaded_bytes = size.uploaded_bytes, duration_ms = stats.duration_ms, write_ms = started.elapsed().as_millis() as u64, "checkpoint completed");
-                    self.state().checkpoint_completed(
-                        &id,
-                        stats,
-                        checkpoint_location(&config, checkpoint),
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(job = %id, checkpoint, error = %e, "checkpoint could not be completed; the next one will be tried");
-                }
-            }
-        }
-    }
-
     /// Records how savepoint request `request` of job `id` ended; with `stop` (the
     /// savepoint's checkpoint id), a completed savepoint ends the job.
     fn savepoint_done(
@@ -616,7 +460,7 @@ impl MasterService {
                 "interval_ms": c.config.interval.as_millis() as u64,
                 "completed": c.completed,
                 "failed": c.failed,
-                "in_progress": c.pending.as_ref().map(|p| p.barrier.id),
+                "in_progress": c.pending.keys().next(),
                 "latest": c.latest,
                 "last_completed": c.last_completed,
                 "savepoints": c.savepoints.iter()
