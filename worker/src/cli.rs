@@ -270,6 +270,12 @@ struct RunArgs {
     /// Do not print the per-operator summary when the job ends.
     #[arg(long)]
     no_summary: bool,
+    /// Serve the REST API here, so `strom status|savepoint|stop|cancel` reach the job
+    /// (Flink's local environment with its web UI): the job then runs under an
+    /// in-process master with one local worker, as `strom master` runs it, and the
+    /// counters are in `strom status` instead of a summary.
+    #[arg(long)]
+    rest_bind: Option<std::net::SocketAddr>,
 }
 
 /// A job and its settings, for `strom run` and `strom submit`.
@@ -750,7 +756,12 @@ fn master(registry: &JobRegistry, args: MasterArgs) -> ExitCode {
         restart: args.restart.strategy(),
         rest_bind: Some(args.rest_bind),
     };
-    match run_master(registry, options) {
+    master_exit(run_master(registry, options))
+}
+
+/// The exit code of a master (in application mode) from how it ended.
+fn master_exit(exit: anyhow::Result<MasterExit>) -> ExitCode {
+    match exit {
         Ok(MasterExit::JobEnded(JobOutcome::Finished { .. })) => ExitCode::SUCCESS,
         Ok(MasterExit::JobEnded(JobOutcome::Cancelled)) => {
             eprintln!("the job was cancelled");
@@ -844,7 +855,11 @@ pub fn describe_job(spec: &JobSpec) -> String {
 }
 
 fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
-    let RunArgs { job, no_summary } = args;
+    let RunArgs {
+        job,
+        no_summary,
+        rest_bind,
+    } = args;
     let Some(spec) = registry.find(&job.job) else {
         eprintln!("error: {}", unknown_job(registry, &job.job));
         return ExitCode::from(2);
@@ -868,6 +883,9 @@ fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(rest_bind) = rest_bind {
+        return run_with_rest(registry, job.submission(), rest_bind);
+    }
     let env = StreamEnv::with_config(config);
     if let Err(e) = (spec.build)(&env, &job_args) {
         eprintln!("error: {e:#}");
@@ -917,6 +935,60 @@ fn run(registry: &JobRegistry, args: RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `strom run --rest-bind`: the job under a master in this process, with one worker in
+/// this process that offers the slots the job needs, attached over loopback.
+fn run_with_rest(
+    registry: &JobRegistry,
+    submission: JobSubmission,
+    rest_bind: std::net::SocketAddr,
+) -> ExitCode {
+    let slots = match submission.plan(registry) {
+        Ok((_, plan, _)) => plan
+            .vertices
+            .iter()
+            .map(|v| v.parallelism)
+            .max()
+            .unwrap_or(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // A free loopback port for the workers' attach stream; the worker retries until the
+    // master listens.
+    let bind = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("error: no free loopback port for the local master: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let worker = WorkerOptions {
+        master: format!("http://{bind}"),
+        id: format!("local-{}", std::process::id()),
+        slots: slots as u32,
+        data_bind: "127.0.0.1:0".parse().expect("a socket address"),
+        advertise_host: "127.0.0.1".into(),
+        reconnect_interval: Duration::from_millis(50),
+        channel_wait: Duration::from_secs(60),
+    };
+    let worker_registry = registry.clone();
+    std::thread::spawn(move || {
+        if let Err(e) = run_worker(worker_registry, worker) {
+            tracing::error!(error = %e, "the local worker stopped");
+        }
+    });
+    let master = MasterOptions {
+        bind,
+        job: Some(submission),
+        heartbeat_interval: Duration::from_millis(1000),
+        heartbeat_timeout: Duration::from_millis(10_000),
+        restart: RestartStrategy::None,
+        rest_bind: Some(rest_bind),
+    };
+    master_exit(run_master(registry, master))
 }
 
 /// First Ctrl-C cancels the job (it stops and prints its summary); a second exits at once.

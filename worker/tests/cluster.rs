@@ -1304,3 +1304,91 @@ fn a_job_stopped_with_savepoints_and_resubmitted_at_2_4_1_writes_exactly_its_out
     // The three runs' committed files: every word's counts 1..=n, once each.
     assert_eq!(read_parts(&output), expected);
 }
+
+#[test]
+fn strom_run_with_a_rest_api_takes_savepoints_and_stops_with_one() {
+    let tmp = TempDir::new("run-rest");
+    let dir = tmp.path();
+    let lines = 20_000u64;
+    let job = |output: &Path| -> Vec<String> {
+        [
+            "word-count",
+            "--parallelism",
+            "2",
+            "--arg",
+            &format!("events={lines}"),
+            "--arg",
+            &format!("output={}", output.display()),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let expected = run_alone(&job(&dir.join("alone")), &dir.join("alone"));
+    let output = dir.join("out");
+    let checkpointed = |extra: &[&str]| -> Vec<String> {
+        let mut args = job(&output);
+        args.extend(
+            [
+                "--arg",
+                "exactly-once=true",
+                "--checkpoint-interval-ms",
+                "300",
+                "--checkpoint-dir",
+                &dir.join("checkpoints").display().to_string(),
+            ]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string()),
+        );
+        args
+    };
+    let rest_port = free_port();
+    let rest = format!("127.0.0.1:{rest_port}");
+    let mut run = Processes(vec![
+        Command::new(STROM)
+            .arg("run")
+            .args(checkpointed(&["--arg", "rate=2000", "--rest-bind", &rest]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ]);
+    let api = strom::cluster::client::RestClient::new(&format!("http://{rest}")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        if let Ok(v) = api.call(http::Method::GET, "/v1/jobs")
+            && v["jobs"][0]["state"] == "Running"
+        {
+            break v["jobs"][0]["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the job did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let savepoints = dir.join("savepoints").display().to_string();
+    let (code, out, err) = cli(rest_port, &["savepoint", &id, &savepoints]);
+    assert_eq!(code, 0, "{err}");
+    assert!(Path::new(out.trim()).join("_metadata").exists(), "{out}");
+    let (code, out, err) = cli(rest_port, &["stop", &id, &savepoints]);
+    assert_eq!(code, 0, "{err}");
+    let stopped = out.trim().to_string();
+    // `strom run` ends once its job is stopped, with success.
+    let (status, stderr) = wait_for_master(&mut run, Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    // Resumed from the stop's savepoint (without a REST API), the job's committed output
+    // is exactly an undisturbed run's.
+    let resumed = Command::new(STROM)
+        .arg("run")
+        .args(checkpointed(&[
+            "--from-checkpoint",
+            &stopped,
+            "--no-summary",
+        ]))
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(read_parts(&output), expected);
+}

@@ -123,6 +123,43 @@ pub(crate) struct Coordinator {
     pub stop: Arc<AtomicBool>,
     /// Raised to each checkpoint that completes: the subtasks hear of it from there.
     pub completed: Arc<AtomicU64>,
+    /// This process's uploader: it ends once every subtask has ended, and what it wrote
+    /// of checkpoints that never completed is deleted after it.
+    pub uploader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What checkpoints of this run that have not completed (yet) wrote.
+#[derive(Default)]
+struct Incomplete {
+    /// Triggered, not completed.
+    ids: BTreeSet<u64>,
+    /// The shared files (relative to the job's directory) their acknowledgements name.
+    shared: BTreeMap<u64, BTreeSet<String>>,
+}
+
+impl Incomplete {
+    fn triggered(&mut self, id: u64) {
+        self.ids.insert(id);
+    }
+
+    fn acknowledged(&mut self, ack: &SubtaskHandles) {
+        if !self.ids.contains(&ack.checkpoint) {
+            return;
+        }
+        let files = ack
+            .operators
+            .iter()
+            .filter_map(|o| o.state.rocksdb.as_ref())
+            .flat_map(|r| &r.files)
+            .filter(|f| f.path.starts_with("shared/"))
+            .map(|f| f.path.clone());
+        self.shared.entry(ack.checkpoint).or_default().extend(files);
+    }
+
+    fn completed(&mut self, id: u64) {
+        self.ids.remove(&id);
+        self.shared.remove(&id);
+    }
 }
 
 /// A checkpoint triggered and not yet complete.
@@ -148,9 +185,30 @@ impl Coordinator {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the checkpoint coordinator; the job runs without checkpoints");
+                if let Some(uploader) = self.uploader.take() {
+                    let _ = uploader.join();
+                }
                 return;
             }
         };
+        let mut incomplete = Incomplete::default();
+        self.checkpoint_until_stopped(&runtime, &mut incomplete);
+        // Nothing uploads any more once the uploader ended: what it wrote for checkpoints
+        // that never completed (given up, or in flight when the job ended) goes.
+        if let Some(uploader) = self.uploader.take() {
+            let _ = uploader.join();
+        }
+        for ack in self.acks.try_iter().flatten() {
+            incomplete.acknowledged(&ack);
+        }
+        runtime.block_on(discard_incomplete(&self.config, incomplete));
+    }
+
+    fn checkpoint_until_stopped(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        incomplete: &mut Incomplete,
+    ) {
         let storage = &self.config.storage;
         // Ids go on from the checkpoints already there, which are never overwritten.
         let mut next_id =
@@ -193,6 +251,7 @@ impl Coordinator {
                     );
                     sources_left = false;
                 } else {
+                    incomplete.triggered(barrier.id);
                     in_flight.insert(
                         barrier.id,
                         InFlight {
@@ -224,6 +283,7 @@ impl Coordinator {
                     finished.insert(key, ack);
                 }
                 Ok(Ok(ack)) => {
+                    incomplete.acknowledged(&ack);
                     // Late answers about a checkpoint already given up are dropped.
                     if let Some(c) = in_flight.get_mut(&ack.checkpoint) {
                         c.acks.insert((ack.vertex, ack.subtask), ack);
@@ -293,6 +353,7 @@ impl Coordinator {
                             "checkpoint completed"
                         );
                         self.completed.fetch_max(id, Ordering::AcqRel);
+                        incomplete.completed(id);
                     }
                     Err(e) => tracing::warn!(
                         checkpoint = id,
@@ -437,6 +498,46 @@ async fn drop_old_checkpoints(config: &CheckpointConfig) {
             }
         }
     }
+}
+
+/// Deletes what checkpoints that never completed wrote: their `chk-<n>` directories and
+/// the shared files they uploaded that no completed checkpoint refers to (a later one
+/// may have reused a file a given-up one uploaded). A failure only leaves files behind.
+async fn discard_incomplete(config: &CheckpointConfig, incomplete: Incomplete) {
+    if incomplete.ids.is_empty() {
+        return;
+    }
+    let storage = &config.storage;
+    let job_dir = &config.job_dir;
+    let Ok(done) = storage.completed_checkpoints(job_dir).await else {
+        return;
+    };
+    // A checkpoint whose `_metadata` went out but whose `latest` did not is complete.
+    let ids: Vec<u64> = incomplete
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| !done.contains(id))
+        .collect();
+    for id in &ids {
+        if let Err(e) = storage.delete_all(&checkpoint_dir(job_dir, *id)).await {
+            tracing::debug!(checkpoint = id, error = %e, "could not delete an incomplete checkpoint");
+        }
+    }
+    let Some(kept) = shared_files(storage, job_dir, &done).await else {
+        return;
+    };
+    let uploaded: BTreeSet<&String> = ids
+        .iter()
+        .filter_map(|id| incomplete.shared.get(id))
+        .flatten()
+        .collect();
+    for path in uploaded.into_iter().filter(|p| !kept.contains(*p)) {
+        if let Err(e) = storage.delete(&join(job_dir, path)).await {
+            tracing::debug!(file = %path, error = %e, "could not delete a shared file of an incomplete checkpoint");
+        }
+    }
+    tracing::debug!(checkpoints = ?ids, "deleted what incomplete checkpoints wrote");
 }
 
 /// The shared files (relative to the job's directory) that checkpoints `ids` refer to;

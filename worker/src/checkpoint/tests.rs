@@ -500,6 +500,41 @@ impl crate::functions::KeyedBroadcastProcessFunction<u64, u64, u64, (u64, u64)> 
 }
 
 #[test]
+fn checkpoints_that_never_complete_leave_no_files_behind() {
+    // Every checkpoint expires (1 ms to be acknowledged by every subtask): the RocksDB
+    // files and state files they uploaded are deleted once the job ended, as are those
+    // of a checkpoint still in flight then (seen as a flaky shared-files test).
+    let url = "memory://checkpoint-incomplete";
+    let storage = CheckpointStorage::open(url, &StorageOptions::default()).expect("opens");
+    let config = ExecutionConfig {
+        parallelism: 2,
+        state_backend: rocksdb(),
+        checkpointing: Some(CheckpointConfig {
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_millis(1),
+            ..checkpointing(&storage)
+        }),
+        ..ExecutionConfig::default()
+    };
+    let env = StreamEnv::with_config(config);
+    let lines = env.add_source(
+        GeneratorSource::new(generated_line)
+            .count(HAMLET.len() as u64 * 10)
+            .rate(1000.0),
+        None,
+        "Hamlet Lines",
+    );
+    word_counts(&lines).add_sink(|_| {});
+    env.execute("word-count").expect("the job runs");
+    assert_eq!(
+        block_on(storage.completed_checkpoints("word-count")).expect("lists"),
+        Vec::<u64>::new()
+    );
+    let left = block_on(storage.list("word-count")).expect("lists");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn broadcast_state_and_ended_sources_are_in_checkpoints_and_come_back() {
     use crate::checkpoint::restore::RestoredCheckpoint;
     use std::sync::{Arc, Mutex};

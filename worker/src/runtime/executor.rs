@@ -491,14 +491,11 @@ fn start_checkpointing(
         subtasks: names,
         stop: stop.clone(),
         completed,
+        uploader: Some(uploader),
     };
     let thread = std::thread::Builder::new()
         .name("checkpoint coordinator".into())
-        .spawn(move || {
-            coordinator.run();
-            // The uploader ends once every subtask has ended.
-            let _ = uploader.join();
-        })
+        .spawn(move || coordinator.run())
         .map_err(|e| JobError::Spawn(e.to_string()))?;
     Ok((links, CheckpointSetup::Local(stop, thread)))
 }
