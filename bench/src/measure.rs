@@ -90,6 +90,17 @@ fn cpu_seconds_of_process(process: &str) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+/// Prints a finished results table to stdout and, with `output`, writes it there too.
+pub fn publish_table(table: &str, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    println!("\n{table}");
+    if let Some(path) = output {
+        std::fs::write(path, table)
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// The median (the upper one of an even count); 0 for none.
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

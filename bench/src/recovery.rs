@@ -506,10 +506,5 @@ pub fn run(
         eprint!("{row}");
         table.push_str(&row);
     }
-    println!("\n{table}");
-    if let Some(path) = output {
-        std::fs::write(&path, &table)
-            .with_context(|| format!("could not write {}", path.display()))?;
-    }
-    Ok(())
+    strom_bench::measure::publish_table(&table, output.as_deref())
 }

@@ -2,7 +2,6 @@
 //! alternating, in fresh processes.
 
 use crate::child::{Tuning, Work, measure_in_child};
-use anyhow::Context;
 use strom_bench::cases::Case;
 use strom_bench::measure::{load_average, median};
 
@@ -57,10 +56,5 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     for case in Case::ALL {
         table.push_str(&format!("- `{}`: {}\n", case.name(), case.describe()));
     }
-    println!("\n{table}");
-    if let Some(path) = o.output {
-        std::fs::write(&path, &table)
-            .with_context(|| format!("could not write {}", path.display()))?;
-    }
-    Ok(())
+    strom_bench::measure::publish_table(&table, o.output.as_deref())
 }

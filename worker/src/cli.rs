@@ -945,12 +945,10 @@ fn run_with_rest(
     rest_bind: std::net::SocketAddr,
 ) -> ExitCode {
     let slots = match submission.plan(registry) {
-        Ok((_, plan, _)) => plan
-            .vertices
-            .iter()
-            .map(|v| v.parallelism)
-            .max()
-            .unwrap_or(1),
+        Ok((_, plan, _)) => {
+            let parallelisms: Vec<usize> = plan.vertices.iter().map(|v| v.parallelism).collect();
+            crate::cluster::placement::slots_needed(&parallelisms).max(1)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

@@ -310,6 +310,20 @@ fn workers_keep_retrying_and_attach_to_a_master_that_returns() {
 }
 
 /// `strom <args>` against the REST API on `rest_port`: exit code, stdout, stderr.
+/// The id of the first job the REST API lists, once it runs (30 s at most).
+fn running_job_id(api: &strom::cluster::client::RestClient) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(v) = api.call(http::Method::GET, "/v1/jobs")
+            && v["jobs"][0]["state"] == "Running"
+        {
+            return v["jobs"][0]["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the job did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn cli(rest_port: u16, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(STROM)
         .args(args)
@@ -358,17 +372,7 @@ fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
         worker(port, "w2"),
     ]);
     let api = RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
-    // Wait until the job runs.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let id = loop {
-        if let Ok(v) = api.call(Method::GET, "/v1/jobs")
-            && v["jobs"][0]["state"] == "Running"
-        {
-            break v["jobs"][0]["id"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "the job did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let id = running_job_id(&api);
     assert!(id.starts_with("word-count-"), "{id}");
 
     let (status, body) = api.raw(Method::GET, "/healthz").unwrap();
@@ -391,21 +395,30 @@ fn the_rest_api_and_the_cli_show_and_cancel_a_running_job() {
     ids.sort();
     assert_eq!(ids, ["w1", "w2"]);
 
-    let job = api.call(Method::GET, &format!("/v1/jobs/{id}")).unwrap();
+    // A Running job's subtasks may still be deploying (as in Flink): they report
+    // RUNNING shortly after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (job, subtasks) = loop {
+        let job = api.call(Method::GET, &format!("/v1/jobs/{id}")).unwrap();
+        let subtasks: Vec<(String, String)> = job["vertices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v["subtasks"].as_array().unwrap().clone())
+            .map(|s| {
+                (
+                    s["worker"].as_str().unwrap().to_string(),
+                    s["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        if subtasks.iter().all(|(_, s)| s == "RUNNING") || Instant::now() > deadline {
+            break (job, subtasks);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(job["name"], "word-count");
     assert_eq!(job["restarts"], 0);
-    let subtasks: Vec<(String, String)> = job["vertices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|v| v["subtasks"].as_array().unwrap().clone())
-        .map(|s| {
-            (
-                s["worker"].as_str().unwrap().to_string(),
-                s["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
     assert!(subtasks.iter().any(|(w, _)| w == "w1"), "{subtasks:?}");
     assert!(subtasks.iter().any(|(w, _)| w == "w2"), "{subtasks:?}");
     assert!(subtasks.iter().all(|(_, s)| s == "RUNNING"), "{subtasks:?}");
@@ -982,16 +995,7 @@ fn a_savepoint_and_a_stop_with_savepoint_restore_into_strom_run() {
     ]);
     let api =
         strom::cluster::client::RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let id = loop {
-        if let Ok(v) = api.call(http::Method::GET, "/v1/jobs")
-            && v["jobs"][0]["state"] == "Running"
-        {
-            break v["jobs"][0]["id"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "the job did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let id = running_job_id(&api);
     let savepoints = dir.join("savepoints").display().to_string();
     let (code, out, err) = cli(rest_port, &["savepoint", &id, &savepoints]);
     assert_eq!(code, 0, "{err}");
@@ -1358,16 +1362,7 @@ fn strom_run_with_a_rest_api_takes_savepoints_and_stops_with_one() {
             .unwrap(),
     ]);
     let api = strom::cluster::client::RestClient::new(&format!("http://{rest}")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let id = loop {
-        if let Ok(v) = api.call(http::Method::GET, "/v1/jobs")
-            && v["jobs"][0]["state"] == "Running"
-        {
-            break v["jobs"][0]["id"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "the job did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let id = running_job_id(&api);
     let savepoints = dir.join("savepoints").display().to_string();
     let (code, out, err) = cli(rest_port, &["savepoint", &id, &savepoints]);
     assert_eq!(code, 0, "{err}");

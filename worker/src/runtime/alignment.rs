@@ -84,12 +84,7 @@ impl Alignment {
             .pending
             .iter()
             .rev()
-            .find(|(_, (_, arrived))| {
-                gate.channels
-                    .iter()
-                    .zip(arrived)
-                    .all(|(c, &a)| a || c.finished)
-            })
+            .find(|(_, (_, arrived))| all_delivered(gate, arrived))
             .map(|(&id, _)| id);
         let Some(newest_ready) = newest_ready else {
             return Vec::new();
@@ -102,15 +97,18 @@ impl Alignment {
         }
         ready
             .into_values()
-            .filter(|(_, arrived)| {
-                gate.channels
-                    .iter()
-                    .zip(arrived)
-                    .all(|(c, &a)| a || c.finished)
-            })
+            .filter(|(_, arrived)| all_delivered(gate, arrived))
             .map(|(barrier, _)| barrier)
             .collect()
     }
+}
+
+/// Whether every channel of `gate` delivered the barrier (`arrived`) or has ended.
+fn all_delivered(gate: &InputGate, arrived: &[bool]) -> bool {
+    gate.channels
+        .iter()
+        .zip(arrived)
+        .all(|(c, &a)| a || c.finished)
 }
 
 #[cfg(test)]
