@@ -72,6 +72,9 @@ pub(crate) struct JobCheckpoints {
     /// Checkpoints every subtask acknowledged, being written, with whether each is a
     /// savepoint.
     writing: BTreeMap<u64, bool>,
+    /// When the last checkpoint ended (written, failed or expired): the minimum pause
+    /// counts from there.
+    last_end: Option<Instant>,
     /// The newest completed checkpoint (its directory, as `--from-checkpoint` takes it).
     pub latest: Option<String>,
     /// How long the newest completed checkpoint took and how big it is.
@@ -96,6 +99,7 @@ impl JobCheckpoints {
             next_id,
             pending: BTreeMap::new(),
             writing: BTreeMap::new(),
+            last_end: None,
             latest: None,
             last_completed: None,
             completed: 0,
@@ -137,8 +141,12 @@ impl JobCheckpoints {
 
     /// Whether a checkpoint (or, with `savepoint`, a savepoint) may start now: a savepoint
     /// waits until nothing is in flight and has the job to itself; checkpoints start while
-    /// fewer than the maximum are in flight.
+    /// fewer than the maximum are in flight and the minimum pause since the last one
+    /// ended has passed.
     pub(crate) fn may_start(&self, savepoint: bool) -> bool {
+        let paused = self
+            .last_end
+            .is_some_and(|end| end.elapsed() < self.config.min_pause);
         let savepoint_in_flight = self.pending.values().any(|p| p.barrier.savepoint.is_some())
             || self.writing.values().any(|&savepoint| savepoint);
         let in_flight = self.pending.len() + self.writing.len();
@@ -147,7 +155,7 @@ impl JobCheckpoints {
         } else if savepoint {
             in_flight == 0
         } else {
-            in_flight < self.config.effective_max_concurrent()
+            !paused && in_flight < self.config.effective_max_concurrent()
         }
     }
 
@@ -161,6 +169,7 @@ impl JobCheckpoints {
     /// Checkpoint `id` has been written, or failed to be.
     pub(crate) fn written(&mut self, id: u64) {
         self.writing.remove(&id);
+        self.last_end = Some(Instant::now());
     }
 
     /// A subtask's acknowledgement, or (checkpoint 0) its final state once it ended.
@@ -253,6 +262,7 @@ impl JobCheckpoints {
         };
         self.pending.remove(&id);
         self.failed += 1;
+        self.last_end = Some(Instant::now());
         Progress::Failed(failure)
     }
 
