@@ -315,9 +315,16 @@ pub struct StreamJobStatus {
     pub job: Option<JobStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoints: Option<SavepointHistory>,
-    /// The upgrade in progress, step by step.
+    /// The run of the job the master and worker Deployments are for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<DeployedRun>,
+    /// The change in progress (upgrade, rescale, suspend…), step by step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeStatus>,
+    /// A generation whose upgrade did not reach Running and was rolled back: it is not
+    /// tried again; the next change of the spec is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_generation: Option<i64>,
     /// The last spec that reached Running (JSON): what a rollback goes back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_stable_spec: Option<String>,
@@ -335,6 +342,10 @@ pub enum Phase {
     Suspending,
     Suspended,
     Failed,
+    /// Deleted; taking the final savepoint before the pods go.
+    Deleting,
+    /// A bounded job that ended.
+    Finished,
 }
 
 /// The job as the master reports it.
@@ -343,6 +354,9 @@ pub enum Phase {
 pub struct JobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The run the master reports (see `deployed.runId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// Created, Running, Restarting, Cancelling, Cancelled, Failed, Finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
@@ -361,6 +375,34 @@ pub struct SavepointHistory {
     /// Savepoints the operator took and keeps, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<SavepointRecord>,
+    /// A savepoint asked of the master and not answered yet (manual or periodic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<SavepointTrigger>,
+    /// The `savepointNonce` last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_nonce: Option<i64>,
+    /// When the operator last asked for a periodic savepoint (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_periodic_attempt: Option<String>,
+    /// Why the last savepoint asked for failed; cleared by the next one taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+}
+
+/// A savepoint the master is taking for the operator.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointTrigger {
+    /// The master's request id (`GET /v1/jobs/{job}/savepoints/{requestId}`).
+    pub request_id: String,
+    pub job_id: String,
+    /// Manual or Periodic.
+    pub reason: String,
+    /// The `savepointNonce` it answers, for a manual one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<i64>,
+    /// RFC 3339.
+    pub started_at: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -373,20 +415,93 @@ pub struct SavepointRecord {
     pub reason: String,
 }
 
-/// An upgrade in progress (its steps are the lifecycle's).
+/// What the master and worker Deployments run: one run of the job. Every redeploy is a
+/// new run with a new id; the master keeps the checkpoints and the end of each run apart
+/// by it, so a restarted pod resumes its own run and never one that ended.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedRun {
+    /// `<uid prefix>-<run>`: the master's `--run-id`.
+    pub run_id: String,
+    /// Runs deployed so far, this one included.
+    pub run: i64,
+    /// The spec it runs (JSON).
+    pub spec: String,
+    /// The generation of that spec.
+    pub generation: i64,
+    /// The savepoint or checkpoint it started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_savepoint: Option<String>,
+    /// It started from the newest checkpoint of the runs before it (LastState).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_latest_checkpoint: bool,
+    /// Scaled to zero (Suspended).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
+    /// Suspended with this savepoint: the run after it resumes from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend_savepoint: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<String>,
+}
+
+/// A change in progress. Each step is written here before it is taken.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UpgradeStatus {
-    pub step: String,
-    /// The savepoint the new version starts from, once taken.
+    /// What the change is for.
+    pub kind: ChangeKind,
+    pub step: UpgradeStep,
+    /// The stop-with-savepoint request sent to the master, once sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The savepoint the change took (the new run starts from it; a rollback too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint: Option<String>,
-    /// RFC 3339.
+    /// When the change started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
+    /// When the current step started (RFC 3339): the rollback deadline counts from the
+    /// start of Deploying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<String>,
     /// The generation being rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_generation: Option<i64>,
+    /// A failed savepoint is tried again after this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The first run.
+    #[default]
+    Deploy,
+    /// A changed spec (image, job, settings).
+    Upgrade,
+    /// Only parallelism or workers changed.
+    Rescale,
+    /// Only `restartNonce` changed.
+    Restart,
+    /// `state: Suspended`.
+    Suspend,
+    /// `state: Running` after Suspended.
+    Resume,
+    /// Back to the last stable spec after an upgrade that did not reach Running.
+    Rollback,
+    /// The StreamJob was deleted; a final savepoint first.
+    Delete,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum UpgradeStep {
+    /// Stopping the job with a savepoint.
+    #[default]
+    Savepointing,
+    /// The new run's Deployments are applied; waiting for the job to run.
+    Deploying,
 }
 
 /// Any JSON object, kept as written (the API server prunes nothing in it).

@@ -2,6 +2,11 @@
 //! master` and `strom worker` for jobs across processes; `strom submit | list | status |
 //! savepoint | stop | cancel` against a master's REST API.
 //!
+//! `strom master <job>` takes `--run-id` (which deployment of the job this is: where it
+//! starts, and its recorded result), `--from-latest-checkpoint` and `--after-job-end
+//! exit|serve`, for an operator that restarts and upgrades masters (see
+//! `cluster::master`).
+//!
 //! Users with their own jobs build their own binary around the same command line:
 //! `fn main() -> ExitCode { strom::main(my_registry()) }`.
 
@@ -10,7 +15,8 @@ use crate::checkpoint::{CheckpointRetention, CheckpointingMode};
 use crate::cluster::client::{RestClient, job_text, jobs_text};
 use crate::cluster::job::{CheckpointSettings, JobSubmission, S3Settings, StateSettings};
 use crate::cluster::master::{
-    JobOutcome, JobStatus, JobView, MasterExit, MasterOptions, run_master,
+    AfterJobEnd, JobOutcome, JobStatus, JobView, MasterExit, MasterOptions, RunId, RunOptions,
+    run_master, run_master_with,
 };
 use crate::cluster::restart::RestartStrategy;
 use crate::cluster::worker::{WorkerOptions, run_worker};
@@ -61,6 +67,14 @@ enum Command {
     /// Run a master. With a job: plan it, wait for workers' slots, deploy it, follow it
     /// to its end (exit 0 when it finished, 1 when it failed). Without: take jobs from
     /// `strom submit` until stopped.
+    ///
+    /// Where the job starts: without --run-id, from the newest checkpoint in the job's
+    /// checkpoint directory, else from --from-checkpoint, else fresh. With --run-id, in
+    /// this order: not at all if the run already ended (its result is in
+    /// <checkpoint-dir>/<job>/results/<run-id>.json; the master only shows how it ended);
+    /// from the newest checkpoint this run took (the master restarted within its run);
+    /// from --from-checkpoint; with --from-latest-checkpoint, from the newest checkpoint
+    /// of any run; else fresh, even when other runs left checkpoints.
     Master(MasterArgs),
     /// Run a worker: offer slots to a master and run the subtasks it deploys.
     Worker(WorkerArgs),
@@ -172,6 +186,30 @@ struct MasterArgs {
     heartbeat_timeout_ms: u64,
     #[command(flatten)]
     restart: RestartArgs,
+    /// Names this deployment of the job (letters, digits, '.', '_', '-'), e.g. one per
+    /// upgrade. Every checkpoint and savepoint records the run that took it; a master
+    /// restarted with the same run id resumes from that run's newest checkpoint (before
+    /// --from-checkpoint); once the job ended (finished, failed, cancelled, stopped with
+    /// a savepoint) the master records how in <checkpoint-dir>/<job>/results/<run-id>.json
+    /// and a master started again with this run id does not run the job again.
+    #[arg(long, env = "STROM_RUN_ID")]
+    run_id: Option<String>,
+    /// With --run-id: a run with no checkpoint of its own and no --from-checkpoint starts
+    /// from the newest valid checkpoint of any run in the job's checkpoint directory (a
+    /// last-state upgrade; --allow-non-restored-state applies) instead of fresh.
+    #[arg(long, requires = "run_id")]
+    from_latest_checkpoint: bool,
+    /// Once the job ended: exit (0 when it finished, was stopped with a savepoint or was
+    /// cancelled, 1 when it failed), or serve: keep the REST API up, showing how the job
+    /// ended, until SIGTERM or SIGINT, then exit 0.
+    #[arg(long, value_enum, default_value_t = AfterJobEndArg::Exit, env = "STROM_AFTER_JOB_END")]
+    after_job_end: AfterJobEndArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum AfterJobEndArg {
+    Exit,
+    Serve,
 }
 
 /// Flink's restart strategies and their options (`restart-strategy.*`), with its defaults.
@@ -412,6 +450,28 @@ struct CheckpointArgs {
 }
 
 impl CheckpointArgs {
+    fn s3(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style,
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            credentials_file: self.s3_credentials_file.clone(),
+            request_timeout_ms: self.s3_request_timeout_ms,
+        }
+    }
+
+    /// The checkpoint directory's storage, also when the job takes no checkpoints (a
+    /// run's result goes there).
+    fn storage(&self) -> Result<crate::checkpoint::storage::CheckpointStorage, String> {
+        crate::checkpoint::storage::CheckpointStorage::open(
+            &self.checkpoint_dir,
+            &self.s3().options(),
+        )
+        .map_err(|e| format!("--checkpoint-dir: {e}"))
+    }
+
     fn settings(&self) -> Option<CheckpointSettings> {
         Some(CheckpointSettings {
             interval_ms: self.checkpoint_interval_ms?,
@@ -428,15 +488,7 @@ impl CheckpointArgs {
                 RetentionArg::RetainOnCancellation => CheckpointRetention::RetainOnCancellation,
                 RetentionArg::DeleteOnCancellation => CheckpointRetention::DeleteOnCancellation,
             },
-            s3: S3Settings {
-                endpoint: self.s3_endpoint.clone(),
-                region: self.s3_region.clone(),
-                path_style: self.s3_path_style,
-                access_key_id: self.s3_access_key_id.clone(),
-                secret_access_key: self.s3_secret_access_key.clone(),
-                credentials_file: self.s3_credentials_file.clone(),
-                request_timeout_ms: self.s3_request_timeout_ms,
-            },
+            s3: self.s3(),
         })
     }
 }
@@ -647,8 +699,14 @@ fn inspect(path: &str, output: Output) -> ExitCode {
         Output::Json => serde_json::to_string_pretty(m).unwrap_or_default() + "\n",
         Output::Text => {
             let mut out = format!(
-                "checkpoint {} of job {} (max parallelism {}), taken at {} ms\n",
-                m.id, m.job, m.max_parallelism, m.timestamp_ms
+                "checkpoint {} of job {} (max parallelism {}), taken at {} ms{}\n",
+                m.id,
+                m.job,
+                m.max_parallelism,
+                m.timestamp_ms,
+                m.run_id
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" by run {r}"))
             );
             for op in &m.operators {
                 out.push_str(&format!("\n{} (parallelism {})\n", op.uid, op.parallelism));
@@ -756,7 +814,41 @@ fn master(registry: &JobRegistry, args: MasterArgs) -> ExitCode {
         restart: args.restart.strategy(),
         rest_bind: Some(args.rest_bind),
     };
-    master_exit(run_master(registry, options))
+    let run = match &args.run_id {
+        Some(id) => {
+            if args.job.is_none() {
+                eprintln!(
+                    "error: --run-id names a run of the master's job: give the job (`strom \
+                     master <job> --run-id {id}`); a session master takes none"
+                );
+                return ExitCode::from(2);
+            }
+            if let Err(e) = crate::cluster::master::check_run_id(id) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            match args.settings.checkpoints.storage() {
+                Ok(storage) => Some(RunId {
+                    id: id.clone(),
+                    storage,
+                }),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
+    let run = RunOptions {
+        run,
+        from_latest_checkpoint: args.from_latest_checkpoint,
+        after_job_end: match args.after_job_end {
+            AfterJobEndArg::Exit => AfterJobEnd::Exit,
+            AfterJobEndArg::Serve => AfterJobEnd::Serve,
+        },
+    };
+    master_exit(run_master_with(registry, options, run))
 }
 
 /// The exit code of a master (in application mode) from how it ended.

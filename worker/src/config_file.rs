@@ -11,6 +11,9 @@
 //! restart-strategy = "fixed-delay"
 //! restart-attempts = 3
 //! arg = ["input=/data/in", "output=/data/out"]   # repeated flags: a list
+//! run-id = "v2"                    # this deployment of the job (STROM_RUN_ID)
+//! from-latest-checkpoint = true    # switches: true adds the flag, false leaves it out
+//! after-job-end = "serve"          # or "exit" (STROM_AFTER_JOB_END)
 //!
 //! [worker]
 //! master = "http://strom-master:6123"

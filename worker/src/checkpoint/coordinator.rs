@@ -75,7 +75,9 @@ pub enum CheckpointRetention {
 }
 
 /// Deletes every checkpoint of `config`'s job: the `chk-<n>` directories, the shared
-/// files, the `latest` pointer; nothing else a user may keep in the job's directory.
+/// files, the `latest` pointer; nothing else a user may keep in the job's directory,
+/// and never the runs' results (`results/`), which keep a restarted master from running
+/// an ended run again.
 pub(crate) async fn delete_checkpoints(config: &CheckpointConfig) -> Result<(), StorageError> {
     let storage = &config.storage;
     let job_dir = config.job_dir.trim_end_matches('/');
@@ -371,7 +373,16 @@ impl Coordinator {
         barrier: Barrier,
         acks: Vec<SubtaskHandles>,
     ) -> Result<CheckpointSize, StorageError> {
-        complete(&self.config, &self.job, self.max_parallelism, barrier, acks).await
+        // `strom run` has no runs: its checkpoints name none.
+        complete(
+            &self.config,
+            &self.job,
+            self.max_parallelism,
+            barrier,
+            acks,
+            None,
+        )
+        .await
     }
 }
 
@@ -392,18 +403,19 @@ pub(crate) struct CheckpointSize {
 }
 
 /// Completes checkpoint `barrier.id` of job `job` from every subtask's handles:
-/// `_metadata`, then the `latest` pointer, then checkpoints beyond the number retained
-/// go. How big it is.
+/// `_metadata` (naming `run_id`, the run that took it, if any), then the `latest`
+/// pointer, then checkpoints beyond the number retained go. How big it is.
 pub(crate) async fn complete(
     config: &CheckpointConfig,
     job: &str,
     max_parallelism: usize,
     barrier: Barrier,
     acks: Vec<SubtaskHandles>,
+    run_id: Option<&str>,
 ) -> Result<CheckpointSize, StorageError> {
     let storage = &config.storage;
     let dir = checkpoint_dir(&config.job_dir, barrier.id);
-    let (metadata, size) = metadata_of(job, max_parallelism, &barrier, acks);
+    let (metadata, size) = metadata_of(job, max_parallelism, &barrier, acks, run_id);
     let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
     storage.put(&format!("{dir}/{METADATA}"), &json).await?;
     storage.set_latest(&config.job_dir, barrier.id).await?;
@@ -412,17 +424,19 @@ pub(crate) async fn complete(
 }
 
 /// Completes savepoint `barrier.id` in its directory (`barrier.savepoint`): its
-/// `_metadata`. Savepoints are never counted among the retained checkpoints nor deleted.
+/// `_metadata`, naming `run_id` as `complete` does. Savepoints are never counted among
+/// the retained checkpoints nor deleted.
 pub(crate) async fn complete_savepoint(
     config: &CheckpointConfig,
     job: &str,
     max_parallelism: usize,
     barrier: Barrier,
     acks: Vec<SubtaskHandles>,
+    run_id: Option<&str>,
 ) -> Result<(String, u64), StorageError> {
     let location = barrier.savepoint.as_deref().unwrap_or_default().to_string();
     let storage = CheckpointStorage::open(&location, &config.options)?;
-    let (metadata, size) = metadata_of(job, max_parallelism, &barrier, acks);
+    let (metadata, size) = metadata_of(job, max_parallelism, &barrier, acks, run_id);
     let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
     storage.put(METADATA, &json).await?;
     Ok((location, size.state_bytes))
@@ -434,6 +448,7 @@ fn metadata_of(
     max_parallelism: usize,
     barrier: &Barrier,
     acks: Vec<SubtaskHandles>,
+    run_id: Option<&str>,
 ) -> (CheckpointMetadata, CheckpointSize) {
     let mut size = CheckpointSize::default();
     let mut operators: BTreeMap<String, OperatorMetadata> = BTreeMap::new();
@@ -463,6 +478,7 @@ fn metadata_of(
         job: job.to_string(),
         timestamp_ms: barrier.timestamp,
         max_parallelism,
+        run_id: run_id.map(String::from),
         operators,
     };
     (metadata, size)

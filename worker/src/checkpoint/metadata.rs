@@ -17,6 +17,10 @@ pub struct CheckpointMetadata {
     /// When the checkpoint was triggered (ms since the Unix epoch).
     pub timestamp_ms: i64,
     pub max_parallelism: usize,
+    /// The run (`strom master --run-id`) that took it; none for checkpoints of a job
+    /// without a run id, and for those written before runs were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// By uid.
     pub operators: Vec<OperatorMetadata>,
 }
@@ -85,4 +89,24 @@ pub struct StateFile {
     pub size: u64,
     /// CRC-32 of its bytes (RocksDB files are stored as they are, not sealed).
     pub crc32: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_without_a_run_still_reads_and_a_run_is_written_only_when_there_is_one() {
+        // A checkpoint written before runs were recorded.
+        let old = r#"{"format": 1, "id": 3, "job": "word-count", "timestamp_ms": 7,
+                      "max_parallelism": 128, "operators": []}"#;
+        let mut metadata: CheckpointMetadata = serde_json::from_str(old).expect("reads");
+        assert_eq!(metadata.run_id, None);
+        let json = serde_json::to_string(&metadata).expect("writes");
+        assert!(!json.contains("run_id"), "{json}");
+        metadata.run_id = Some("r2".into());
+        let json = serde_json::to_string(&metadata).expect("writes");
+        let back: CheckpointMetadata = serde_json::from_str(&json).expect("reads");
+        assert_eq!(back.run_id.as_deref(), Some("r2"));
+    }
 }

@@ -11,6 +11,8 @@
 //! completed one, for a master that starts again and has to find it. `<job>/shared/…`
 //! holds the SST files of incremental RocksDB checkpoints, which several checkpoints may
 //! refer to; RocksDB files are stored as they are, their CRC-32 in `_metadata`.
+//! `<job>/results/<run-id>.json` holds how each run of the job (`strom master --run-id`)
+//! ended (`cluster::master::results`); retention and cleanup never delete it.
 
 use crate::checkpoint::sealed::{seal, unseal};
 use futures::TryStreamExt;

@@ -132,6 +132,15 @@ pub fn job_text(j: &JobView) -> String {
     if let Some(f) = &j.failure {
         out.push_str(&format!("failure   {f}\n"));
     }
+    if let Some(run) = &j.run_id {
+        out.push_str(&format!("run       {run}\n"));
+    }
+    if let Some(savepoint) = &j.savepoint {
+        out.push_str(&format!("savepoint {savepoint}\n"));
+    }
+    if let Some(checkpoint) = &j.last_checkpoint {
+        out.push_str(&format!("checkpoint {checkpoint}\n"));
+    }
     for v in &j.vertices {
         out.push_str(&format!("\n{} (parallelism {})\n", v.name, v.parallelism));
         for s in &v.subtasks {

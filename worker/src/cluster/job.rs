@@ -156,7 +156,7 @@ pub struct S3Settings {
 }
 
 impl S3Settings {
-    fn options(&self) -> StorageOptions {
+    pub(crate) fn options(&self) -> StorageOptions {
         StorageOptions {
             endpoint: self.endpoint.clone(),
             region: self.region.clone(),

@@ -6,8 +6,8 @@
 //! and none starts while it is taken, so a stop-with-savepoint is the job's last
 //! barrier.
 
-use super::MasterService;
 use super::checkpoints::{CompletedCheckpoint, Progress, SavepointRequest};
+use super::{JobStatus, MasterService};
 use crate::checkpoint::coordinator::{checkpoint_location, complete, complete_savepoint, now_ms};
 use std::time::{Duration, Instant};
 
@@ -103,9 +103,23 @@ impl MasterService {
         let progress = loop {
             tokio::time::sleep(TICK).await;
             let mut state = self.state();
-            let Some(c) = state.job_mut(&id).and_then(|j| j.checkpoints.as_mut()) else {
+            let Some(job) = state.job_mut(&id) else {
                 return;
             };
+            // A cancelled job's checkpoints may be deleted by now (delete-on-cancellation):
+            // one completed after that would be left behind.
+            let cancelled = job.status == JobStatus::Cancelled;
+            let Some(c) = job.checkpoints.as_mut() else {
+                return;
+            };
+            if cancelled {
+                drop(state);
+                tracing::debug!(job = %id, checkpoint, "the job was cancelled before its checkpoint completed");
+                if let Some(r) = request {
+                    self.savepoint_done(&id, r.request, Err("the job was cancelled".into()), None);
+                }
+                return;
+            }
             match c.progress(checkpoint) {
                 Progress::Waiting => continue,
                 done => break done,
@@ -130,21 +144,38 @@ impl MasterService {
                     return;
                 };
                 let name = job.plan.submission.name.clone();
-                let Some(c) = job.checkpoints.as_ref() else {
+                let cancelled = job.status == JobStatus::Cancelled;
+                let Some(c) = job.checkpoints.as_mut() else {
                     return;
                 };
+                if cancelled {
+                    // As above; retention waits until this one is off the books.
+                    c.written(checkpoint);
+                    drop(state);
+                    if let Some(r) = request {
+                        self.savepoint_done(
+                            &id,
+                            r.request,
+                            Err("the job was cancelled".into()),
+                            None,
+                        );
+                    }
+                    return;
+                }
                 if c.oldest_in_flight() == Some(checkpoint) {
-                    break (c.config.clone(), c.max_parallelism, name);
+                    break (c.config.clone(), c.max_parallelism, name, c.run_id.clone());
                 }
             }
             tokio::time::sleep(TICK).await;
         };
-        let (config, max_parallelism, name) = settings;
+        let (config, max_parallelism, name, run_id) = settings;
+        let run_id = run_id.as_deref();
         let started = Instant::now();
         if let Some(r) = request {
-            let done = complete_savepoint(&config, &name, max_parallelism, barrier, handles)
-                .await
-                .map_err(|e| e.to_string());
+            let done =
+                complete_savepoint(&config, &name, max_parallelism, barrier, handles, run_id)
+                    .await
+                    .map_err(|e| e.to_string());
             if let Ok((location, bytes)) = &done {
                 tracing::info!(job = %id, savepoint = %location, bytes, write_ms = started.elapsed().as_millis() as u64, "savepoint completed");
             }
@@ -158,7 +189,7 @@ impl MasterService {
             return;
         }
         let triggered_at = barrier.timestamp;
-        let done = complete(&config, &name, max_parallelism, barrier, handles).await;
+        let done = complete(&config, &name, max_parallelism, barrier, handles, run_id).await;
         self.written(&id, checkpoint);
         match done {
             Ok(size) => {

@@ -66,6 +66,9 @@ pub(crate) enum Progress {
 pub(crate) struct JobCheckpoints {
     pub config: CheckpointConfig,
     pub max_parallelism: usize,
+    /// The run (`strom master --run-id`) whose checkpoints these are: each one's
+    /// `_metadata` names it, so a master restarted within the run finds them.
+    pub run_id: Option<String>,
     pub next_id: u64,
     /// Checkpoints waiting for acknowledgements, by id.
     pub pending: BTreeMap<u64, Pending>,
@@ -96,6 +99,7 @@ impl JobCheckpoints {
         JobCheckpoints {
             config,
             max_parallelism,
+            run_id: None,
             next_id,
             pending: BTreeMap::new(),
             writing: BTreeMap::new(),
@@ -164,6 +168,11 @@ impl JobCheckpoints {
         let waiting = self.pending.keys().next().copied();
         let writing = self.writing.keys().next().copied();
         waiting.into_iter().chain(writing).min()
+    }
+
+    /// Whether a checkpoint every subtask acknowledged is being written.
+    pub(crate) fn writing_any(&self) -> bool {
+        !self.writing.is_empty()
     }
 
     /// Checkpoint `id` has been written, or failed to be.

@@ -3,7 +3,8 @@
 //! and the counters the workers' heartbeats bring. The master's `State` owns the workers
 //! and hands them in; placing subtasks on free slots is its job too.
 
-use super::checkpoints::{CompletedCheckpoint, JobCheckpoints};
+use super::checkpoints::{CompletedCheckpoint, JobCheckpoints, SavepointStatus};
+use super::results::{JobResult, RESULT_FORMAT};
 use super::state::WorkerEntry;
 use super::{JobOutcome, JobStatus};
 use crate::cluster::job::JobSubmission;
@@ -50,6 +51,19 @@ pub(crate) struct JobRun {
     pub(crate) started: SystemTime,
     pub(crate) started_at: Instant,
     pub(crate) ended_at: Option<Instant>,
+    /// When it ended, by the wall clock (for its result).
+    pub(crate) ended: Option<SystemTime>,
+    /// The run (`strom master --run-id`) this job is.
+    pub(crate) run_id: Option<String>,
+    /// The stop-with-savepoint that ends (or ended) the job: its request id and where its
+    /// savepoint went.
+    pub(crate) stopped_with: Option<(u64, String)>,
+    /// The checkpoint of the job's directory the job was started from, if it was: the
+    /// newest completed one until one completes here.
+    pub(crate) restored_checkpoint: Option<String>,
+    /// How the job ended in an earlier process of its run: shown as it was, never
+    /// deployed.
+    pub(crate) recorded: Option<JobResult>,
     /// The latest counters of the current attempt, by (node, subtask), from heartbeats.
     pub(crate) operator_metrics: HashMap<(u32, u32), OperatorMetrics>,
     /// The latest busy and backpressured ms and watermark, by (vertex, subtask).
@@ -116,6 +130,11 @@ impl JobRun {
             started: SystemTime::now(),
             started_at: Instant::now(),
             ended_at: None,
+            ended: None,
+            run_id: None,
+            stopped_with: None,
+            restored_checkpoint: None,
+            recorded: None,
             operator_metrics: HashMap::new(),
             task_times: HashMap::new(),
             failure: None,
@@ -135,6 +154,83 @@ impl JobRun {
 
     pub(crate) fn ended(&self) -> bool {
         self.outcome.borrow().is_some()
+    }
+
+    /// Makes this the job of run `result.run_id` that ended in an earlier process of the
+    /// run: it shows as it ended (with the stop's savepoint status, if a stop ended it)
+    /// and is never deployed.
+    pub(crate) fn ended_before(&mut self, result: JobResult) {
+        self.run_id = Some(result.run_id.clone());
+        self.status = result.state;
+        self.failure = result.failure.clone();
+        self.started = SystemTime::UNIX_EPOCH + Duration::from_millis(result.start_time_ms);
+        self.ended = Some(SystemTime::UNIX_EPOCH + Duration::from_millis(result.end_time_ms));
+        self.ended_at = Some(Instant::now());
+        self.restored_checkpoint = result.last_checkpoint.clone();
+        if let Some(location) = &result.savepoint {
+            let request = result.savepoint_request.unwrap_or(0);
+            self.stopped_with = Some((request, location.clone()));
+            if let Some(c) = &mut self.checkpoints {
+                c.savepoints.insert(
+                    request,
+                    SavepointStatus::Completed {
+                        location: location.clone(),
+                    },
+                );
+            }
+        }
+        let outcome = result.outcome();
+        self.recorded = Some(result);
+        self.outcome.send_replace(Some(outcome));
+    }
+
+    /// The newest completed checkpoint of the job (or the one it started from).
+    pub(crate) fn last_checkpoint(&self) -> Option<String> {
+        self.checkpoints
+            .as_ref()
+            .and_then(|c| c.latest.clone())
+            .or_else(|| self.restored_checkpoint.clone())
+    }
+
+    /// Where the savepoint went of the stop-with-savepoint that ended the job, once it
+    /// ended so.
+    pub(crate) fn stop_savepoint(&self) -> Option<&str> {
+        match (&self.stopped_with, self.status) {
+            (Some((_, location)), JobStatus::Finished) => Some(location),
+            _ => None,
+        }
+    }
+
+    /// How the job ended, for the result store; `None` while it runs or without a run id.
+    pub(crate) fn result(&self) -> Option<JobResult> {
+        if !self.ended() {
+            return None;
+        }
+        if let Some(recorded) = &self.recorded {
+            return Some(recorded.clone());
+        }
+        let ms = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        let stopped = self
+            .stopped_with
+            .as_ref()
+            .filter(|_| self.stop_savepoint().is_some());
+        Some(JobResult {
+            format: RESULT_FORMAT,
+            run_id: self.run_id.clone()?,
+            job_id: self.id.clone(),
+            job: self.plan.submission.name.clone(),
+            state: self.status,
+            savepoint: stopped.map(|(_, location)| location.clone()),
+            savepoint_request: stopped.map(|(request, _)| *request),
+            failure: self.failure.clone(),
+            last_checkpoint: self.last_checkpoint(),
+            restarts: self.restart.restarts(),
+            start_time_ms: ms(self.started),
+            end_time_ms: ms(self.ended.unwrap_or_else(SystemTime::now)),
+        })
     }
 
     /// Waiting for slots: neither deployed, nor ended, nor waiting for a restart's delay.
@@ -169,6 +265,7 @@ impl JobRun {
             return;
         }
         self.ended_at = Some(Instant::now());
+        self.ended = Some(SystemTime::now());
         self.status = match &outcome {
             JobOutcome::Finished { .. } => JobStatus::Finished,
             JobOutcome::Failed(_) => JobStatus::Failed,

@@ -14,18 +14,36 @@
 //!
 //! The REST API (`cluster::rest`) reads the jobs, the workers and the counters the
 //! workers' heartbeats carry from here, and submits and cancels jobs through here.
+//!
+//! Runs (application mode, `strom master <job> --run-id <id>`): Kubernetes restarts a
+//! master whose process exits, and an operator upgrades a job by stop-with-savepoint and
+//! a new master started `--from-checkpoint` that savepoint, sharing the job's checkpoint
+//! directory with the old one. A run id names one such deployment of the job: every
+//! checkpoint and savepoint records the run that took it (`_metadata`), and when the job
+//! ends the master records how in the job result store (`results`:
+//! `<job dir>/results/<run-id>.json`). A master started with a run id picks where its
+//! job starts as `start` says: not at all when the run has a result, else from the
+//! run's own newest checkpoint, else `--from-checkpoint`, else (with
+//! `--from-latest-checkpoint`) the newest checkpoint of any run, else fresh. Without a
+//! run id the master resumes its job from the newest checkpoint of the job's directory,
+//! whichever run took it, and records nothing. With `--after-job-end serve` the master
+//! does not exit when its job ends: its REST API shows how the job ended until SIGTERM or
+//! SIGINT.
 
 mod checkpoint_loop;
 mod checkpoints;
 mod job_run;
 mod prometheus;
+pub mod results;
+mod start;
 mod state;
 mod views;
 
 use crate::checkpoint::CheckpointConfig;
 use crate::checkpoint::CheckpointRetention;
 use crate::checkpoint::coordinator::{checkpoint_location, delete_checkpoints};
-use crate::checkpoint::restore::newest_valid_checkpoint;
+use crate::checkpoint::restore::{newest_valid_checkpoint, read_metadata, verify_checkpoint};
+use crate::checkpoint::storage::{CheckpointStorage, StorageError, checkpoint_dir};
 use crate::cluster::job::JobSubmission;
 use crate::cluster::restart::RestartStrategy;
 use crate::graph::NodeKind;
@@ -33,6 +51,8 @@ use crate::jobs::JobRegistry;
 use checkpoints::JobCheckpoints;
 pub use checkpoints::SavepointStatus;
 use job_run::PlannedJob;
+pub use results::{JobResult, check_run_id};
+use start::{StartInput, StartPoint, choose_start};
 use state::{State, WorkerEntry};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -63,6 +83,176 @@ pub struct MasterOptions {
     pub restart: RestartStrategy,
     /// Where the REST API listens (`None`: no REST API).
     pub rest_bind: Option<SocketAddr>,
+}
+
+/// How an application-mode master treats its job across restarts of its process (see
+/// the module docs). The default: no run, exit when the job ends.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// This deployment of the job (`--run-id`); none: the job resumes from the newest
+    /// checkpoint of its directory, whichever run took it, and no result is recorded.
+    pub run: Option<RunId>,
+    /// `--from-latest-checkpoint`: a run with no checkpoint of its own and no
+    /// `--from-checkpoint` starts from the newest checkpoint of any run (needs `run`).
+    pub from_latest_checkpoint: bool,
+    /// `--after-job-end`.
+    pub after_job_end: AfterJobEnd,
+}
+
+/// One run of a job: its id, and the storage its result goes to.
+#[derive(Clone, Debug)]
+pub struct RunId {
+    pub id: String,
+    /// The job's checkpoint storage (`--checkpoint-dir`): the result goes to
+    /// `<job>/results/<run-id>.json` there, also when the job takes no checkpoints.
+    pub storage: CheckpointStorage,
+}
+
+/// What an application-mode master does once its job ended (`--after-job-end`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AfterJobEnd {
+    /// Exit, with the job's outcome in the exit code.
+    #[default]
+    Exit,
+    /// Keep serving the REST API, which shows how the job ended, until SIGTERM or
+    /// SIGINT; then exit 0.
+    Serve,
+}
+
+/// Where a job starts when the master adds it.
+pub(crate) enum InitialRestore {
+    /// The newest valid completed checkpoint of its directory, if there is one: a master
+    /// without a run id resumes its job so, as a Flink JobManager recovers its job.
+    NewestInDirectory,
+    /// What its submission says (`--from-checkpoint`, or nothing).
+    Submission,
+    /// This completed checkpoint of its directory.
+    Checkpoint(String),
+}
+
+/// The job an application-mode master starts with, planned, and where it starts.
+struct FirstJob {
+    plan: PlannedJob,
+    checkpointing: Option<CheckpointConfig>,
+    start: FirstStart,
+}
+
+enum FirstStart {
+    /// Its run ended in an earlier process of the master: shown, not run.
+    Ended(JobResult),
+    Run {
+        initial: InitialRestore,
+        run_id: Option<String>,
+    },
+}
+
+/// Plans the master's first job; with a run, it first chooses where the job starts
+/// (see `start`) and logs why.
+async fn prepare_first_job(
+    registry: &JobRegistry,
+    mut job: JobSubmission,
+    run: &RunOptions,
+) -> anyhow::Result<FirstJob> {
+    let name = job.name.clone();
+    let start = match &run.run {
+        None => FirstStart::Run {
+            initial: InitialRestore::NewestInDirectory,
+            run_id: None,
+        },
+        Some(r) => {
+            let start = choose_run_start(r, &job, run.from_latest_checkpoint)
+                .await
+                .map_err(|e| anyhow::anyhow!("job '{name}', run '{}': {e}", r.id))?;
+            let location = |id: u64| {
+                format!(
+                    "{}/{}",
+                    r.storage.url().trim_end_matches('/'),
+                    checkpoint_dir(&name, id)
+                )
+            };
+            tracing::info!(job = %name, run = %r.id, "{}", start.explain(&r.id, location));
+            let run_id = Some(r.id.clone());
+            match start {
+                StartPoint::Ended(result) => {
+                    // Nothing is restored: the savepoint it started from may be gone.
+                    job.from_checkpoint = None;
+                    FirstStart::Ended(result)
+                }
+                StartPoint::OwnCheckpoint(id) | StartPoint::Latest { id, .. } => {
+                    // Planned with what it restores, as the workers build it.
+                    let at = location(id);
+                    job.from_checkpoint = Some(at.clone());
+                    FirstStart::Run {
+                        initial: InitialRestore::Checkpoint(at),
+                        run_id,
+                    }
+                }
+                StartPoint::Given(_) | StartPoint::Fresh { .. } => FirstStart::Run {
+                    initial: InitialRestore::Submission,
+                    run_id,
+                },
+            }
+        }
+    };
+    // Building the job runs user code and may read a checkpoint: off the runtime's threads.
+    let registry = registry.clone();
+    let (plan, checkpointing) = tokio::task::spawn_blocking(move || plan_job(&registry, job))
+        .await
+        .map_err(|e| anyhow::anyhow!("job '{name}': building it failed: {e}"))?
+        .map_err(|e| anyhow::anyhow!("job '{name}': {e}"))?;
+    Ok(FirstJob {
+        plan,
+        checkpointing,
+        start,
+    })
+}
+
+/// Where run `run` of `job` starts: reads the run's result, and which run took each of
+/// the job's completed checkpoints, for `start::choose_start`.
+async fn choose_run_start(
+    run: &RunId,
+    job: &JobSubmission,
+    from_latest: bool,
+) -> Result<StartPoint, String> {
+    let storage = &run.storage;
+    let job_dir = job.name.as_str();
+    let result = results::read_result(storage, job_dir, &run.id).await?;
+    let mut checkpoints = Vec::new();
+    if result.is_none() {
+        let ids = storage
+            .completed_checkpoints(job_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        for id in ids.into_iter().rev() {
+            let taken_by = match read_metadata(storage, &checkpoint_dir(job_dir, id)).await {
+                Ok(metadata) => metadata.run_id,
+                Err(e @ (StorageError::Corrupt { .. } | StorageError::NotFound { .. })) => {
+                    tracing::warn!(checkpoint = id, error = %e, "cannot tell which run took a checkpoint; it counts as no run's");
+                    None
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            checkpoints.push((id, taken_by));
+        }
+    }
+    let input = StartInput {
+        run_id: &run.id,
+        result,
+        checkpoints: &checkpoints,
+        from_checkpoint: job.from_checkpoint.as_deref(),
+        from_latest,
+    };
+    choose_start(input, async |id| {
+        match verify_checkpoint(storage, &checkpoint_dir(job_dir, id)).await {
+            Ok(()) => Ok(true),
+            Err(e @ (StorageError::Corrupt { .. } | StorageError::NotFound { .. })) => {
+                tracing::warn!(checkpoint = id, error = %e, "skipping a damaged checkpoint");
+                Ok(false)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
 }
 
 /// How a job ended.
@@ -146,18 +336,40 @@ async fn stop_signal() -> &'static str {
 
 /// Runs the master: until its job ends (application mode) or until it is stopped.
 pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Result<MasterExit> {
-    // A job that cannot be planned is an error before anything listens.
-    let first_job = match options.job.clone() {
-        Some(job) => {
-            let name = job.name.clone();
-            Some(plan_job(registry, job).map_err(|e| anyhow::anyhow!("job '{name}': {e}"))?)
+    run_master_with(registry, options, RunOptions::default())
+}
+
+/// Runs the master with its job as `run` says (see the module docs): until the job ends
+/// (or, with `AfterJobEnd::Serve`, until a signal after that), or until it is stopped.
+pub fn run_master_with(
+    registry: &JobRegistry,
+    options: MasterOptions,
+    run: RunOptions,
+) -> anyhow::Result<MasterExit> {
+    if let Some(r) = &run.run {
+        check_run_id(&r.id).map_err(anyhow::Error::msg)?;
+        if options.job.is_none() {
+            anyhow::bail!(
+                "--run-id names a run of the master's job: give the job (`strom master <job> \
+                 --run-id {}`); a session master takes none",
+                r.id
+            );
         }
-        None => None,
-    };
+    } else if run.from_latest_checkpoint {
+        anyhow::bail!(
+            "--from-latest-checkpoint needs --run-id: without a run id the master resumes its \
+             job from the newest checkpoint of the job's directory anyway"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // A job that cannot be planned is an error before anything listens.
+        let first_job = match options.job.clone() {
+            Some(job) => Some(prepare_first_job(registry, job, &run).await?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
             .map_err(|e| anyhow::anyhow!("--bind {}: {e}", options.bind))?;
@@ -206,16 +418,25 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
             tokio::spawn(async move { axum::serve(rest, app).await });
         }
         let mut app_job = None;
+        // The job's run ended in an earlier process: its result is recorded already.
+        let mut recorded_before = false;
         let mut job_outcome = match first_job {
-            // The job this master exists for resumes from its newest checkpoint, as a
-            // Flink JobManager recovers its job after a failover.
-            Some((plan, checkpointing)) => {
-                let view = master
-                    .submit_planned(plan, checkpointing, true)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                app_job = Some(view.id.clone());
-                Some(master.state().job_mut(&view.id).map(|j| j.outcome()))
+            Some(first) => {
+                let id = match first.start {
+                    FirstStart::Ended(result) => {
+                        recorded_before = true;
+                        master.add_ended(first.plan, first.checkpointing, result)
+                    }
+                    FirstStart::Run { initial, run_id } => {
+                        master
+                            .submit_planned(first.plan, first.checkpointing, initial, run_id)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{e}"))?
+                            .id
+                    }
+                };
+                app_job = Some(id.clone());
+                Some(master.state().job_mut(&id).map(|j| j.outcome()))
             }
             None => None,
         };
@@ -236,18 +457,46 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
                 _ => std::future::pending().await,
             }
         };
+        // One signal handler for the whole life of the master: a signal between two
+        // waits is not lost.
+        let mut stop = Box::pin(stop_signal());
         let exit = tokio::select! {
             outcome = job_ended => MasterExit::JobEnded(outcome.unwrap_or_else(|| {
                 JobOutcome::Failed("the master lost track of its job".into())
             })),
-            signal = stop_signal() => {
+            signal = &mut stop => {
                 tracing::info!(signal, "master stopping");
                 MasterExit::Stopped(signal)
             }
         };
-        if let (MasterExit::JobEnded(_), Some(id)) = (&exit, &app_job) {
+        if let (MasterExit::JobEnded(_), Some(id)) = (&exit, &app_job)
+            && !recorded_before
+        {
+            if let Some(r) = &run.run {
+                // Before anything else: a master restarted from here on must not run the
+                // job again.
+                tokio::select! {
+                    () = after_job.record_result(id, r) => {}
+                    signal = &mut stop => {
+                        tracing::warn!(signal, job = %id, run = %r.id, "stopped before the run's result was recorded: a master started again with this run id runs the job again from the run's newest checkpoint");
+                        serving.abort();
+                        return Ok(MasterExit::Stopped(signal));
+                    }
+                }
+            }
             // Before the process ends with the job (the checkpoint task may not get to it).
+            // Not for a run that ended in an earlier process: other runs may have written
+            // checkpoints since.
             after_job.apply_retention(id).await;
+        }
+        if let MasterExit::JobEnded(outcome) = &exit
+            && run.after_job_end == AfterJobEnd::Serve
+        {
+            tracing::info!(outcome = ?outcome, "the job ended; serving the REST API until SIGTERM or SIGINT (--after-job-end serve)");
+            let signal = stop.await;
+            tracing::info!(signal, "master stopping");
+            serving.abort();
+            return Ok(MasterExit::Stopped(signal));
         }
         if matches!(exit, MasterExit::JobEnded(_)) && options.rest_bind.is_some() {
             // The REST API stays up a moment, so a client that ended the job (`strom
@@ -304,16 +553,23 @@ impl MasterService {
             tokio::task::spawn_blocking(move || plan_job(&registry, submission))
                 .await
                 .map_err(|e| format!("building the job failed: {e}"))??;
-        self.submit_planned(plan, checkpointing, resume_latest)
+        let initial = if resume_latest {
+            InitialRestore::NewestInDirectory
+        } else {
+            InitialRestore::Submission
+        };
+        self.submit_planned(plan, checkpointing, initial, None)
             .await
     }
 
-    /// Adds a job planned already (see `submit`).
+    /// Adds a job planned already, starting from `initial`, as run `run_id` if it is one
+    /// (see `submit`).
     async fn submit_planned(
         &self,
         plan: PlannedJob,
         checkpointing: Option<CheckpointConfig>,
-        resume_latest: bool,
+        initial: InitialRestore,
+        run_id: Option<String>,
     ) -> Result<JobView, String> {
         let (checkpoints, initial_restore) = match checkpointing {
             Some(config) => {
@@ -322,34 +578,84 @@ impl MasterService {
                     .completed_checkpoints(&config.job_dir)
                     .await
                     .map_err(|e| e.to_string())?;
-                let initial = if resume_latest {
-                    newest_valid_checkpoint(storage, &config.job_dir)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map(|id| checkpoint_location(&config, id))
-                } else {
-                    None
+                let initial = match initial {
+                    InitialRestore::NewestInDirectory => {
+                        newest_valid_checkpoint(storage, &config.job_dir)
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map(|id| checkpoint_location(&config, id))
+                    }
+                    InitialRestore::Submission => None,
+                    InitialRestore::Checkpoint(at) => Some(at),
                 };
                 let next_id = done.last().map_or(1, |last| last + 1);
                 let max_parallelism = plan.max_parallelism;
-                (
-                    Some(JobCheckpoints::new(config, max_parallelism, next_id)),
-                    initial,
-                )
+                let mut checkpoints = JobCheckpoints::new(config, max_parallelism, next_id);
+                checkpoints.run_id = run_id.clone();
+                (Some(checkpoints), initial)
             }
-            None => (None, None),
+            // A job without checkpoints of its own may still start from one.
+            None => match initial {
+                InitialRestore::Checkpoint(at) => (None, Some(at)),
+                _ => (None, None),
+            },
         };
         let checkpointed = checkpoints.is_some();
         let (id, view) = {
             let mut state = self.state();
-            let id = state.submit(plan, checkpoints, initial_restore);
-            let view = state.job_mut(&id).map(|j| j.view());
+            let id = state.submit(plan, checkpoints, initial_restore.clone());
+            let view = state.job_mut(&id).map(|j| {
+                j.run_id = run_id;
+                // Every start the master picks itself is a checkpoint of the job's
+                // directory; a --from-checkpoint may be a savepoint.
+                j.restored_checkpoint = initial_restore;
+                j.view()
+            });
             (id, view)
         };
         if checkpointed {
             tokio::spawn(self.clone().coordinate_checkpoints(id));
         }
         view.ok_or_else(|| "the job was forgotten at once".to_string())
+    }
+
+    /// Adds the job of a run that ended in an earlier process of the master (its
+    /// result): shown as it ended, never deployed, its checkpoints left alone. Its id.
+    fn add_ended(
+        &self,
+        plan: PlannedJob,
+        checkpointing: Option<CheckpointConfig>,
+        result: JobResult,
+    ) -> String {
+        let checkpoints = checkpointing.map(|config| {
+            let mut c = JobCheckpoints::new(config, plan.max_parallelism, 1);
+            c.run_id = Some(result.run_id.clone());
+            c
+        });
+        self.state().add_ended(plan, checkpoints, result)
+    }
+
+    /// Writes how job `id` ended as the result of its run `run`, retrying until the
+    /// storage takes it: a master restarted before it is written runs the job again.
+    async fn record_result(&self, id: &str, run: &RunId) {
+        let Some(result) = self.state().job_mut(id).and_then(|j| j.result()) else {
+            return;
+        };
+        let path = results::result_path(&result.job, &run.id);
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match results::write_result(&run.storage, &result.job, &result).await {
+                Ok(()) => {
+                    tracing::info!(job = %id, run = %run.id, state = ?result.state, savepoint = result.savepoint.as_deref().unwrap_or(""), result = %path, "recorded how the run ended");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, run = %run.id, error = %e, retry_ms = delay.as_millis() as u64, "could not record how the run ended; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
     }
 
     /// Triggers and completes job `id`'s checkpoints, and the savepoints asked for, until
@@ -360,7 +666,8 @@ impl MasterService {
     }
 
     /// Once job `id` has ended: a cancelled job whose checkpoints go on cancellation
-    /// loses them (a failed or finished one keeps them).
+    /// loses them (a failed or finished one keeps them), once no checkpoint of it is
+    /// being written any more (one written after would be left behind).
     async fn apply_retention(&self, id: &str) {
         let config = loop {
             {
@@ -376,7 +683,9 @@ impl MasterService {
                                 && c.config.retention
                                     == CheckpointRetention::DeleteOnCancellation =>
                         {
-                            break c.config.clone();
+                            if !c.writing_any() {
+                                break c.config.clone();
+                            }
                         }
                         _ => return,
                     }
@@ -405,6 +714,10 @@ impl MasterService {
     ) {
         let mut state = self.state();
         let completed = done.is_ok();
+        if let (Some(job), Some(location), Some(_)) = (state.job_mut(id), done.as_ref().ok(), stop)
+        {
+            job.stopped_with = Some((request, location.clone()));
+        }
         if let Some(c) = state.job_mut(id).and_then(|j| j.checkpoints.as_mut()) {
             let status = match done {
                 Ok(location) => SavepointStatus::Completed { location },

@@ -5,6 +5,7 @@
 use super::JobStatus;
 use super::checkpoints::{CompletedCheckpoint, JobCheckpoints};
 use super::job_run::{JobRun, PlannedJob, RestartRequests};
+use super::results::JobResult;
 use crate::cluster::placement::{place, slots_needed};
 use crate::cluster::restart::RestartStrategy;
 use std::time::{Instant, SystemTime};
@@ -81,6 +82,28 @@ impl State {
         );
         job.checkpoints = checkpoints;
         job.initial_restore = initial_restore;
+        self.jobs.push(job);
+        self.settle();
+        id
+    }
+
+    /// Adds the job of a run that ended in an earlier process of the run, under the id it
+    /// had there: it shows as it ended and is never deployed.
+    pub(crate) fn add_ended(
+        &mut self,
+        plan: PlannedJob,
+        checkpoints: Option<JobCheckpoints>,
+        result: JobResult,
+    ) -> String {
+        let id = result.job_id.clone();
+        let mut job = JobRun::new(
+            id.clone(),
+            plan,
+            self.restart.clone(),
+            self.schedule_restart.clone(),
+        );
+        job.checkpoints = checkpoints;
+        job.ended_before(result);
         self.jobs.push(job);
         self.settle();
         id

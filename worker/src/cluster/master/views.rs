@@ -17,6 +17,17 @@ pub struct JobView {
     pub restarts: u32,
     /// Why the last attempt failed, if one did.
     pub failure: Option<String>,
+    /// The run (`strom master --run-id`) this job is, if it was given one.
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// Where the savepoint went of the stop-with-savepoint that ended the job (its state
+    /// is then `Finished`); none for a job that ended otherwise or runs.
+    #[serde(default)]
+    pub savepoint: Option<String>,
+    /// The newest completed checkpoint of the job (as `--from-checkpoint` takes it), or
+    /// the checkpoint of its directory it started from while none completed since.
+    #[serde(default)]
+    pub last_checkpoint: Option<String>,
     pub vertices: Vec<VertexView>,
 }
 
@@ -53,6 +64,14 @@ pub struct WorkerView {
 impl JobRun {
     pub(crate) fn view(&self) -> JobView {
         let end = self.ended_at.unwrap_or_else(Instant::now);
+        // A job that ended in an earlier process of its run shows its recorded times.
+        let (duration_ms, restarts) = match &self.recorded {
+            Some(r) => (r.end_time_ms.saturating_sub(r.start_time_ms), r.restarts),
+            None => (
+                end.saturating_duration_since(self.started_at).as_millis() as u64,
+                self.restart.restarts(),
+            ),
+        };
         JobView {
             id: self.id.clone(),
             name: self.plan.submission.name.clone(),
@@ -61,9 +80,12 @@ impl JobRun {
                 .started
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            duration_ms: end.saturating_duration_since(self.started_at).as_millis() as u64,
-            restarts: self.restart.restarts(),
+            duration_ms,
+            restarts,
             failure: self.failure.clone(),
+            run_id: self.run_id.clone(),
+            savepoint: self.stop_savepoint().map(String::from),
+            last_checkpoint: self.last_checkpoint(),
             vertices: self
                 .plan
                 .vertex_names
@@ -112,5 +134,25 @@ impl State {
                 last_heartbeat_ms_ago: w.last_heard.elapsed().as_millis() as u64,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_from_a_master_without_runs_still_reads() {
+        // What a master before run ids answered: the new fields are simply absent.
+        let old = serde_json::json!({
+            "id": "word-count-1", "name": "word-count", "state": "Running",
+            "start_time_ms": 1, "duration_ms": 2, "restarts": 0, "failure": null,
+            "vertices": []
+        });
+        let view: JobView = serde_json::from_value(old).expect("reads");
+        assert_eq!(
+            (view.run_id, view.savepoint, view.last_checkpoint),
+            (None, None, None)
+        );
     }
 }
