@@ -502,3 +502,91 @@ async fn bad_specs_and_bad_upgrades_never_stop_the_running_job_and_a_new_leader_
     exact_counts(&dir);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standby_master_takes_over_from_a_lost_leader_and_the_job_goes_on_exactly() {
+    let cluster = Cluster::start("failover", 1).await;
+    let dir = cluster.dir.join("job");
+    let name = "counts";
+    let mut spec = word_count(&dir, 200, 2);
+    spec["master"] = json!({"replicas": 2});
+    cluster.apply(name, spec).await.expect("applied");
+    cluster
+        .wait_ready_run(name, 1, Duration::from_secs(90))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(cluster.client.clone(), NS);
+    let holder =
+        |l: k8s_openapi::api::coordination::v1::Lease| l.spec.and_then(|s| s.holder_identity);
+    let leader = holder(
+        leases
+            .get(&format!("{name}-master"))
+            .await
+            .expect("the masters' Lease"),
+    )
+    .expect("a leading master");
+    let runner = cluster.runner.as_ref().expect("the pod runner");
+    let masters: Vec<String> = runner
+        .pods()
+        .into_iter()
+        .filter(|p| p.name.starts_with(&format!("{name}-master")))
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(masters.len(), 2, "{masters:?}");
+    assert!(masters.contains(&leader));
+    let before = exact_counts(&dir);
+
+    // The leader's pod is lost (kill -9, gone); a standby — the other master, or the pod
+    // its Deployment starts in place of the lost one — leads once the Lease runs out.
+    runner.delete(&leader);
+    let start = Instant::now();
+    loop {
+        let now = leases
+            .get(&format!("{name}-master"))
+            .await
+            .ok()
+            .and_then(holder);
+        if now.as_ref().is_some_and(|h| *h != leader) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "no new leader: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "standby master leads {:.1} s after the leader was lost",
+        start.elapsed().as_secs_f64()
+    );
+    // Same run, resumed from its newest checkpoint: more output, still exact.
+    let job = cluster
+        .wait_ready_run(name, 1, Duration::from_secs(60))
+        .await;
+    let maps: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), NS);
+    let ha = maps
+        .get(&format!("{name}-ha"))
+        .await
+        .expect("the HA ConfigMap")
+        .data
+        .unwrap_or_default();
+    assert_ne!(ha.get("leader"), Some(&leader));
+    assert!(
+        ha.get("latestCheckpoint").is_some_and(|c| !c.is_empty()),
+        "{ha:?}"
+    );
+    assert_eq!(
+        condition(&job, "Degraded").map(|c| c.1),
+        Some("AsExpected".into())
+    );
+    let start = Instant::now();
+    while exact_counts(&dir) <= before {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no output after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cluster.shutdown().await;
+}

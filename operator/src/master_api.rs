@@ -107,6 +107,8 @@ impl MasterClient {
             .await?
         {
             (status, _) if status.is_success() => Ok(()),
+            // Gone already (a disposal whose answer was lost): what was asked for holds.
+            (StatusCode::NOT_FOUND, _) => Ok(()),
             (status, body) => Err(format!("{status}: {}", message(&body))),
         }
     }

@@ -5,7 +5,14 @@
 //! `strom master <job>` takes `--run-id` (which deployment of the job this is: where it
 //! starts, and its recorded result), `--from-latest-checkpoint` and `--after-job-end
 //! exit|serve`, for an operator that restarts and upgrades masters (see
-//! `cluster::master`).
+//! `cluster::master`). With `--leader-lease <name>` several masters of a job elect their
+//! leader with a Kubernetes Lease (client from KUBECONFIG or the pod's service account):
+//! followers serve `/healthz` but are not ready and act on nothing until they lead; a
+//! leader that loses the lease exits with code 1; `--ha-configmap` names the ConfigMap
+//! the leader keeps up to date (see `cluster::master::ha`).
+//!
+//! `strom savepoint dispose <dir>` asks the master to delete a savepoint
+//! (`POST /v1/savepoint-disposal`).
 //!
 //! Users with their own jobs build their own binary around the same command line:
 //! `fn main() -> ExitCode { strom::main(my_registry()) }`.
@@ -15,8 +22,8 @@ use crate::checkpoint::{CheckpointRetention, CheckpointingMode};
 use crate::cluster::client::{RestClient, job_text, jobs_text};
 use crate::cluster::job::{CheckpointSettings, JobSubmission, S3Settings, StateSettings};
 use crate::cluster::master::{
-    AfterJobEnd, JobOutcome, JobStatus, JobView, MasterExit, MasterOptions, RunId, RunOptions,
-    run_master, run_master_with,
+    AfterJobEnd, HaOptions, JobOutcome, JobStatus, JobView, LostLeadership, MasterExit,
+    MasterOptions, RunId, RunOptions, run_master, run_master_with,
 };
 use crate::cluster::restart::RestartStrategy;
 use crate::cluster::worker::{WorkerOptions, run_worker};
@@ -75,7 +82,12 @@ enum Command {
     /// from the newest checkpoint this run took (the master restarted within its run);
     /// from --from-checkpoint; with --from-latest-checkpoint, from the newest checkpoint
     /// of any run; else fresh, even when other runs left checkpoints.
-    Master(MasterArgs),
+    ///
+    /// With --leader-lease, several masters of the job elect a leader (Kubernetes Lease):
+    /// only the leader is ready (/readyz), runs the job and takes checkpoints; the others
+    /// wait and take over when it is gone. A leader that loses the lease exits with 1.
+    // Boxed: its many flags would make every command as large.
+    Master(Box<MasterArgs>),
     /// Run a worker: offer slots to a master and run the subtasks it deploys.
     Worker(WorkerArgs),
     /// Submit a job to a running master (REST API); it runs once the workers offer
@@ -91,7 +103,7 @@ enum Command {
         api: ApiArgs,
     },
     /// Take a savepoint of a running job and print where it went (REST API); or
-    /// `strom savepoint inspect <dir>`.
+    /// `strom savepoint inspect <dir>`, or `strom savepoint dispose <dir>`.
     Savepoint(SavepointArgs),
     /// Stop a job with a savepoint: take it, then end the job (REST API).
     Stop {
@@ -151,6 +163,15 @@ enum SavepointCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Delete a savepoint (or checkpoint) through the master, with the storage settings
+    /// of its checkpoints (REST API: POST /v1/savepoint-disposal). Only a directory that
+    /// holds a `_metadata` Strom wrote; anything else is refused.
+    Dispose {
+        /// Its directory (`…/savepoint-…` or `…/chk-<n>`), as the master reaches it.
+        location: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -204,6 +225,74 @@ struct MasterArgs {
     /// ended, until SIGTERM or SIGINT, then exit 0.
     #[arg(long, value_enum, default_value_t = AfterJobEndArg::Exit, env = "STROM_AFTER_JOB_END")]
     after_job_end: AfterJobEndArg,
+    #[command(flatten)]
+    leader: LeaderArgs,
+}
+
+/// Leader election among a job's masters (high availability on Kubernetes, no
+/// ZooKeeper); see `cluster::master::ha`.
+#[derive(clap::Args, Debug)]
+struct LeaderArgs {
+    /// Elect the leader among the job's masters with this coordination.k8s.io/v1 Lease
+    /// (the operator sets <job>-master). A follower serves /healthz, answers /readyz with
+    /// 503 and acts on nothing (binds no --bind port, runs no job, takes no checkpoint)
+    /// until it leads; then it starts as a master without a lease would (with --run-id:
+    /// from the run's newest checkpoint). A leader that loses the lease exits with code 1;
+    /// on SIGTERM it hands the lease back so a follower takes over at once. The
+    /// Kubernetes client comes from KUBECONFIG or the pod's service account.
+    #[arg(long, env = "STROM_LEADER_LEASE")]
+    leader_lease: Option<String>,
+    /// With --leader-lease: the Lease's (and the HA ConfigMap's) namespace [default:
+    /// the kubeconfig's, or the pod's].
+    // No `requires`: POD_NAMESPACE is set in every pod, also for masters without a lease.
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_lease_namespace: Option<String>,
+    /// With --leader-lease: this master's identity in the election, unique among the
+    /// job's masters [default: the host name, which is the pod's name].
+    #[arg(long, env = "POD_NAME")]
+    leader_identity: Option<String>,
+    /// How long the lease holds without renewal: followers take over this long after
+    /// the leader's last renewal. Milliseconds.
+    #[arg(long, default_value_t = 15_000, requires = "leader_lease")]
+    leader_lease_duration_ms: u64,
+    /// How long the leader keeps trying to renew before it gives up (and exits);
+    /// shorter than the lease duration. Milliseconds.
+    #[arg(long, default_value_t = 10_000, requires = "leader_lease")]
+    leader_renew_deadline_ms: u64,
+    /// Time between attempts to take or renew the lease. Milliseconds.
+    #[arg(long, default_value_t = 2_000, requires = "leader_lease")]
+    leader_retry_period_ms: u64,
+    /// While leading, keep this ConfigMap (in the Lease's namespace) up to date: leader,
+    /// restAddress, runId, latestCheckpoint, jobState (created when missing; a failed
+    /// write is a warning). The operator sets <job>-ha.
+    #[arg(long, env = "STROM_HA_CONFIGMAP", requires = "leader_lease")]
+    ha_configmap: Option<String>,
+}
+
+impl LeaderArgs {
+    /// The election's settings, if the master has a lease; errors name the flag.
+    fn options(&self) -> Result<Option<HaOptions>, String> {
+        let Some(lease) = self.leader_lease.clone() else {
+            return Ok(None);
+        };
+        let identity = match self.leader_identity.clone().filter(|i| !i.is_empty()) {
+            Some(identity) => identity,
+            None => crate::cluster::master::ha::host_name().ok_or_else(|| {
+                "--leader-identity: no host name to default to; give each master of the job                  its own identity (--leader-identity, or POD_NAME)"
+                    .to_string()
+            })?,
+        };
+        let ms = Duration::from_millis;
+        Ok(Some(HaOptions {
+            lease,
+            namespace: self.leader_lease_namespace.clone(),
+            identity,
+            lease_duration: ms(self.leader_lease_duration_ms),
+            renew_deadline: ms(self.leader_renew_deadline_ms),
+            retry_period: ms(self.leader_retry_period_ms),
+            configmap: self.ha_configmap.clone().filter(|c| !c.is_empty()),
+        }))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -562,7 +651,7 @@ pub fn main(registry: JobRegistry) -> ExitCode {
             }
         },
         Command::Run(args) => run(&registry, args),
-        Command::Master(args) => master(&registry, args),
+        Command::Master(args) => master(&registry, *args),
         Command::Worker(args) => worker(registry, args),
         Command::Submit(args) => submit(args),
         Command::List(api) => api_call(&api, Method::GET, "/v1/jobs", |v| {
@@ -582,6 +671,29 @@ pub fn main(registry: JobRegistry) -> ExitCode {
             ..
         }) => inspect(&path, output),
         Command::Savepoint(SavepointArgs {
+            inspect: Some(SavepointCommand::Dispose { location, api }),
+            ..
+        }) => {
+            let body = serde_json::json!({ "location": location });
+            let answer = RestClient::new(&api.rest_url)
+                .and_then(|c| c.call_with(Method::POST, "/v1/savepoint-disposal", Some(&body)));
+            match answer.and_then(|v| {
+                print_answer(api.output, v, |v| {
+                    Ok(format!(
+                        "deleted {} ({} files)\n",
+                        v["location"].as_str().unwrap_or("?"),
+                        v["deleted_files"]
+                    ))
+                })
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Savepoint(SavepointArgs {
             job: Some(job),
             target,
             api,
@@ -589,7 +701,8 @@ pub fn main(registry: JobRegistry) -> ExitCode {
         }) => savepoint(&job, target, &api, false),
         Command::Savepoint(_) => {
             eprintln!(
-                "error: name the job (`strom savepoint <job-id> [dir]`), or `strom savepoint inspect <dir>`"
+                "error: name the job (`strom savepoint <job-id> [dir]`), or `strom savepoint \
+                 inspect <dir>`, or `strom savepoint dispose <dir>`"
             );
             ExitCode::from(2)
         }
@@ -840,6 +953,13 @@ fn master(registry: &JobRegistry, args: MasterArgs) -> ExitCode {
         }
         None => None,
     };
+    let ha = match args.leader.options() {
+        Ok(ha) => ha,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let run = RunOptions {
         run,
         from_latest_checkpoint: args.from_latest_checkpoint,
@@ -847,6 +967,8 @@ fn master(registry: &JobRegistry, args: MasterArgs) -> ExitCode {
             AfterJobEndArg::Exit => AfterJobEnd::Exit,
             AfterJobEndArg::Serve => AfterJobEnd::Serve,
         },
+        ha,
+        storage_options: args.settings.checkpoints.s3().options(),
     };
     master_exit(run_master_with(registry, options, run))
 }
@@ -866,6 +988,11 @@ fn master_exit(exit: anyhow::Result<MasterExit>) -> ExitCode {
         Ok(MasterExit::Stopped(signal)) => {
             eprintln!("the master was stopped ({signal})");
             ExitCode::SUCCESS
+        }
+        // Not a mistake of the command line: Kubernetes starts it again, as a follower.
+        Err(e) if e.downcast_ref::<LostLeadership>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -14,6 +14,13 @@
 //! run-id = "v2"                    # this deployment of the job (STROM_RUN_ID)
 //! from-latest-checkpoint = true    # switches: true adds the flag, false leaves it out
 //! after-job-end = "serve"          # or "exit" (STROM_AFTER_JOB_END)
+//! leader-lease = "word-count-master"   # elect the leader with this Lease (STROM_LEADER_LEASE)
+//! leader-lease-namespace = "jobs"      # (POD_NAMESPACE) [default: the client's namespace]
+//! leader-identity = "master-0"         # (POD_NAME) [default: the host name]
+//! leader-lease-duration-ms = 15000
+//! leader-renew-deadline-ms = 10000
+//! leader-retry-period-ms = 2000
+//! ha-configmap = "word-count-ha"       # kept by the leader (STROM_HA_CONFIGMAP)
 //!
 //! [worker]
 //! master = "http://strom-master:6123"

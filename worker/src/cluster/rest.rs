@@ -1,21 +1,28 @@
 //! The master's REST API (DESIGN.md §5), JSON under `/v1`, Flink-shaped: what the CLI,
 //! the operator and people with `curl` use. Errors are `{"error": code, "message": text}`
 //! with a message that says what to do.
+//!
+//! `/healthz` answers 200 whenever the process serves. `/readyz` answers 200 `ready` only
+//! when the master leads (or has no `--leader-lease`) and, in application mode, its job
+//! was submitted; otherwise 503 `{"error": "not_ready", "message": why}`: the master
+//! Service of a job sends workers and the operator to the leader only. A follower reads
+//! like an empty master and refuses every change (`POST`, `PATCH`: 503 `not_leader`).
 
 use crate::cluster::job::JobSubmission;
 use crate::cluster::master::{JobStatus, MasterService};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 /// The routes, served on the master's `--rest-bind` address.
 pub(crate) fn router(master: MasterService) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
         .route("/v1/overview", get(overview))
         .route("/v1/jobs", get(jobs).post(submit))
         .route("/v1/jobs/{id}", get(job).patch(cancel))
@@ -24,9 +31,46 @@ pub(crate) fn router(master: MasterService) -> axum::Router {
         .route("/v1/jobs/{id}/savepoints/{request}", get(savepoint_status))
         .route("/v1/jobs/{id}/stop", axum::routing::post(stop))
         .route("/v1/workers", get(workers))
+        .route("/v1/savepoint-disposal", post(dispose_savepoint))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            master.clone(),
+            leader_only,
+        ))
         .fallback(not_found)
         .with_state(master)
+}
+
+/// `GET /readyz`: 200 `ready`, or 503 with why not.
+async fn readyz(State(master): State<MasterService>) -> Response {
+    match master.ready.not_ready() {
+        None => "ready".into_response(),
+        Some(why) => error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", why),
+    }
+}
+
+/// Changes (anything but `GET`) are the leader's: a follower that took a job or deleted
+/// a savepoint would act beside the leader.
+async fn leader_only(
+    State(master): State<MasterService>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && !master.ready.leading()
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_leader",
+            format!(
+                "this master follows; send {} {} to the leader (the master Service routes to                  it: only the leader answers /readyz with 200)",
+                request.method(),
+                request.uri()
+            ),
+        );
+    }
+    next.run(request).await
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {
@@ -54,7 +98,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
              GET|PATCH /v1/jobs/{{id}}, GET /v1/jobs/{{id}}/checkpoints, POST \
              /v1/jobs/{{id}}/savepoints, GET \
              /v1/jobs/{{id}}/savepoints/{{request}}, POST /v1/jobs/{{id}}/stop, GET /v1/workers, \
-             GET /metrics, /healthz, /readyz"
+             POST /v1/savepoint-disposal, GET /metrics, /healthz, /readyz"
         ),
     )
 }
@@ -216,6 +260,50 @@ async fn savepoint_status(
                 "job '{id}' has no savepoint request '{request}' (POST /v1/jobs/{id}/savepoints starts one)"
             ),
         ),
+    }
+}
+
+/// The body of `POST /v1/savepoint-disposal`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisposalRequest {
+    /// The savepoint's (or checkpoint's) directory, in any form --checkpoint-dir takes.
+    location: String,
+}
+
+/// `POST /v1/savepoint-disposal` with `{"location": dir}`: deletes that savepoint's
+/// files (see `master::disposal`); 200 `{"location", "deleted_files"}`.
+async fn dispose_savepoint(
+    State(master): State<MasterService>,
+    body: axum::body::Bytes,
+) -> Response {
+    use crate::cluster::master::disposal::DisposalError;
+    let request: DisposalRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!(
+                    "the body is not a disposal request: {e}; send {{\"location\": \
+                     \"s3://bucket/savepoints/savepoint-word-count-7\"}} (location: the \
+                     savepoint's directory)"
+                ),
+            );
+        }
+    };
+    match master.dispose_savepoint(&request.location).await {
+        Ok(deleted) => {
+            tracing::info!(location = %request.location, deleted_files = deleted, "disposed of a savepoint");
+            Json(json!({ "location": request.location, "deleted_files": deleted })).into_response()
+        }
+        Err(DisposalError::Invalid(why)) => error(StatusCode::BAD_REQUEST, "invalid_location", why),
+        Err(DisposalError::NotFound(why)) => {
+            error(StatusCode::NOT_FOUND, "savepoint_not_found", why)
+        }
+        Err(DisposalError::Storage(why)) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", why)
+        }
     }
 }
 

@@ -29,9 +29,20 @@
 //! whichever run took it, and records nothing. With `--after-job-end serve` the master
 //! does not exit when its job ends: its REST API shows how the job ended until SIGTERM or
 //! SIGINT.
+//!
+//! High availability (`--leader-lease <name>`, see `ha`): the job's masters elect their
+//! leader with a Kubernetes Lease. A follower serves its REST API (`/healthz` 200,
+//! `/readyz` 503) and does nothing else until it leads; then it does all of the above,
+//! so a new leader of the same run resumes from the run's newest checkpoint. A leader
+//! that loses the lease stops at once (`LostLeadership`, exit code 1); on a signal it
+//! hands the lease back after all its tasks stopped. With `--ha-configmap` the leader
+//! keeps a ConfigMap that names it, its REST address, the run, the newest checkpoint and
+//! the job's state. `POST /v1/savepoint-disposal` deletes a savepoint (`disposal`).
 
 mod checkpoint_loop;
 mod checkpoints;
+pub(crate) mod disposal;
+pub mod ha;
 mod job_run;
 mod prometheus;
 pub mod results;
@@ -43,19 +54,22 @@ use crate::checkpoint::CheckpointConfig;
 use crate::checkpoint::CheckpointRetention;
 use crate::checkpoint::coordinator::{checkpoint_location, delete_checkpoints};
 use crate::checkpoint::restore::{newest_valid_checkpoint, read_metadata, verify_checkpoint};
-use crate::checkpoint::storage::{CheckpointStorage, StorageError, checkpoint_dir};
+use crate::checkpoint::storage::{CheckpointStorage, StorageError, StorageOptions, checkpoint_dir};
 use crate::cluster::job::JobSubmission;
 use crate::cluster::restart::RestartStrategy;
 use crate::graph::NodeKind;
 use crate::jobs::JobRegistry;
 use checkpoints::JobCheckpoints;
 pub use checkpoints::SavepointStatus;
+use ha::{Ha, HaRecord};
+pub use ha::{HaOptions, LostLeadership};
 use job_run::PlannedJob;
 pub use results::{JobResult, check_run_id};
 use start::{StartInput, StartPoint, choose_start};
 use state::{State, WorkerEntry};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use strom_proto::control::master_server::{Master, MasterServer};
@@ -85,8 +99,9 @@ pub struct MasterOptions {
     pub rest_bind: Option<SocketAddr>,
 }
 
-/// How an application-mode master treats its job across restarts of its process (see
-/// the module docs). The default: no run, exit when the job ends.
+/// How a master survives its own failure: how an application-mode master treats its job
+/// across restarts of its process, and whether it first waits to lead (see the module
+/// docs). The default: no run, no lease, exit when the job ends.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// This deployment of the job (`--run-id`); none: the job resumes from the newest
@@ -97,6 +112,12 @@ pub struct RunOptions {
     pub from_latest_checkpoint: bool,
     /// `--after-job-end`.
     pub after_job_end: AfterJobEnd,
+    /// `--leader-lease` and its flags: wait to lead before acting (see `ha`); none: act
+    /// at once, the only master of its job.
+    pub ha: Option<HaOptions>,
+    /// How the master reaches storage outside its jobs (`POST /v1/savepoint-disposal`):
+    /// the S3 settings of its flags.
+    pub storage_options: StorageOptions,
 }
 
 /// One run of a job: its id, and the storage its result goes to.
@@ -341,6 +362,8 @@ pub fn run_master(registry: &JobRegistry, options: MasterOptions) -> anyhow::Res
 
 /// Runs the master with its job as `run` says (see the module docs): until the job ends
 /// (or, with `AfterJobEnd::Serve`, until a signal after that), or until it is stopped.
+/// With `run.ha`, it first waits to lead (see `ha`); a leader that loses its lease
+/// returns [`LostLeadership`] as its error.
 pub fn run_master_with(
     registry: &JobRegistry,
     options: MasterOptions,
@@ -361,152 +384,293 @@ pub fn run_master_with(
              job from the newest checkpoint of the job's directory anyway"
         );
     }
+    if run.ha.as_ref().is_some_and(|h| h.lease.is_empty()) {
+        anyhow::bail!(
+            "--leader-lease is empty: name the Lease the job's masters elect their leader with \
+             (the operator sets STROM_LEADER_LEASE=<job>-master), or leave it out"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        // A job that cannot be planned is an error before anything listens.
-        let first_job = match options.job.clone() {
-            Some(job) => Some(prepare_first_job(registry, job, &run).await?),
-            None => None,
-        };
-        let listener = tokio::net::TcpListener::bind(options.bind)
+    let rest_address = options
+        .rest_bind
+        .map_or_else(String::new, |a| a.to_string());
+    let ha = match run.ha.clone() {
+        Some(h) => Some(Ha::start(h, rest_address)?),
+        None => None,
+    };
+    let exit = runtime.block_on(serve(registry, options, run, ha.as_ref()));
+    // Every task of this master stops before the lease is handed back: none may act once
+    // another master took over.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(ha) = ha {
+        ha.stop();
+    }
+    exit
+}
+
+/// The master's life in its runtime: waits to lead (with a lease), then leads until the
+/// job ends, a signal comes, or the lease is lost.
+async fn serve(
+    registry: &JobRegistry,
+    options: MasterOptions,
+    run: RunOptions,
+    ha: Option<&Ha>,
+) -> anyhow::Result<MasterExit> {
+    // Without a lease, a job that cannot be planned is an error before anything listens;
+    // with one, its start is chosen once this master leads (another may have run it
+    // meanwhile).
+    let first_job = match (&options.job, ha) {
+        (Some(job), None) => Some(prepare_first_job(registry, job.clone(), &run).await?),
+        _ => None,
+    };
+    let session = format!(
+        "master-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let (restarts_tx, mut restarts) = mpsc::unbounded_channel::<(String, Duration)>();
+    let master = MasterService {
+        state: Arc::new(Mutex::new(State::new(options.restart.clone(), restarts_tx))),
+        registry: Arc::new(registry.clone()),
+        heartbeat_interval: options.heartbeat_interval,
+        heartbeat_timeout: options.heartbeat_timeout,
+        session,
+        ready: Arc::new(Readiness::new(
+            ha.map(|h| h.lease().to_string()),
+            options.job.is_some(),
+        )),
+        storage_options: Arc::new(run.storage_options.clone()),
+    };
+    // Restarts wait for their delay here, outside the state's lock.
+    let restarter = master.clone();
+    tokio::spawn(async move {
+        while let Some((job, delay)) = restarts.recv().await {
+            let restarter = restarter.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                restarter.state().restart_due(&job);
+            });
+        }
+    });
+    let watchdog = master.clone();
+    let timeout = options.heartbeat_timeout;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval((timeout / 4).min(Duration::from_millis(250)));
+        loop {
+            tick.tick().await;
+            watchdog.lose_silent_workers(timeout);
+            watchdog.state().fail_unexplained();
+        }
+    });
+    // A follower serves its REST API too: /healthz answers, /readyz says why it is not
+    // ready, and a probe does not restart it.
+    if let Some(rest_bind) = options.rest_bind {
+        let rest = tokio::net::TcpListener::bind(rest_bind)
             .await
-            .map_err(|e| anyhow::anyhow!("--bind {}: {e}", options.bind))?;
-        let session = format!(
-            "master-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
-        );
-        tracing::info!(address = %listener.local_addr()?, session = %session, "master listening");
-        let (restarts_tx, mut restarts) = mpsc::unbounded_channel::<(String, Duration)>();
-        let master = MasterService {
-            state: Arc::new(Mutex::new(State::new(options.restart.clone(), restarts_tx))),
-            registry: Arc::new(registry.clone()),
-            heartbeat_interval: options.heartbeat_interval,
-            heartbeat_timeout: options.heartbeat_timeout,
-            session,
-        };
-        // Restarts wait for their delay here, outside the state's lock.
-        let restarter = master.clone();
-        tokio::spawn(async move {
-            while let Some((job, delay)) = restarts.recv().await {
-                let restarter = restarter.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    restarter.state().restart_due(&job);
-                });
+            .map_err(|e| anyhow::anyhow!("--rest-bind {rest_bind}: {e}"))?;
+        tracing::info!(address = %rest.local_addr()?, "REST API listening");
+        let app = crate::cluster::rest::router(master.clone());
+        tokio::spawn(async move { axum::serve(rest, app).await });
+    }
+    // One signal handler for the whole life of the master: a signal between two waits
+    // is not lost.
+    let mut stop = Box::pin(stop_signal());
+    let Some(ha) = ha else {
+        return lead(&master, registry, options, &run, first_job, &mut stop).await;
+    };
+    let mut leader = ha.leader();
+    tokio::select! {
+        led = leader.wait_for(|l| *l) => {
+            if led.is_err() {
+                anyhow::bail!("--leader-lease {}: the leader election stopped", ha.lease());
             }
-        });
-        let watchdog = master.clone();
-        let timeout = options.heartbeat_timeout;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval((timeout / 4).min(Duration::from_millis(250)));
-            loop {
-                tick.tick().await;
-                watchdog.lose_silent_workers(timeout);
-                watchdog.state().fail_unexplained();
-            }
-        });
-        if let Some(rest_bind) = options.rest_bind {
-            let rest = tokio::net::TcpListener::bind(rest_bind)
-                .await
-                .map_err(|e| anyhow::anyhow!("--rest-bind {rest_bind}: {e}"))?;
-            tracing::info!(address = %rest.local_addr()?, "REST API listening");
-            let app = crate::cluster::rest::router(master.clone());
-            tokio::spawn(async move { axum::serve(rest, app).await });
         }
-        let mut app_job = None;
-        // The job's run ended in an earlier process: its result is recorded already.
-        let mut recorded_before = false;
-        let mut job_outcome = match first_job {
-            Some(first) => {
-                let id = match first.start {
-                    FirstStart::Ended(result) => {
-                        recorded_before = true;
-                        master.add_ended(first.plan, first.checkpointing, result)
-                    }
-                    FirstStart::Run { initial, run_id } => {
-                        master
-                            .submit_planned(first.plan, first.checkpointing, initial, run_id)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("{e}"))?
-                            .id
-                    }
-                };
-                app_job = Some(id.clone());
-                Some(master.state().job_mut(&id).map(|j| j.outcome()))
-            }
-            None => None,
-        };
-        let after_job = master.clone();
-        let serving = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(MasterServer::new(master))
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
-        let job_ended = async {
-            match job_outcome.as_mut() {
-                Some(Some(outcome)) => outcome
-                    .wait_for(Option::is_some)
-                    .await
-                    .ok()
-                    .and_then(|o| o.clone()),
-                // Session mode: no job ends the master.
-                _ => std::future::pending().await,
-            }
-        };
-        // One signal handler for the whole life of the master: a signal between two
-        // waits is not lost.
-        let mut stop = Box::pin(stop_signal());
-        let exit = tokio::select! {
-            outcome = job_ended => MasterExit::JobEnded(outcome.unwrap_or_else(|| {
-                JobOutcome::Failed("the master lost track of its job".into())
-            })),
-            signal = &mut stop => {
-                tracing::info!(signal, "master stopping");
-                MasterExit::Stopped(signal)
-            }
-        };
-        if let (MasterExit::JobEnded(_), Some(id)) = (&exit, &app_job)
-            && !recorded_before
-        {
-            if let Some(r) = &run.run {
-                // Before anything else: a master restarted from here on must not run the
-                // job again.
-                tokio::select! {
-                    () = after_job.record_result(id, r) => {}
-                    signal = &mut stop => {
-                        tracing::warn!(signal, job = %id, run = %r.id, "stopped before the run's result was recorded: a master started again with this run id runs the job again from the run's newest checkpoint");
-                        serving.abort();
-                        return Ok(MasterExit::Stopped(signal));
-                    }
-                }
-            }
-            // Before the process ends with the job (the checkpoint task may not get to it).
-            // Not for a run that ended in an earlier process: other runs may have written
-            // checkpoints since.
-            after_job.apply_retention(id).await;
-        }
-        if let MasterExit::JobEnded(outcome) = &exit
-            && run.after_job_end == AfterJobEnd::Serve
-        {
-            tracing::info!(outcome = ?outcome, "the job ended; serving the REST API until SIGTERM or SIGINT (--after-job-end serve)");
-            let signal = stop.await;
-            tracing::info!(signal, "master stopping");
-            serving.abort();
+        signal = &mut stop => {
+            tracing::info!(signal, "master stopping (it was a follower)");
             return Ok(MasterExit::Stopped(signal));
         }
-        if matches!(exit, MasterExit::JobEnded(_)) && options.rest_bind.is_some() {
-            // The REST API stays up a moment, so a client that ended the job (`strom
-            // stop`, `strom cancel`) can read how it ended.
-            tokio::time::sleep(REST_GRACE).await;
+    }
+    tracing::info!(lease = %ha.lease(), identity = %ha.identity(), "leading: this master holds the leader lease");
+    master.ready.leading.store(true, Ordering::SeqCst);
+    let records = ha.records();
+    let publisher = tokio::spawn(master.clone().publish_ha_record(records.clone()));
+    let lost = async move {
+        // A closed channel (the election ended) counts as lost too.
+        let _ = leader.wait_for(|l| !*l).await;
+    };
+    let exit = tokio::select! {
+        exit = lead(&master, registry, options, &run, None, &mut stop) => exit,
+        () = lost => {
+            master.ready.leading.store(false, Ordering::SeqCst);
+            tracing::error!(lease = %ha.lease(), identity = %ha.identity(), "lost the leader lease: stopping at once");
+            return Err(LostLeadership { lease: ha.lease().to_string() }.into());
         }
-        serving.abort();
-        Ok(exit)
-    })
+    };
+    // How the job ended reaches the ConfigMap before the lease is handed back.
+    publisher.abort();
+    records.send_if_modified(|r| master.update_ha_record(r));
+    exit
 }
+
+/// What a master does while it leads (without a lease: from the start): plans its job
+/// (unless `first_job` was planned already), listens for workers, runs the job, and
+/// returns when it ended (see `AfterJobEnd`) or a signal came.
+async fn lead(
+    master: &MasterService,
+    registry: &JobRegistry,
+    options: MasterOptions,
+    run: &RunOptions,
+    first_job: Option<FirstJob>,
+    stop: &mut Pin<Box<impl Future<Output = &'static str>>>,
+) -> anyhow::Result<MasterExit> {
+    let first_job = match (first_job, options.job.clone()) {
+        (Some(planned), _) => Some(planned),
+        (None, Some(job)) => Some(prepare_first_job(registry, job, run).await?),
+        (None, None) => None,
+    };
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("--bind {}: {e}", options.bind))?;
+    tracing::info!(address = %listener.local_addr()?, session = %master.session, "master listening");
+    let mut app_job = None;
+    // The job's run ended in an earlier process: its result is recorded already.
+    let mut recorded_before = false;
+    let mut job_outcome = match first_job {
+        Some(first) => {
+            let id = match first.start {
+                FirstStart::Ended(result) => {
+                    recorded_before = true;
+                    master.add_ended(first.plan, first.checkpointing, result)
+                }
+                FirstStart::Run { initial, run_id } => {
+                    master
+                        .submit_planned(first.plan, first.checkpointing, initial, run_id)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                        .id
+                }
+            };
+            app_job = Some(id.clone());
+            Some(master.state().job_mut(&id).map(|j| j.outcome()))
+        }
+        None => None,
+    };
+    master.ready.job_added.store(true, Ordering::SeqCst);
+    let after_job = master.clone();
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(MasterServer::new(master.clone()))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let job_ended = async {
+        match job_outcome.as_mut() {
+            Some(Some(outcome)) => outcome
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|o| o.clone()),
+            // Session mode: no job ends the master.
+            _ => std::future::pending().await,
+        }
+    };
+    let exit = tokio::select! {
+        outcome = job_ended => MasterExit::JobEnded(outcome.unwrap_or_else(|| {
+            JobOutcome::Failed("the master lost track of its job".into())
+        })),
+        signal = &mut *stop => {
+            tracing::info!(signal, "master stopping");
+            MasterExit::Stopped(signal)
+        }
+    };
+    if let (MasterExit::JobEnded(_), Some(id)) = (&exit, &app_job)
+        && !recorded_before
+    {
+        if let Some(r) = &run.run {
+            // Before anything else: a master restarted from here on must not run the
+            // job again.
+            tokio::select! {
+                () = after_job.record_result(id, r) => {}
+                signal = &mut *stop => {
+                    tracing::warn!(signal, job = %id, run = %r.id, "stopped before the run's result was recorded: a master started again with this run id runs the job again from the run's newest checkpoint");
+                    serving.abort();
+                    return Ok(MasterExit::Stopped(signal));
+                }
+            }
+        }
+        // Before the process ends with the job (the checkpoint task may not get to it).
+        // Not for a run that ended in an earlier process: other runs may have written
+        // checkpoints since.
+        after_job.apply_retention(id).await;
+    }
+    if let MasterExit::JobEnded(outcome) = &exit
+        && run.after_job_end == AfterJobEnd::Serve
+    {
+        tracing::info!(outcome = ?outcome, "the job ended; serving the REST API until SIGTERM or SIGINT (--after-job-end serve)");
+        let signal = (&mut *stop).await;
+        tracing::info!(signal, "master stopping");
+        serving.abort();
+        return Ok(MasterExit::Stopped(signal));
+    }
+    if matches!(exit, MasterExit::JobEnded(_)) && options.rest_bind.is_some() {
+        // The REST API stays up a moment, so a client that ended the job (`strom
+        // stop`, `strom cancel`) can read how it ended.
+        tokio::time::sleep(REST_GRACE).await;
+    }
+    serving.abort();
+    Ok(exit)
+}
+
+/// Whether the master should get traffic (`/readyz`): it leads (or has no lease) and, in
+/// application mode, its job was added.
+pub(crate) struct Readiness {
+    /// The leader lease (`--leader-lease`), if the master has one.
+    lease: Option<String>,
+    leading: AtomicBool,
+    /// Application mode: the master was started with a job.
+    application: bool,
+    job_added: AtomicBool,
+}
+
+impl Readiness {
+    fn new(lease: Option<String>, application: bool) -> Self {
+        Readiness {
+            leading: AtomicBool::new(lease.is_none()),
+            lease,
+            application,
+            job_added: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this master leads (always, without a lease).
+    pub(crate) fn leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    /// Why the master is not ready; `None`: it is.
+    pub(crate) fn not_ready(&self) -> Option<String> {
+        if !self.leading() {
+            let lease = self.lease.as_deref().unwrap_or_default();
+            return Some(format!(
+                "this master follows: another master holds the leader lease '{lease}' (or \
+                 this one is about to take it); only the leader runs the job and gets traffic"
+            ));
+        }
+        if self.application && !self.job_added.load(Ordering::SeqCst) {
+            return Some(
+                "this master leads and is planning its job (choosing where it starts); ready \
+                 once the job is submitted"
+                    .into(),
+            );
+        }
+        None
+    }
+}
+
+/// How often the leader looks for changes to put into the HA ConfigMap.
+const HA_RECORD_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 pub(crate) struct MasterService {
@@ -516,9 +680,56 @@ pub(crate) struct MasterService {
     heartbeat_timeout: Duration,
     /// This master's run: tells workers that a master restarted.
     session: String,
+    /// What `/readyz` says.
+    pub(crate) ready: Arc<Readiness>,
+    /// How the master reaches storage outside its jobs (savepoint disposal).
+    storage_options: Arc<StorageOptions>,
 }
 
 impl MasterService {
+    /// While this master leads: puts what the HA ConfigMap should say into `records`
+    /// whenever it changes (a completed checkpoint, a change of the job's state). Polled,
+    /// since the job's state changes in many places under the state's lock.
+    async fn publish_ha_record(self, records: Arc<tokio::sync::watch::Sender<HaRecord>>) {
+        let mut tick = tokio::time::interval(HA_RECORD_INTERVAL);
+        loop {
+            tick.tick().await;
+            records.send_if_modified(|r| self.update_ha_record(r));
+        }
+    }
+
+    /// Brings `record` up to date with the master's job (application mode: its only
+    /// one); whether it changed.
+    fn update_ha_record(&self, record: &mut HaRecord) -> bool {
+        let now = match self
+            .jobs()
+            .into_iter()
+            .next()
+            .filter(|_| self.ready.application)
+        {
+            Some(job) => HaRecord {
+                run_id: job.run_id,
+                latest_checkpoint: job.last_checkpoint,
+                job_state: Some(format!("{:?}", job.state)),
+            },
+            None => HaRecord::default(),
+        };
+        if *record == now {
+            return false;
+        }
+        *record = now;
+        true
+    }
+
+    /// Deletes the savepoint (or checkpoint) in directory `location` (see `disposal`):
+    /// how many files went.
+    pub(crate) async fn dispose_savepoint(
+        &self,
+        location: &str,
+    ) -> Result<usize, disposal::DisposalError> {
+        disposal::dispose(location, &self.storage_options).await
+    }
+
     /// Job `id`, if the master has it.
     pub(crate) fn job(&self, id: &str) -> Option<JobView> {
         let state = self.state();
