@@ -142,19 +142,33 @@ fn pod_spec_defaults(spec: &mut Map<String, Value>) {
 }
 
 /// Hands out cluster IPs.
-#[derive(Default)]
 pub(crate) struct Allocator {
     next_ip: u32,
+    /// The second octet of this API server's Service range.
+    network: u8,
+}
+
+impl Default for Allocator {
+    /// Each API server of the process gets its own Service range, 127.N.0.0/16 with N
+    /// from 128 up, so simulated clusters running side by side (tests in parallel) never
+    /// hand out the same cluster IP.
+    fn default() -> Self {
+        static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Allocator {
+            next_ip: 0,
+            network: 128 + (k % 120) as u8,
+        }
+    }
 }
 
 impl Allocator {
     fn cluster_ip(&mut self) -> String {
         self.next_ip += 1;
-        // The simulated cluster's Service range is 127.2.0.0/16, on loopback, so the pod
-        // runner's kube-proxy can listen on every cluster IP; the first address is the
-        // `kubernetes` Service's.
+        // On loopback, so the pod runner's kube-proxy can listen on every cluster IP; the
+        // first address is the `kubernetes` Service's.
         let n = self.next_ip + 1;
-        format!("127.2.{}.{}", (n >> 8) & 0xff, n & 0xff)
+        format!("127.{}.{}.{}", self.network, (n >> 8) & 0xff, n & 0xff)
     }
 }
 

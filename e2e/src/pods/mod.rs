@@ -3,7 +3,8 @@
 //! processes on loopback. For every Deployment it sees in the API it keeps
 //! `spec.replicas` pods of the current template (`Recreate`: the old pods are gone before
 //! new ones start), runs each pod's container as a process of the image's binary with
-//! its own loopback IP (`127.0.1.N`, so every pod binds the ports its spec names),
+//! its own loopback IP (`127.N.x.y`, N per runner, so every pod binds the ports its spec
+//! names),
 //! restarts processes that exit (with back-off), probes readiness, and writes Pod objects
 //! and Deployment status back. Services' cluster IPs (the API server gives them on loopback) forward
 //! to their ready pods.
@@ -76,11 +77,16 @@ impl PodRunner {
         let pods: Arc<Mutex<Vec<PodInfo>>> = Arc::default();
         let (commands, inbox) = mpsc::unbounded_channel();
         let stop = Arc::new(tokio::sync::Notify::new());
+        // Each runner of the process gets its own pod range, 127.N.0.0/16 with N from 16
+        // up, so clusters running side by side never give two pods one address.
+        static RUNNERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let network = 16 + (RUNNERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100) as u8;
         let mut runner = Runner {
             client,
             options,
             pods: Vec::new(),
             next_ip: 0,
+            network,
             cluster_ips: BTreeMap::new(),
             ports: BTreeMap::new(),
             shared: pods.clone(),
@@ -167,6 +173,8 @@ struct Runner {
     options: RunnerOptions,
     pods: Vec<RunningPod>,
     next_ip: u32,
+    /// The second octet of this runner's pod addresses.
+    network: u8,
     /// `ns/svc` → its cluster IP.
     cluster_ips: BTreeMap<String, IpAddr>,
     /// `ns/svc` → port → listener.
@@ -258,7 +266,7 @@ impl Runner {
     fn new_pod(&mut self, d: &Deployment, key: &str, hash: &str) -> RunningPod {
         self.next_ip += 1;
         let n = self.next_ip;
-        let ip = IpAddr::from([127, 1, (n / 250) as u8, (n % 250 + 1) as u8]);
+        let ip = IpAddr::from([127, self.network, (n / 250) as u8, (n % 250 + 1) as u8]);
         let template = d.spec.template.clone();
         let name = format!("{}-{}-{}", d.name_any(), &hash[..8], n);
         let namespace = d.namespace().unwrap_or_default();

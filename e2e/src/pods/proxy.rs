@@ -1,5 +1,5 @@
 //! kube-proxy, simulated: the API server gives each Service a cluster IP on loopback
-//! (`127.2.x.y`); the runner listens there, and a connection to `clusterIP:port` is forwarded to a ready pod behind the Service at the
+//! (`127.N.x.y`, N per API server); the runner listens there, and a connection to `clusterIP:port` is forwarded to a ready pod behind the Service at the
 //! moment it is made. A pod that stops being ready gets no new connections; the ones it
 //! had break with it, as they would in a cluster.
 
