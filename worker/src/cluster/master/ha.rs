@@ -16,9 +16,11 @@
 //!   Lease back once every task of the master stopped, so a follower takes over at its
 //!   next attempt instead of waiting for the lease to expire.
 //! - With `--ha-configmap <name>`, the leader keeps a ConfigMap in the Lease's namespace
-//!   up to date (created when missing, written on leadership gain, on each completed
-//!   checkpoint and each change of the job's state): `leader`, `restAddress`, `runId`,
-//!   `latestCheckpoint`, `jobState`. Failures to write it are warnings, never fatal.
+//!   up to date — `leader`, `restAddress`, `runId`, `latestCheckpoint`, `jobState` —,
+//!   written on leadership gain, on each completed checkpoint and each change of the
+//!   job's state. Only the first write of a leadership creates it when missing: one the
+//!   operator deleted with its StreamJob stays deleted. Failures to write it are
+//!   warnings, never fatal.
 //!
 //! The election and the ConfigMap writes run on a thread of their own, with their own
 //! Tokio runtime and Kubernetes client, for one reason: the master's runtime can be
@@ -316,8 +318,11 @@ fn configmap_data(
 
 impl ConfigMapKeeper {
     /// Writes `record`: a merge patch of the data (so labels or keys others put there
-    /// stay), or a new ConfigMap when there is none.
-    async fn write(&self, record: &HaRecord) -> Result<(), kube::Error> {
+    /// stay), or, when `may_create`, a new ConfigMap when there is none. Only the first
+    /// write of a leadership creates it: one that is gone after that was deleted on
+    /// purpose (the operator deletes it with the StreamJob, while this master may still
+    /// be on its way out) and must not come back.
+    async fn write(&self, record: &HaRecord, may_create: bool) -> Result<(), kube::Error> {
         let data = configmap_data(&self.identity, &self.rest_address, record);
         let patch = serde_json::json!({ "data": data });
         match self
@@ -326,6 +331,10 @@ impl ConfigMapKeeper {
             .await
         {
             Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 && !may_create => {
+                tracing::info!(configmap = %self.name, "the HA ConfigMap was deleted (its StreamJob is going away); not writing it again");
+                Ok(())
+            }
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 let config = ConfigMap {
                     metadata: kube::api::ObjectMeta {
@@ -356,13 +365,21 @@ impl ConfigMapKeeper {
         written: watch::Sender<Option<HaRecord>>,
     ) {
         let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut was_leading = false;
+        // Whether the next write may create the ConfigMap: the first of each leadership.
+        let mut may_create = true;
         loop {
             let leading = *leader.borrow_and_update();
+            if leading && !was_leading {
+                may_create = true;
+            }
+            was_leading = leading;
             let record = records.borrow_and_update().clone();
             let stale = written.borrow().as_ref() != Some(&record);
             if leading && stale && retry_at.is_none_or(|at| at <= tokio::time::Instant::now()) {
-                match self.write(&record).await {
+                match self.write(&record, may_create).await {
                     Ok(()) => {
+                        may_create = false;
                         tracing::debug!(configmap = %self.name, ?record, "HA ConfigMap written");
                         retry_at = None;
                         written.send_replace(Some(record));
