@@ -46,8 +46,9 @@ struct Cli {
     /// Log level (error, warn, info, debug, trace) or a tracing filter like `strom=debug`.
     #[arg(long, global = true, default_value = "info", env = "STROM_LOG")]
     log_level: String,
-    /// Log line format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    /// Log line format (json: one JSON object per line, for log collectors; pods the
+    /// operator makes set it).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "STROM_LOG_FORMAT")]
     log_format: LogFormat,
     /// A TOML file with options per command: `[master]`, `[worker]`, `[run]`, …, keys
     /// named as the long flags (`rest-bind = "0.0.0.0:8081"`). Flags typed on the command
