@@ -8,33 +8,12 @@
 
 mod common;
 
-use common::{TempDir, read_parts};
-use std::net::TcpListener;
+use common::{Processes, TempDir, free_port, read_parts};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const STROM: &str = env!("CARGO_BIN_EXE_strom");
-
-/// Kills its processes when dropped, so a failing test leaves none behind.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for p in &mut self.0 {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn master(port: u16, job_args: &[String]) -> Child {
     master_with_rest(port, free_port(), job_args)

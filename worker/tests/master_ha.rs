@@ -17,12 +17,11 @@
 
 mod common;
 
-use common::{TempDir, read_parts};
+use common::{Processes, TempDir, free_port, read_parts};
 use http::{Method, StatusCode};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, PostParams};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -31,26 +30,6 @@ use strom_e2e::kube_sim::ApiServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STROM: &str = env!("CARGO_BIN_EXE_strom");
-
-/// Kills its processes when dropped, so a failing test leaves none behind.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for p in &mut self.0 {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The simulated Kubernetes API, on a runtime of its own, and its kubeconfig.
 struct Kube {

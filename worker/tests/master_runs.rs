@@ -10,36 +10,14 @@
 
 mod common;
 
-use common::{TempDir, read_parts};
+use common::{Processes, TempDir, free_port, read_parts};
 use http::Method;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use strom::cluster::client::RestClient;
 
 const STROM: &str = env!("CARGO_BIN_EXE_strom");
-
-/// Kills its processes when dropped, so a failing test leaves none behind. The master,
-/// when there is one, is the first.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for p in &mut self.0 {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A master whose log goes to `log` (read while it runs, and after it was killed).
 fn master(port: u16, rest_port: u16, args: &[String], log: &Path) -> Child {

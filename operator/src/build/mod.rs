@@ -338,7 +338,7 @@ impl Context<'_> {
             .iter_mut()
             .zip(["metadata.name", "metadata.namespace", "status.podIP"])
         {
-            merge_into(e, field(path));
+            pod_template::merge(e, &field(path));
         }
         env.push(json!({"name": "STROM_CONFIG", "value": format!("{CONFIG_DIR}/strom.toml")}));
         env.push(json!({"name": "STROM_LOG_FORMAT", "value": "json"}));
@@ -410,10 +410,6 @@ impl Context<'_> {
             },
         }))
     }
-}
-
-fn merge_into(base: &mut Value, patch: Value) {
-    pod_template::merge(base, &patch);
 }
 
 #[cfg(test)]

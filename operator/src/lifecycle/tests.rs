@@ -491,9 +491,9 @@ fn last_state_and_stateless_upgrades_redeploy_without_a_savepoint() {
 
 // ---- rollback ------------------------------------------------------------------------
 
-/// `changed(with_args("bad"))` stopped with a savepoint, run 2 deployed at t=12.
-fn upgraded_to_bad() -> StreamJob {
-    let mut job = changed(with_args("bad"));
+/// `job` (changed at generation 2, run 1 running) stopped with a savepoint at t=12: the
+/// stop asked at t=10 as request 7, completed at `chk-4`, run 2 deployed from it.
+fn stopped_with_savepoint(mut job: StreamJob) -> StreamJob {
     let d = step(&mut job, &seen(master(1, JobState::Running), 10));
     let mut st = status(&job).clone();
     record(
@@ -509,6 +509,11 @@ fn upgraded_to_bad() -> StreamJob {
     });
     step(&mut job, &done);
     job
+}
+
+/// `changed(with_args("bad"))` stopped with a savepoint, run 2 deployed at t=12.
+fn upgraded_to_bad() -> StreamJob {
+    stopped_with_savepoint(changed(with_args("bad")))
 }
 
 #[test]
@@ -588,21 +593,7 @@ fn a_new_run_that_never_runs_is_rolled_back_at_the_deadline_even_after_an_operat
 fn without_rollback_a_failed_upgrade_leaves_the_job_failed() {
     let mut spec = with_args("bad");
     spec["rollback"] = json!({"enabled": false});
-    let mut job = changed(spec);
-    let d = step(&mut job, &seen(master(1, JobState::Running), 10));
-    let mut st = status(&job).clone();
-    record(
-        &mut st,
-        stop_action(&d).expect("stop"),
-        Ok("7".into()),
-        t(10),
-    );
-    job.status = Some(st);
-    let mut done = seen(master(1, JobState::Finished), 12);
-    done.request = Some(RequestState::Completed {
-        location: format!("{SAVEPOINTS}/chk-4"),
-    });
-    step(&mut job, &done);
+    let mut job = stopped_with_savepoint(changed(spec));
     let d = step(&mut job, &seen(master(2, JobState::Failed), 20));
     assert_eq!(reasons(&d), ["RunFailed"]);
     assert_eq!(status(&job).phase, Some(Phase::Failed));

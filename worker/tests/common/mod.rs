@@ -1,7 +1,8 @@
 //! Helpers shared by the conformance tests: environments at a given parallelism, a map
 //! that tags records with the subtask that saw them, a recorder for side effects of user
 //! functions, temporary directories, and a watermark probe that tells a test thread when
-//! event time has reached a point inside a running job.
+//! event time has reached a point inside a running job; for the process tests, a guard
+//! that kills their processes and a free loopback port.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -218,4 +219,26 @@ pub fn totals(
             )
         })
         .totals()
+}
+
+/// Kills its processes when dropped, so a failing test leaves none behind. The master,
+/// when there is one, is the first.
+pub struct Processes(pub Vec<std::process::Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// A loopback port free right now (another process may take it before it is bound).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
