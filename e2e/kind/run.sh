@@ -5,7 +5,8 @@
 #   3. MinIO with the bucket `strom` (e2e/kind/manifests/minio.yaml),
 #   4. the operator from charts/strom (`helm upgrade --install --wait`) with that image,
 #   5. examples/k8s/fraud-detection.yaml with that image, waited on until Ready,
-#   6. the journeys: `cargo run -p strom-e2e --bin strom-e2e -- journeys --context kind-<cluster>`.
+#   6. the journeys: `cargo run -p strom-e2e --bin strom-e2e -- journeys --context kind-<cluster>`
+#      (their jobs write to /tmp/strom-e2e, which every node mounts at /strom-e2e).
 # On any failure it prints what the namespaces hold: objects, events, `kubectl describe`,
 # pod logs (also of the previous container). Nothing waits by sleeping.
 #
@@ -71,8 +72,15 @@ on_exit() {
 trap on_exit EXIT
 
 log "cluster $CLUSTER"
+# Shared with every node (cluster.yaml's extraMounts); the pods write as their own user.
+mkdir -p /tmp/strom-e2e
+chmod 1777 /tmp/strom-e2e
 if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
     echo "reusing the existing kind cluster $CLUSTER" >&2
+    for node in $(kind get nodes --name "$CLUSTER"); do
+        docker exec "$node" test -d /strom-e2e \
+            || die "node $node lacks the /strom-e2e mount of e2e/kind/cluster.yaml: remove the cluster (e2e/kind/delete.sh) and run again"
+    done
 else
     kind create cluster --name "$CLUSTER" --config e2e/kind/cluster.yaml --wait 5m
 fi
@@ -105,6 +113,7 @@ k -n "$JOB_NS" wait --for=condition=Ready streamjob/fraud-detection --timeout="$
 k -n "$JOB_NS" get streamjobs
 
 log "journeys"
-cargo run --locked -p strom-e2e --bin strom-e2e -- journeys --context "$CONTEXT" "$@"
+cargo run --locked -p strom-e2e --bin strom-e2e -- journeys --context "$CONTEXT" \
+    --namespace "$JOB_NS" --image "$IMAGE" --operator-namespace "$OPERATOR_NS" --operator-lease strom "$@"
 
 log "passed; the cluster stays up (e2e/kind/delete.sh removes it)"
