@@ -5,6 +5,7 @@
 pub mod cases;
 pub mod event;
 pub mod flink;
+pub mod jobs;
 pub mod latency;
 pub mod measure;
 pub mod nexmark;

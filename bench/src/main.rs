@@ -8,6 +8,7 @@
 
 mod child;
 mod compare;
+mod k8s_upgrade;
 mod network;
 mod recovery;
 mod versus_loop;
@@ -95,6 +96,23 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         value_bytes: u64,
         /// Runs per backend (the table shows medians).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Also write the table to this file.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Apply → the new version running with its state restored, for an upgrade of a
+    /// StreamJob on the simulated Kubernetes cluster (the real operator; master and
+    /// worker processes running `strom-bench-jobs`), small and large state, heap and RocksDB.
+    K8sUpgrade {
+        /// Distinct keys of the job's state, one row per value (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1000,1000000")]
+        keys: Vec<u64>,
+        /// Bytes of state per key.
+        #[arg(long, default_value_t = 1000)]
+        value_bytes: u64,
+        /// Upgrades per row (the table shows medians).
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// Also write the table to this file.
@@ -217,6 +235,12 @@ fn main() -> anyhow::Result<()> {
             runs,
             output,
         }) => recovery::run(keys, value_bytes, runs, output),
+        Some(Cmd::K8sUpgrade {
+            keys,
+            value_bytes,
+            runs,
+            output,
+        }) => k8s_upgrade::run(&keys, value_bytes, runs, output),
         Some(Cmd::RecoveryMaster {
             args,
             port,

@@ -105,7 +105,7 @@ pub(crate) fn registry() -> JobRegistry {
         args: SLOW_SINK_ARGS,
         build: slow_sink,
     });
-    crate::recovery::register(&mut registry);
+    strom_bench::jobs::register(&mut registry);
     registry
 }
 

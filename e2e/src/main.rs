@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the journeys (lifecycle, failures, failover) one after another.
+    /// Runs the journeys (lifecycle, failures, failover, modes) one after another.
     Journeys(JourneyArgs),
 }
 

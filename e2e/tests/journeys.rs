@@ -41,3 +41,8 @@ async fn bad_specs_and_bad_upgrades_never_stop_the_running_job_and_a_new_leader_
 async fn a_standby_master_takes_over_from_a_lost_leader_and_the_job_goes_on_exactly() {
     journey("failover").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manual_periodic_and_final_savepoints_restarts_and_last_state_and_stateless_upgrades() {
+    journey("modes").await;
+}

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::Api;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::{Controller, watcher};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -82,17 +82,14 @@ async fn run_controller(
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = settings.namespace.as_deref();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGER.into(),
-            instance: Some(settings.identity.clone()),
-        },
-    );
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: Some(settings.identity.clone()),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         master: MasterClient::new(),
-        recorder,
+        reporter,
         metrics,
     });
     let children =

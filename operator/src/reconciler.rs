@@ -4,16 +4,18 @@
 //! on stale data is never acted on) → Events → actions: server-side apply of every child
 //! built by `build` with one field manager, stop-with-savepoint and savepoint requests,
 //! finalizer and HA clean-up → the request ids the master answered go to status too.
+//! The fetch also reads the deployed run's pods, for the troubles `Degraded` reports.
 
 use crate::build::{self, MANAGER, REST_PORT, names};
 use crate::crd::StreamJob;
-use crate::lifecycle::{self, Action, MasterState, Observed, RequestState};
+use crate::lifecycle::{self, Action, MasterState, Observed, PodTrouble, RequestState};
 use crate::master_api::MasterClient;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,7 +27,8 @@ use std::time::Duration;
 pub struct Context {
     pub client: kube::Client,
     pub master: MasterClient,
-    pub recorder: Recorder,
+    /// Who the StreamJobs' Events say reported them.
+    pub reporter: Reporter,
     pub metrics: crate::metrics::Metrics,
 }
 
@@ -110,6 +113,17 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue
                     tracing::warn!(streamjob = %name, %location, error = %e, "could not dispose of an old savepoint");
                 }
             }
+            Action::DeleteMasters => {
+                let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+                match deployments
+                    .delete(&names::master(&name), &DeleteParams::background())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Action::DeleteHaData => {
                 let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
                 match maps
@@ -182,11 +196,57 @@ async fn observe(ctx: &Context, job: &StreamJob, base: Option<&str>) -> Observed
         }),
         (None, None) => None,
     };
+    let (pods, master_pods) = match job.namespace() {
+        Some(namespace) => observe_pods(&ctx.client, &namespace, &job.name_any(), deployed).await,
+        None => (Vec::new(), 0),
+    };
     Observed {
         master,
         request,
+        pods,
+        master_pods,
         now: Timestamp::now(),
     }
+}
+
+/// The StreamJob's pods: the troubles of the deployed run's (unless suspended), and how
+/// many master pods of any run still exist. A failed list counts as no troubles and no
+/// masters: pods are only reported, and a deletion that cannot see them goes on as it
+/// would without the wait rather than hang.
+async fn observe_pods(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    deployed: Option<&crate::crd::DeployedRun>,
+) -> (Vec<PodTrouble>, usize) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{}={name}", build::INSTANCE_LABEL);
+    let list = match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::warn!(streamjob = name, error = %e, "could not list pods");
+            return (Vec::new(), 0);
+        }
+    };
+    let label = |pod: &Pod, key: &str| {
+        pod.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(key).cloned())
+    };
+    let troubles = match deployed {
+        Some(d) if !d.suspended => list
+            .iter()
+            .filter(|p| label(p, build::RUN_ID_LABEL).as_deref() == Some(d.run_id.as_str()))
+            .filter_map(PodTrouble::of)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let masters = list
+        .iter()
+        .filter(|p| label(p, build::COMPONENT_LABEL).as_deref() == Some("master"))
+        .count();
+    (troubles, masters)
 }
 
 /// Replaces the status, if the StreamJob is still as it was read.
@@ -219,11 +279,11 @@ async fn publish(ctx: &Context, job: &StreamJob, event: &lifecycle::Event) {
     } else {
         tracing::info!(streamjob = %job.name_any(), reason = event.reason, note = %event.note, "event");
     }
-    if let Err(e) = ctx
-        .recorder
-        .publish(&kube_event, &job.object_ref(&()))
-        .await
-    {
+    // A Recorder per Event: one kept across Events folds every Event of the same reason
+    // into the first one's series for 6 minutes, keeping the first note — the second
+    // savepoint's path, the final one's on deletion, would never be seen.
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(e) = recorder.publish(&kube_event, &job.object_ref(&())).await {
         tracing::warn!(error = %e, "could not record an Event");
     }
 }

@@ -58,7 +58,7 @@ pub struct JobDir {
 }
 
 /// The journeys by name, in the order `strom-e2e journeys` runs them.
-pub const JOURNEYS: [&str; 3] = ["lifecycle", "failures", "failover"];
+pub const JOURNEYS: [&str; 4] = ["lifecycle", "failures", "failover", "modes"];
 
 /// Operator replicas a simulated cluster needs for the journey `name` (the failures
 /// journey kills the leading one).
@@ -72,6 +72,7 @@ pub async fn run<C: Cluster + Send + Sync>(cluster: &mut C, name: &str) -> anyho
         "lifecycle" => scenarios::lifecycle(cluster).await,
         "failures" => scenarios::failures(cluster).await,
         "failover" => scenarios::failover(cluster).await,
+        "modes" => scenarios::modes(cluster).await,
         other => bail!(
             "no journey named {other}: the journeys are {}",
             JOURNEYS.join(", ")

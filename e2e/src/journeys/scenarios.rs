@@ -129,7 +129,7 @@ pub async fn lifecycle<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Res
 }
 
 /// A spec the API server refuses; a spec only the operator can judge (reported, job
-/// untouched); a bad image (rolled back at the deadline); the leading operator killed
+/// untouched); a bad image (reported as such, rolled back at the deadline); the leading operator killed
 /// mid-upgrade (the other finishes it). The output stays exact throughout.
 pub async fn failures<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Result<()> {
     let name = "failures";
@@ -178,6 +178,22 @@ pub async fn failures<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Resu
     let mut bad = spec.clone();
     bad["image"] = json!("strom:typo");
     d.apply(name, bad).await?;
+    // Until then the StreamJob says why the new run does not start.
+    let job = d
+        .wait(name, "Degraded ImagePullFailed", 30 * SECOND, |j| {
+            condition(j, "Degraded") == Some(("True".into(), "ImagePullFailed".into()))
+        })
+        .await?;
+    let message = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        message.contains(&format!("pod {name}-")) && message.contains("ImagePull"),
+        "Degraded says: {message}"
+    );
     let job = d
         .wait(name, "rolled back", 90 * SECOND, |j| {
             condition(j, "Degraded") == Some(("True".into(), "RolledBack".into()))
@@ -282,6 +298,208 @@ pub async fn failover<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Resu
     .await?;
     d.jobs().delete(name, &DeleteParams::default()).await?;
     Ok(())
+}
+
+/// The other ways a spec reaches a job: a manual savepoint (`savepointNonce`), a restart
+/// (`restartNonce`), a LastState upgrade (from the latest checkpoint, no savepoint), a
+/// Stateless one (a fresh start), periodic savepoints kept to `keep` with the older ones
+/// disposed of on disk, and a final savepoint on deletion (`savepointOnDeletion`).
+pub async fn modes<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Result<()> {
+    let name = "modes";
+    let d = Driver { cluster };
+    let dir = d.cluster.job_dir(name);
+    let mut spec = d.word_count(&dir, 200, 2);
+    let savepoints = dir.in_pods.join("savepoints").display().to_string();
+    spec["savepoints"] = json!({"storage": format!("file://{savepoints}"), "keep": 2});
+    spec["savepointOnDeletion"] = json!(true);
+    d.apply(name, spec.clone()).await?;
+    d.wait_ready_run(name, 1, 60 * SECOND).await?;
+
+    // A manual savepoint: the job runs on in the same run.
+    spec["savepointNonce"] = json!(1);
+    d.apply(name, spec.clone()).await?;
+    let job = d
+        .wait(name, "a manual savepoint", 30 * SECOND, |j| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.savepoints.as_ref())
+                .is_some_and(|h| {
+                    h.handled_nonce == Some(1) && h.history.iter().any(|r| r.reason == "Manual")
+                })
+        })
+        .await?;
+    let manual = savepoint_history(&job);
+    ensure!(manual.len() == 1, "savepoints: {manual:?}");
+    ensure!(
+        on_disk(&dir, &manual[0]),
+        "the manual savepoint {} is not on disk",
+        manual[0]
+    );
+    let run = job
+        .status
+        .as_ref()
+        .and_then(|s| s.deployed.as_ref())
+        .map(|d| d.run);
+    ensure!(run == Some(1), "a manual savepoint redeployed: run {run:?}");
+
+    // restartNonce: a new run from a savepoint, the same job.
+    spec["restartNonce"] = json!(1);
+    d.apply(name, spec.clone()).await?;
+    let job = d.wait_ready_run(name, 2, 60 * SECOND).await?;
+    let deployed = job
+        .status
+        .as_ref()
+        .and_then(|s| s.deployed.clone())
+        .context("no run")?;
+    ensure!(
+        deployed.from_savepoint.is_some(),
+        "the restart did not take a savepoint"
+    );
+    tokio::time::sleep(2 * SECOND).await;
+    ensure!(exact_counts(&dir.here)? > 0, "no output after the restart");
+
+    // LastState: from the latest checkpoint, without a savepoint.
+    let taken = savepoint_history(&job);
+    spec["upgradeMode"] = json!("LastState");
+    spec["job"]["args"]["rate"] = json!("300");
+    d.apply(name, spec.clone()).await?;
+    let job = d.wait_ready_run(name, 3, 60 * SECOND).await?;
+    let deployed = job
+        .status
+        .as_ref()
+        .and_then(|s| s.deployed.clone())
+        .context("no run")?;
+    ensure!(
+        deployed.from_latest_checkpoint && deployed.from_savepoint.is_none(),
+        "a LastState upgrade deployed {deployed:?}"
+    );
+    ensure!(
+        savepoint_history(&job) == taken,
+        "a LastState upgrade took a savepoint"
+    );
+    tokio::time::sleep(2 * SECOND).await;
+    ensure!(
+        exact_counts(&dir.here)? > 0,
+        "no output after the LastState upgrade"
+    );
+
+    // Stateless: a fresh start (into a new output directory, where counts begin again).
+    spec["upgradeMode"] = json!("Stateless");
+    spec["job"]["args"]["output"] = json!(
+        dir.in_pods
+            .join("stateless")
+            .join("out")
+            .display()
+            .to_string()
+    );
+    d.apply(name, spec.clone()).await?;
+    let job = d.wait_ready_run(name, 4, 60 * SECOND).await?;
+    let deployed = job
+        .status
+        .as_ref()
+        .and_then(|s| s.deployed.clone())
+        .context("no run")?;
+    ensure!(
+        !deployed.from_latest_checkpoint && deployed.from_savepoint.is_none(),
+        "a Stateless upgrade deployed {deployed:?}"
+    );
+    let stateless = dir.here.join("stateless");
+    d.eventually("output of the stateless run", 30 * SECOND, name, || async {
+        Ok(exact_counts(&stateless)? > 0)
+    })
+    .await?;
+    // The old run is gone: its output, still exact, grows no more.
+    let old_output = exact_counts(&dir.here)?;
+    tokio::time::sleep(2 * SECOND).await;
+    ensure!(
+        exact_counts(&dir.here)? == old_output,
+        "the run before the stateless upgrade still writes"
+    );
+
+    // Periodic savepoints, kept to 2: the older ones are disposed of on disk.
+    spec["savepoints"]["periodic"] = json!("2s");
+    d.apply(name, spec.clone()).await?;
+    let first = d
+        .wait(name, "a periodic savepoint", 30 * SECOND, |j| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.savepoints.as_ref())
+                .is_some_and(|h| h.history.iter().any(|r| r.reason == "Periodic"))
+        })
+        .await?;
+    let old = savepoint_history(&first);
+    d.eventually(
+        "the savepoints before the periodic ones disposed of",
+        60 * SECOND,
+        name,
+        || async {
+            let job = d.jobs().get(name).await?;
+            let now = savepoint_history(&job);
+            Ok(now.len() == 2
+                && old.iter().all(|o| !now.contains(o) && !on_disk(&dir, o))
+                && now.iter().all(|n| on_disk(&dir, n)))
+        },
+    )
+    .await?;
+    let run = d
+        .jobs()
+        .get(name)
+        .await?
+        .status
+        .and_then(|s| s.deployed)
+        .map(|d| d.run);
+    ensure!(
+        run == Some(4),
+        "periodic savepoints redeployed: run {run:?}"
+    );
+
+    // Deletion takes a final savepoint, announced by an Event, kept on disk.
+    d.jobs()
+        .delete(name, &DeleteParams::default())
+        .await
+        .context("deleting")?;
+    d.eventually("the StreamJob gone", 60 * SECOND, name, || async {
+        Ok(d.jobs().get_opt(name).await?.is_none())
+    })
+    .await?;
+    let events: Api<k8s_openapi::api::events::v1::Event> = d.api();
+    let notes: Vec<(String, String)> = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect();
+    let last = notes
+        .iter()
+        .filter(|(reason, _)| reason == "SavepointTaken")
+        .filter_map(|(_, note)| note.strip_prefix("Deletion savepoint at "))
+        .next_back()
+        .with_context(|| format!("no Event of a final savepoint among {notes:#?}"))?;
+    ensure!(
+        on_disk(&dir, last),
+        "the final savepoint {last} is not on disk"
+    );
+    Ok(())
+}
+
+/// The locations in a StreamJob's savepoint history, oldest first.
+fn savepoint_history(job: &strom_operator::crd::StreamJob) -> Vec<String> {
+    job.status
+        .as_ref()
+        .and_then(|s| s.savepoints.as_ref())
+        .map(|h| h.history.iter().map(|r| r.location.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a savepoint (`file://` + the path the pods see) is on disk, seen from here.
+fn on_disk(dir: &super::JobDir, location: &str) -> bool {
+    let path = location.strip_prefix("file://").unwrap_or(location);
+    let Ok(relative) = std::path::Path::new(path).strip_prefix(&dir.in_pods) else {
+        return false;
+    };
+    dir.here.join(relative).join("_metadata").is_file()
 }
 
 fn ensure_degraded(job: &strom_operator::crd::StreamJob, reason: &str) -> anyhow::Result<()> {

@@ -160,6 +160,8 @@ struct RunningPod {
     child: Option<Child>,
     /// Unknown image: never starts.
     image_missing: bool,
+    /// The exit code of the container's last run, once it has exited.
+    last_exit: Option<i32>,
     next_start: Instant,
     terminating: Option<Instant>,
     last_probe: Instant,
@@ -291,6 +293,7 @@ impl Runner {
             hash: hash.to_string(),
             labels: template.metadata.and_then(|m| m.labels).unwrap_or_default(),
             image_missing: !self.options.images.contains_key(&image),
+            last_exit: None,
             spec,
             dir,
             child: None,
@@ -334,7 +337,16 @@ impl Runner {
                 continue;
             }
             let exited = match p.child.as_mut() {
-                Some(c) => c.try_wait().ok().flatten().is_some(),
+                Some(c) => match c.try_wait() {
+                    Ok(Some(status)) => {
+                        // Killed by a signal: 128 + its number, as a container runtime says.
+                        use std::os::unix::process::ExitStatusExt as _;
+                        p.last_exit = status.code().or_else(|| status.signal().map(|s| 128 + s));
+                        true
+                    }
+                    Ok(None) => false,
+                    Err(_) => true,
+                },
                 None => true,
             };
             if exited {
@@ -496,15 +508,27 @@ impl Runner {
                     p.created = pods.create(&PostParams::default(), &pod).await.is_ok();
                 }
             }
-            let waiting = p
-                .image_missing
-                .then(|| json!({"waiting": {"reason": "ErrImagePull"}}));
+            // What a kubelet says of a container that cannot run: the image cannot be
+            // pulled, or it exited and waits out its back-off before the next start.
+            let image = p.spec.containers.first().and_then(|c| c.image.clone());
+            let waiting = if p.image_missing {
+                Some(json!({"waiting": {"reason": "ErrImagePull",
+                    "message": format!("pull access denied for {}: repository does not exist", image.unwrap_or_default())}}))
+            } else if p.child.is_none() && p.last_exit.is_some() {
+                Some(json!({"waiting": {"reason": "CrashLoopBackOff"}}))
+            } else {
+                None
+            };
+            let last_state = p.last_exit.map(|code| {
+                json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}})
+            });
             let status = json!({
                 "phase": if p.info.running { "Running" } else { "Pending" },
                 "podIP": p.info.ip.to_string(),
                 "conditions": [{"type": "Ready", "status": if p.info.ready { "True" } else { "False" }}],
                 "containerStatuses": [{"name": "strom", "ready": p.info.ready, "restartCount": p.info.restarts,
-                                       "image": "", "imageID": "", "state": waiting.unwrap_or(json!({"running": {}}))}],
+                                       "image": "", "imageID": "", "state": waiting.unwrap_or(json!({"running": {}})),
+                                       "lastState": last_state.unwrap_or(json!({}))}],
             });
             if p.created && p.reported.as_ref() != Some(&status) {
                 let patch = json!({"status": status});

@@ -42,6 +42,8 @@ pub const CONTAINER: &str = "strom";
 /// The label every child and pod carries with the StreamJob's name.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// On the pods of a run: its run id (`status.deployed.runId`).
+pub const RUN_ID_LABEL: &str = "strom.dev/run-id";
 /// The field manager of every apply, and the `managed-by` label.
 pub const MANAGER: &str = "strom-operator";
 
@@ -367,7 +369,7 @@ impl Context<'_> {
             c.remove("resources");
         }
         let mut labels = self.labels(Some(component));
-        labels.insert("strom.dev/run-id".into(), self.run.run_id.clone());
+        labels.insert(RUN_ID_LABEL.into(), self.run.run_id.clone());
         let mut template = json!({
             "metadata": {"labels": labels},
             "spec": {

@@ -136,6 +136,16 @@ fn degraded(d: &Decider<'_>) -> (bool, &'static str, String) {
             ),
         );
     }
+    if let Some(first) = d.seen.pods.first() {
+        let message = d
+            .seen
+            .pods
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return (true, first.condition_reason(), message);
+    }
     if let Some(why) = d
         .status
         .savepoints

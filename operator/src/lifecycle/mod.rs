@@ -18,7 +18,8 @@
 //!   fresh. A new run that fails or does not reach Running within `rollback.deadline` is
 //!   rolled back to `lastStableSpec`, from the state the change started with.
 //! - Suspend / Resume (`state`): a savepoint, zero pods; then a new run from it.
-//! - Delete: a final savepoint when `savepointOnDeletion`, then the HA data goes.
+//! - Delete: a final savepoint when `savepointOnDeletion`, then the masters go, then
+//!   the HA data (owner references take the rest once the finalizer is gone).
 //!
 //! A spec that breaks a rule changes nothing that runs: it is reported in the Degraded
 //! condition and an Event.
@@ -28,7 +29,7 @@ pub mod observed;
 #[cfg(test)]
 mod tests;
 
-pub use observed::{JobState, MasterState, Observed, ObservedJob, RequestState};
+pub use observed::{JobState, MasterState, Observed, ObservedJob, PodTrouble, RequestState};
 
 use crate::build::savepoint_directory;
 use crate::crd::{
@@ -83,7 +84,10 @@ pub enum Action {
     DisposeSavepoint {
         location: String,
     },
-    /// The masters' HA ConfigMap, which no owner reference deletes.
+    /// The master Deployment, deleted ahead of the rest on deletion (see `DeleteHaData`).
+    DeleteMasters,
+    /// The masters' HA ConfigMap, which no owner reference deletes; only once no master
+    /// pod is left to write it again.
     DeleteHaData,
     RemoveFinalizer,
 }
@@ -1012,6 +1016,13 @@ impl Decider<'_> {
 
     fn delete_now(&mut self) {
         self.status.upgrade = None;
+        if self.seen.master_pods > 0 {
+            // The masters go first and the HA data after them: a standby master that
+            // took the lease while the pods were going would write it back.
+            self.actions.push(Action::DeleteMasters);
+            self.poll(Duration::from_secs(1));
+            return;
+        }
         self.actions.push(Action::DeleteHaData);
         self.actions.push(Action::RemoveFinalizer);
     }

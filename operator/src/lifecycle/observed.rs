@@ -96,7 +96,88 @@ pub struct Observed {
     pub master: MasterState,
     /// The request in `status.upgrade.requestId`, else `status.savepoints.trigger`.
     pub request: Option<RequestState>,
+    /// Pods of the deployed run that cannot run (pull errors, crash loops).
+    pub pods: Vec<PodTrouble>,
+    /// Master pods of the StreamJob, of any run, that still exist. Deletion removes the
+    /// HA ConfigMap only once there are none: a master that gained the lease during the
+    /// teardown would write it again.
+    pub master_pods: usize,
     pub now: Timestamp,
+}
+
+/// A pod of the deployed run whose container cannot run, as its status says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodTrouble {
+    pub pod: String,
+    /// The container's waiting reason (`CrashLoopBackOff`, `ErrImagePull`, …).
+    pub reason: String,
+    pub restarts: i32,
+    /// What the kubelet or the last exit says (exit code, message).
+    pub detail: Option<String>,
+}
+
+impl PodTrouble {
+    /// The trouble of a pod from its status, if it has any worth a user's attention: an
+    /// image that cannot be pulled or a container the kubelet cannot create at once, a
+    /// crash loop once it has restarted twice (one restart happens to healthy jobs too,
+    /// e.g. a worker whose master went away).
+    pub fn of(pod: &k8s_openapi::api::core::v1::Pod) -> Option<PodTrouble> {
+        let name = pod.metadata.name.clone()?;
+        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+        statuses.iter().find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.clone()?;
+            let serious = match reason.as_str() {
+                "CrashLoopBackOff" => c.restart_count >= 2,
+                "ErrImagePull"
+                | "ImagePullBackOff"
+                | "InvalidImageName"
+                | "CreateContainerConfigError"
+                | "CreateContainerError"
+                | "RunContainerError" => true,
+                _ => false,
+            };
+            if !serious {
+                return None;
+            }
+            let exit = c
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .map(|t| match t.message.as_deref() {
+                    Some(m) if !m.is_empty() => format!("last exit code {}: {m}", t.exit_code),
+                    _ => format!("last exit code {}", t.exit_code),
+                });
+            Some(PodTrouble {
+                pod: name.clone(),
+                reason,
+                restarts: c.restart_count,
+                detail: waiting.message.clone().filter(|m| !m.is_empty()).or(exit),
+            })
+        })
+    }
+
+    /// `Degraded`'s reason for troubles like this one.
+    pub fn condition_reason(&self) -> &'static str {
+        match self.reason.as_str() {
+            "CrashLoopBackOff" => "PodsCrashLooping",
+            r if r.contains("Image") => "ImagePullFailed",
+            _ => "PodsFailing",
+        }
+    }
+}
+
+impl std::fmt::Display for PodTrouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pod {}: {}", self.pod, self.reason)?;
+        if self.restarts > 0 {
+            write!(f, " after {} restarts", self.restarts)?;
+        }
+        if let Some(detail) = &self.detail {
+            write!(f, " ({detail})")?;
+        }
+        Ok(())
+    }
 }
 
 impl Observed {

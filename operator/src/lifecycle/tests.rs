@@ -46,6 +46,8 @@ fn seen(master: MasterState, at: i64) -> Observed {
     Observed {
         master,
         request: None,
+        pods: Vec::new(),
+        master_pods: 0,
         now: t(at),
     }
 }
@@ -589,6 +591,90 @@ fn a_new_run_that_never_runs_is_rolled_back_at_the_deadline_even_after_an_operat
     );
 }
 
+fn pod(name: &str, container_status: Value) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "status": {"containerStatuses": [container_status]},
+    }))
+    .expect("a pod")
+}
+
+#[test]
+fn pods_that_cannot_pull_or_keep_crashing_are_troubles_and_healthy_ones_are_not() {
+    let crashing = pod(
+        "fraud-worker-1",
+        json!({"name": "strom", "image": "strom:2", "imageID": "", "ready": false,
+               "restartCount": 3,
+               "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+               "lastState": {"terminated": {"exitCode": 1, "message": "--arg rate: not a number"}}}),
+    );
+    let trouble = PodTrouble::of(&crashing).expect("a crash loop");
+    assert_eq!(trouble.condition_reason(), "PodsCrashLooping");
+    assert_eq!(
+        trouble.to_string(),
+        "pod fraud-worker-1: CrashLoopBackOff after 3 restarts (last exit code 1: --arg rate: not a number)"
+    );
+    let pulling = pod(
+        "fraud-master-1",
+        json!({"name": "strom", "image": "strom:typo", "imageID": "", "ready": false,
+               "restartCount": 0,
+               "state": {"waiting": {"reason": "ErrImagePull", "message": "strom:typo: not found"}}}),
+    );
+    let trouble = PodTrouble::of(&pulling).expect("a pull error");
+    assert_eq!(trouble.condition_reason(), "ImagePullFailed");
+    assert_eq!(
+        trouble.to_string(),
+        "pod fraud-master-1: ErrImagePull (strom:typo: not found)"
+    );
+    let once = pod(
+        "fraud-worker-2",
+        json!({"name": "strom", "image": "strom:2", "imageID": "", "ready": false,
+               "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}),
+    );
+    assert_eq!(PodTrouble::of(&once), None);
+    let running = pod(
+        "fraud-worker-3",
+        json!({"name": "strom", "image": "strom:2", "imageID": "", "ready": true,
+               "restartCount": 5, "state": {"running": {}}}),
+    );
+    assert_eq!(PodTrouble::of(&running), None);
+}
+
+#[test]
+fn crash_looping_pods_make_the_job_degraded_and_say_why_without_stopping_it() {
+    let mut job = running_job();
+    let mut seen = seen(master(1, JobState::Running), 20);
+    seen.pods = vec![PodTrouble {
+        pod: "fraud-worker-7c9d-x2".into(),
+        reason: "CrashLoopBackOff".into(),
+        restarts: 4,
+        detail: Some("last exit code 137".into()),
+    }];
+    let d = step(&mut job, &seen);
+    // Reported, not acted on: the children are kept as they are, nothing stops.
+    assert_eq!(d.actions, [Action::ApplyChildren]);
+    assert_eq!(status(&job).deployed.as_ref().map(|r| r.run), Some(1));
+    assert_eq!(condition(&job, "Degraded"), ("True", "PodsCrashLooping"));
+    let message = status(&job)
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        "pod fraud-worker-7c9d-x2: CrashLoopBackOff after 4 restarts (last exit code 137)"
+    );
+    assert_eq!(condition(&job, "Ready"), ("True", "Running"));
+    // Once the pods run again, so does the condition.
+    step(&mut job, &seen_running(25));
+    assert_eq!(condition(&job, "Degraded"), ("False", "AsExpected"));
+}
+
+fn seen_running(at: i64) -> Observed {
+    seen(master(1, JobState::Running), at)
+}
+
 #[test]
 fn without_rollback_a_failed_upgrade_leaves_the_job_failed() {
     let mut spec = with_args("bad");
@@ -795,6 +881,25 @@ fn deletion_without_a_final_savepoint_cleans_up_at_once() {
     job.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t(20)));
     let d = step(&mut job, &seen(master(1, JobState::Running), 20));
+    assert_eq!(d.actions, [Action::DeleteHaData, Action::RemoveFinalizer]);
+}
+
+#[test]
+fn deletion_waits_for_the_masters_to_go_before_deleting_the_ha_data() {
+    let mut job = running_job();
+    job.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t(20)));
+    let mut masters_left = seen(master(1, JobState::Running), 20);
+    masters_left.master_pods = 2;
+    let d = step(&mut job, &masters_left);
+    assert_eq!(d.actions, [Action::DeleteMasters]);
+    assert!(d.requeue_after <= std::time::Duration::from_secs(1));
+    assert_eq!(status(&job).phase, Some(Phase::Deleting));
+    // One is still terminating.
+    masters_left.master_pods = 1;
+    let d = step(&mut job, &masters_left);
+    assert_eq!(d.actions, [Action::DeleteMasters]);
+    let d = step(&mut job, &unreachable(23));
     assert_eq!(d.actions, [Action::DeleteHaData, Action::RemoveFinalizer]);
 }
 
