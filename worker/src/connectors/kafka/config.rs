@@ -1,0 +1,57 @@
+//! Connection settings shared by the Kafka source and sink, and where a source starts.
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Brokers and librdkafka properties (`security.protocol`, `sasl.*`, timeouts…).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]` (`bootstrap.servers`).
+    pub brokers: String,
+    /// Any librdkafka property, set after Strom's own, so they win.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a librdkafka property.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// A librdkafka configuration with `defaults` under the user's properties.
+    pub(crate) fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// Where a [`super::KafkaSource`] starts reading partitions its checkpoint has no offset
+/// for (all of them on a fresh start).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartingOffsets {
+    /// The oldest record still kept.
+    #[default]
+    Earliest,
+    /// Only what arrives from now on.
+    Latest,
+    /// The consumer group's committed offsets; the earliest where it has none.
+    Committed,
+    /// The first record at or after this time (ms since the epoch); the end where none is.
+    Timestamp(i64),
+}
