@@ -321,3 +321,55 @@ fn bounded_reads_start_at_the_earliest_or_latest_offsets_and_keep_record_times()
     // StartingOffsets::Timestamp is not checked here: tansu 0.6 answers a lookup by
     // timestamp with the earliest offset whatever the time.
 }
+
+/// The built-in `word-count` job with `--arg` options, as `strom run` builds it.
+fn run_word_count(args: &[String], parallelism: usize) -> Result<(), String> {
+    let registry = strom::JobRegistry::builtin();
+    let spec = registry.find("word-count").unwrap();
+    let args = strom::JobArgs::parse(spec.name, spec.args, args).map_err(|e| e.to_string())?;
+    let env = StreamEnv::new();
+    env.set_parallelism(parallelism);
+    (spec.build)(&env, &args).map_err(|e| format!("{e:#}"))?;
+    env.execute(spec.name)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_word_count_job_reads_and_writes_kafka_topics_given_as_args() {
+    let broker = Broker::start();
+    broker.create_topic("hamlet", 2);
+    broker.create_topic("hamlet-counts", 1);
+    let input: Vec<String> = (0..70)
+        .map(strom::jobs::wordcount::generated_line)
+        .collect();
+    broker.produce("hamlet", 2, &input);
+    let args = |extra: &[&str]| -> Vec<String> {
+        [
+            format!("kafka-brokers={}", broker.address),
+            "input-topic=hamlet".into(),
+            "output-topic=hamlet-counts".into(),
+            "kafka-bounded=true".into(),
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect()
+    };
+    run_word_count(&args(&[]), 2).unwrap();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for line in &input {
+        for word in strom::jobs::wordcount::tokenize(line) {
+            *expected.entry(word).or_insert(0) += 1;
+        }
+    }
+    let total: u64 = expected.values().sum();
+    let written = broker.consume("hamlet-counts", 1, total as usize);
+    assert_eq!(written.len() as u64, total);
+    assert_exact(&written, &expected);
+
+    // Options that contradict each other are refused, naming them.
+    let e = run_word_count(&args(&["output=/tmp/x"]), 1).unwrap_err();
+    assert!(e.contains("--arg output-topic"), "{e}");
+    let e = run_word_count(&["input-topic=hamlet".to_string()], 1).unwrap_err();
+    assert!(e.contains("--arg kafka-brokers=host:port"), "{e}");
+}

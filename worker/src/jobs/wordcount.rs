@@ -11,7 +11,9 @@
 
 use crate::api::{DataStream, StreamEnv};
 use crate::config::RuntimeMode;
+use crate::connectors::kafka::{KafkaSink, KeyValueText};
 use crate::connectors::{FileSink, GeneratorSource};
+use crate::jobs::kafka_args;
 use crate::jobs::{ArgSpec, JobArgs, JobSpec};
 use crate::source::{DeadLetter, dead_letter_tag};
 use anyhow::bail;
@@ -129,6 +131,19 @@ const ARGS: &[ArgSpec] = &[
         "text file or directory of text files to count; empty = generated lines of Hamlet's soliloquy",
     ),
     ArgSpec::new(
+        "input-topic",
+        "",
+        "Kafka topics (comma-separated) whose records are lines to count, instead of input",
+    ),
+    ArgSpec::new(
+        "output-topic",
+        "",
+        "Kafka topic for the counts (key: the word, value: its count), instead of output",
+    ),
+    kafka_args::BROKER_ARGS[0],
+    kafka_args::BROKER_ARGS[1],
+    kafka_args::BROKER_ARGS[2],
+    ArgSpec::new(
         "output",
         "",
         "directory for part-* files with one (word,count) per line; empty = print to stdout",
@@ -151,13 +166,24 @@ const ARGS: &[ArgSpec] = &[
 ];
 
 fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
-    let lines = match args.path("input") {
-        Some(path) => {
+    let topics = kafka_args::text_source(args, "input-topic", "strom-word-count")?;
+    if topics.is_some() && args.path("input").is_some() {
+        bail!("--arg input and --arg input-topic both give the input: keep one");
+    }
+    let lines = match (topics, args.path("input")) {
+        (Some(source), _) => {
+            let lines = env
+                .add_source(source, None, "Kafka Lines")
+                .uid("kafka-lines");
+            print_dead_letters(&lines);
+            lines
+        }
+        (None, Some(path)) => {
             let lines = env.read_text_file(path).name("Lines");
             print_dead_letters(&lines);
             lines
         }
-        None => {
+        (None, None) => {
             let events = args.count("events")?;
             if events.is_none() && env.config().runtime_mode == RuntimeMode::Batch {
                 bail!(
@@ -176,6 +202,23 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
     };
     let counts = word_counts(&lines);
     let exactly_once = args.bool("exactly-once")?;
+    if let Some(config) = kafka_args::config_for(args, "output-topic")? {
+        if exactly_once || args.path("output").is_some() {
+            bail!(
+                "--arg output-topic writes to Kafka (at least once): drop --arg output and --arg exactly-once"
+            );
+        }
+        counts
+            .map(|wc: WordCount| (wc.word, wc.count))
+            .sink_to(KafkaSink::new(
+                config,
+                args.str("output-topic"),
+                KeyValueText,
+            ))
+            .name("Word Counts to Kafka")
+            .uid("word-count-kafka-output");
+        return Ok(());
+    }
     let Some(dir) = args.path("output") else {
         if exactly_once {
             bail!("--arg exactly-once=true needs --arg output=<dir>");
