@@ -8,6 +8,7 @@ use crate::record::Data;
 use crate::source::{BoxError, Source, SourceContext, SourceOutput, SourcePoll, SourceReader};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,6 +99,7 @@ impl<T: Data> Source<T> for KafkaSource<T> {
             restored: None,
             stop_at: BTreeMap::new(),
             last_snapshot: None,
+            transient_errors: 0,
         }))
     }
 
@@ -155,6 +157,8 @@ struct KafkaReader<T> {
     stop_at: BTreeMap<Partition, i64>,
     /// The offsets of the latest checkpoint, committed to the group when it completes.
     last_snapshot: Option<BTreeMap<Partition, i64>>,
+    /// Consumer errors librdkafka recovers from, seen so far (logged now and then).
+    transient_errors: u64,
 }
 
 impl<T: Data> KafkaReader<T> {
@@ -274,7 +278,26 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
             let Some(message) = self.consumer.poll(Duration::ZERO) else {
                 break;
             };
-            let message = message.map_err(|e| format!("Kafka source: {e}"))?;
+            let message = match message {
+                Ok(message) => message,
+                Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                    return Err(format!("Kafka source: {e}").into());
+                }
+                // librdkafka reports passing trouble (a broker restarting, a connection
+                // lost) as errors and recovers by itself: the job waits, as Flink's does.
+                Err(e) => {
+                    self.transient_errors += 1;
+                    if self.transient_errors % 100 == 1 {
+                        tracing::warn!(
+                            subtask = self.subtask,
+                            error = %e,
+                            errors = self.transient_errors,
+                            "Kafka source: consumer error; retrying"
+                        );
+                    }
+                    return Ok(SourcePoll::Wait(Duration::from_millis(100)));
+                }
+            };
             let key = (message.topic().to_string(), message.partition());
             let offset = message.offset();
             if let Some(stop) = self.stop_at.get(&key)
