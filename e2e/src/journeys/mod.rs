@@ -254,3 +254,17 @@ pub fn condition(job: &StreamJob, type_: &str) -> Option<(String, String)> {
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
+
+/// A condition's message ("" without the condition).
+pub fn condition_message(job: &StreamJob, type_: &str) -> String {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// The run the StreamJob's status says is deployed.
+pub fn deployed(job: &StreamJob) -> Option<strom_operator::crd::DeployedRun> {
+    job.status.as_ref()?.deployed.clone()
+}

@@ -2,7 +2,7 @@
 //! see happen, each ending with the exact-output check.
 
 use super::output::exact_counts;
-use super::{Cluster, Driver, condition};
+use super::{Cluster, Driver, condition, condition_message, deployed};
 use anyhow::{Context as _, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -40,10 +40,8 @@ pub async fn lifecycle<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Res
         t.elapsed().as_secs_f64()
     );
     let s = job.status.clone().unwrap_or_default();
-    let from = s
-        .deployed
-        .as_ref()
-        .and_then(|d| d.from_savepoint.clone())
+    let from = deployed(&job)
+        .and_then(|d| d.from_savepoint)
         .context("the upgraded run did not start from a savepoint")?;
     let last = s
         .savepoints
@@ -163,11 +161,7 @@ pub async fn failures<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Resu
             condition(j, "Degraded") == Some(("True".into(), "InvalidSpec".into()))
         })
         .await?;
-    let run = job
-        .status
-        .as_ref()
-        .and_then(|s| s.deployed.as_ref())
-        .map(|d| d.run);
+    let run = deployed(&job).map(|d| d.run);
     ensure!(run == Some(1), "an invalid spec redeployed: run {run:?}");
     ensure!(
         condition(&job, "Ready").is_some_and(|c| c.0 == "True"),
@@ -184,12 +178,7 @@ pub async fn failures<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Resu
             condition(j, "Degraded") == Some(("True".into(), "ImagePullFailed".into()))
         })
         .await?;
-    let message = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = condition_message(&job, "Degraded");
     ensure!(
         message.contains(&format!("pod {name}-")) && message.contains("ImagePull"),
         "Degraded says: {message}"
@@ -200,11 +189,7 @@ pub async fn failures<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Resu
                 && condition(j, "Ready").is_some_and(|c| c.0 == "True")
         })
         .await?;
-    let run = job
-        .status
-        .as_ref()
-        .and_then(|s| s.deployed.clone())
-        .context("no run deployed")?;
+    let run = deployed(&job).context("no run deployed")?;
     ensure!(
         run.run == 3,
         "run {} deployed; run 2 was the bad image, run 3 the rollback",
@@ -335,24 +320,16 @@ pub async fn modes<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Result<
         "the manual savepoint {} is not on disk",
         manual[0]
     );
-    let run = job
-        .status
-        .as_ref()
-        .and_then(|s| s.deployed.as_ref())
-        .map(|d| d.run);
+    let run = deployed(&job).map(|d| d.run);
     ensure!(run == Some(1), "a manual savepoint redeployed: run {run:?}");
 
     // restartNonce: a new run from a savepoint, the same job.
     spec["restartNonce"] = json!(1);
     d.apply(name, spec.clone()).await?;
     let job = d.wait_ready_run(name, 2, 60 * SECOND).await?;
-    let deployed = job
-        .status
-        .as_ref()
-        .and_then(|s| s.deployed.clone())
-        .context("no run")?;
+    let run = deployed(&job).context("no run deployed")?;
     ensure!(
-        deployed.from_savepoint.is_some(),
+        run.from_savepoint.is_some(),
         "the restart did not take a savepoint"
     );
     tokio::time::sleep(2 * SECOND).await;
@@ -364,14 +341,10 @@ pub async fn modes<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Result<
     spec["job"]["args"]["rate"] = json!("300");
     d.apply(name, spec.clone()).await?;
     let job = d.wait_ready_run(name, 3, 60 * SECOND).await?;
-    let deployed = job
-        .status
-        .as_ref()
-        .and_then(|s| s.deployed.clone())
-        .context("no run")?;
+    let run = deployed(&job).context("no run deployed")?;
     ensure!(
-        deployed.from_latest_checkpoint && deployed.from_savepoint.is_none(),
-        "a LastState upgrade deployed {deployed:?}"
+        run.from_latest_checkpoint && run.from_savepoint.is_none(),
+        "a LastState upgrade deployed {run:?}"
     );
     ensure!(
         savepoint_history(&job) == taken,
@@ -394,14 +367,10 @@ pub async fn modes<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Result<
     );
     d.apply(name, spec.clone()).await?;
     let job = d.wait_ready_run(name, 4, 60 * SECOND).await?;
-    let deployed = job
-        .status
-        .as_ref()
-        .and_then(|s| s.deployed.clone())
-        .context("no run")?;
+    let run = deployed(&job).context("no run deployed")?;
     ensure!(
-        !deployed.from_latest_checkpoint && deployed.from_savepoint.is_none(),
-        "a Stateless upgrade deployed {deployed:?}"
+        !run.from_latest_checkpoint && run.from_savepoint.is_none(),
+        "a Stateless upgrade deployed {run:?}"
     );
     let stateless = dir.here.join("stateless");
     d.eventually("output of the stateless run", 30 * SECOND, name, || async {
@@ -441,13 +410,7 @@ pub async fn modes<C: Cluster + Send + Sync>(cluster: &mut C) -> anyhow::Result<
         },
     )
     .await?;
-    let run = d
-        .jobs()
-        .get(name)
-        .await?
-        .status
-        .and_then(|s| s.deployed)
-        .map(|d| d.run);
+    let run = deployed(&d.jobs().get(name).await?).map(|d| d.run);
     ensure!(
         run == Some(4),
         "periodic savepoints redeployed: run {run:?}"
