@@ -8,12 +8,11 @@
 
 mod common;
 
+use common::cluster::{STROM, run_alone, worker};
 use common::{Processes, TempDir, free_port, read_parts};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-const STROM: &str = env!("CARGO_BIN_EXE_strom");
 
 fn master(port: u16, job_args: &[String]) -> Child {
     master_with_rest(port, free_port(), job_args)
@@ -32,17 +31,6 @@ fn master_with_rest(port: u16, rest_port: u16, job_args: &[String]) -> Child {
         .args(job_args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn worker(port: u16, id: &str) -> Child {
-    Command::new(STROM)
-        .args(["worker", "--master", &format!("http://127.0.0.1:{port}")])
-        .args(["--id", id, "--slots", "1", "--data-bind", "127.0.0.1:0"])
-        .args(["--reconnect-interval-ms", "100"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }
@@ -639,19 +627,6 @@ fn seed_jobs_across_processes_give_the_output_of_strom_run() {
         workers.0.remove(0).wait().unwrap();
         assert_eq!(read_parts(&split), expected, "{job}");
     }
-}
-
-/// `strom run <args> --no-summary` in one process; the part files it wrote to `output`.
-fn run_alone(args: &[String], output: &Path) -> Vec<String> {
-    let status = Command::new(STROM)
-        .arg("run")
-        .args(args)
-        .arg("--no-summary")
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "strom run {args:?}");
-    read_parts(output)
 }
 
 #[test]

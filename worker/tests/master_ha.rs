@@ -17,19 +17,21 @@
 
 mod common;
 
+use common::cluster::{
+    STROM, completed, eventually, job, run_alone, running_job_id, sigterm, wait_for_exit,
+    worker_of as worker,
+};
 use common::{Processes, TempDir, free_port, read_parts};
 use http::{Method, StatusCode};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, PostParams};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use strom::cluster::client::RestClient;
 use strom_e2e::kube_sim::ApiServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const STROM: &str = env!("CARGO_BIN_EXE_strom");
 
 /// The simulated Kubernetes API, on a runtime of its own, and its kubeconfig.
 struct Kube {
@@ -194,56 +196,6 @@ fn ha_master(
         .unwrap()
 }
 
-fn worker(master: &str, id: &str) -> Child {
-    Command::new(STROM)
-        .args(["worker", "--master", master])
-        .args(["--id", id, "--slots", "1", "--data-bind", "127.0.0.1:0"])
-        .args(["--reconnect-interval-ms", "100"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Polls `f` every 20 ms until it gives a value (`what` did not happen within `secs`).
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what} (waited {secs} s)");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits for `child` to exit; its status and its log.
-fn wait_for_exit(child: &mut Child, log: &Path, timeout: Duration) -> (ExitStatus, String) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status, std::fs::read_to_string(log).unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the process did not end in {timeout:?}:\n{}",
-            std::fs::read_to_string(log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
 /// `/readyz`: its status and JSON body (none for `ready`).
 fn readyz(api: &RestClient) -> Option<(StatusCode, Option<serde_json::Value>)> {
     let (status, body) = api.raw(Method::GET, "/readyz").ok()?;
@@ -283,56 +235,6 @@ fn assert_follows(api: &RestClient, ports: Ports, log: &Path) {
         !text.contains("job submitted") && !text.contains("master listening"),
         "{text}"
     );
-}
-
-const LINES: u64 = 12_000;
-
-/// The word count of `LINES` generated lines into `dir/<output>`, its checkpoints under
-/// `dir/checkpoints`, with `extra` options.
-fn job(dir: &Path, output: &str, extra: &[&str]) -> Vec<String> {
-    [
-        "word-count",
-        "--parallelism",
-        "2",
-        "--arg",
-        &format!("events={LINES}"),
-        "--arg",
-        &format!("output={}", dir.join(output).display()),
-        "--checkpoint-dir",
-        &dir.join("checkpoints").display().to_string(),
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect()
-}
-
-/// `strom run <args> --no-summary` in one process; the part files it wrote to `output`.
-fn run_alone(args: &[String], output: &Path) -> Vec<String> {
-    let status = Command::new(STROM)
-        .arg("run")
-        .args(args)
-        .arg("--no-summary")
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "strom run {args:?}");
-    read_parts(output)
-}
-
-/// The master's job once it runs: its id.
-fn running_job_id(api: &RestClient, secs: u64) -> String {
-    eventually(secs, "the job did not start", || {
-        let v = api.call(Method::GET, "/v1/jobs").ok()?;
-        (v["jobs"][0]["state"] == "Running").then(|| v["jobs"][0]["id"].as_str().unwrap().into())
-    })
-}
-
-fn completed(api: &RestClient, id: &str) -> u64 {
-    api.call(Method::GET, &format!("/v1/jobs/{id}/checkpoints"))
-        .ok()
-        .and_then(|c| c["completed"].as_u64())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -10,133 +10,16 @@
 
 mod common;
 
+use common::cluster::{
+    LINES, STROM, completed, eventually, job, logged_master as master, run_alone, running_job_id,
+    sigterm, wait_for_exit, worker,
+};
 use common::{Processes, TempDir, free_port, read_parts};
 use http::Method;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 use strom::cluster::client::RestClient;
-
-const STROM: &str = env!("CARGO_BIN_EXE_strom");
-
-/// A master whose log goes to `log` (read while it runs, and after it was killed).
-fn master(port: u16, rest_port: u16, args: &[String], log: &Path) -> Child {
-    Command::new(STROM)
-        .args(["master", "--bind", &format!("127.0.0.1:{port}")])
-        .args(["--rest-bind", &format!("127.0.0.1:{rest_port}")])
-        .args([
-            "--heartbeat-interval-ms",
-            "200",
-            "--heartbeat-timeout-ms",
-            "2000",
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
-fn worker(port: u16, id: &str) -> Child {
-    Command::new(STROM)
-        .args(["worker", "--master", &format!("http://127.0.0.1:{port}")])
-        .args(["--id", id, "--slots", "1", "--data-bind", "127.0.0.1:0"])
-        .args(["--reconnect-interval-ms", "100"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for `master` to exit; its status and its log.
-fn wait_for_exit(master: &mut Child, log: &Path, timeout: Duration) -> (ExitStatus, String) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = master.try_wait().unwrap() {
-            return (status, std::fs::read_to_string(log).unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the master did not end in {timeout:?}:\n{}",
-            std::fs::read_to_string(log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Polls `f` every 20 ms until it gives a value (`what` did not happen within `secs`).
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what} (waited {secs} s)");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
-const LINES: u64 = 12_000;
-
-/// The word count of `LINES` generated lines into `dir/<output>`, its checkpoints under
-/// `dir/checkpoints`, with `extra` options.
-fn job(dir: &Path, output: &str, extra: &[&str]) -> Vec<String> {
-    [
-        "word-count",
-        "--parallelism",
-        "2",
-        "--arg",
-        &format!("events={LINES}"),
-        "--arg",
-        &format!("output={}", dir.join(output).display()),
-        "--checkpoint-dir",
-        &dir.join("checkpoints").display().to_string(),
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect()
-}
-
-/// `strom run <args> --no-summary` in one process; the part files it wrote to `output`.
-fn run_alone(args: &[String], output: &Path) -> Vec<String> {
-    let status = Command::new(STROM)
-        .arg("run")
-        .args(args)
-        .arg("--no-summary")
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "strom run {args:?}");
-    read_parts(output)
-}
-
-/// The id of the master's job once it runs.
-fn running_job_id(api: &RestClient) -> String {
-    eventually(30, "the job did not start", || {
-        let v = api.call(Method::GET, "/v1/jobs").ok()?;
-        (v["jobs"][0]["state"] == "Running").then(|| v["jobs"][0]["id"].as_str().unwrap().into())
-    })
-}
-
-/// Checkpoints job `id` completed in this master.
-fn completed(api: &RestClient, id: &str) -> u64 {
-    api.call(Method::GET, &format!("/v1/jobs/{id}/checkpoints"))
-        .ok()
-        .and_then(|c| c["completed"].as_u64())
-        .unwrap_or(0)
-}
 
 /// What `strom savepoint inspect --output json` says of the checkpoint in `dir`.
 fn inspect(dir: &str) -> serde_json::Value {
@@ -255,7 +138,7 @@ fn runs_start_where_their_run_id_says_and_a_stopped_run_never_runs_again() {
         worker(port, "w1"),
         worker(port, "w2"),
     ]);
-    let id = running_job_id(&api);
+    let id = running_job_id(&api, 30);
     eventually(30, "r1 completed no checkpoints", || {
         (completed(&api, &id) >= 2).then_some(())
     });
@@ -343,7 +226,7 @@ fn runs_start_where_their_run_id_says_and_a_stopped_run_never_runs_again() {
     let r2 = exactly_once("r2", &["--from-checkpoint", &savepoint]);
     let log = dir.join("r2.log");
     processes.0[0] = master(port, rest_port, &r2, &log);
-    let id = running_job_id(&api);
+    let id = running_job_id(&api, 30);
     eventually(30, "r2 completed no checkpoints", || {
         (completed(&api, &id) >= 2).then_some(())
     });
@@ -441,7 +324,7 @@ fn a_cancelled_run_is_recorded_and_a_master_started_again_with_its_run_id_exits_
         worker(port, "w1"),
         worker(port, "w2"),
     ]);
-    let id = running_job_id(&api);
+    let id = running_job_id(&api, 30);
     eventually(30, "no checkpoint completed", || {
         (completed(&api, &id) >= 1).then_some(())
     });

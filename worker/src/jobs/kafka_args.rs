@@ -1,12 +1,17 @@
 //! The `--arg` options that put a seed job on Kafka: where the brokers are, which topics
 //! it reads and writes, and whether it stops at the end of what the topics hold.
 
-use crate::connectors::kafka::{KafkaConfig, KafkaSource, StartingOffsets, TextValue};
+use crate::api::StreamEnv;
+use crate::connectors::kafka::{
+    KafkaConfig, KafkaSerializer, KafkaSink, KafkaSource, StartingOffsets, TextValue,
+};
 use crate::jobs::{ArgSpec, JobArgs};
+use crate::record::Data;
 use anyhow::bail;
 
-/// `kafka-brokers`, `kafka-start` and `kafka-bounded`, shared by every job on Kafka.
-pub const BROKER_ARGS: [ArgSpec; 3] = [
+/// `kafka-brokers`, `kafka-start`, `kafka-bounded` and `kafka-transactional-id-prefix`,
+/// shared by every job on Kafka.
+pub const BROKER_ARGS: [ArgSpec; 4] = [
     ArgSpec::new(
         "kafka-brokers",
         "",
@@ -21,6 +26,11 @@ pub const BROKER_ARGS: [ArgSpec; 3] = [
         "kafka-bounded",
         "false",
         "true = read the input topics up to the offsets that are the latest at the start, then finish",
+    ),
+    ArgSpec::new(
+        "kafka-transactional-id-prefix",
+        "",
+        "exactly-once output topics: prefix of the writers' transactional ids, the same across restarts and unique per job on the Kafka cluster; empty = strom-<job>-<topic>",
     ),
 ];
 
@@ -63,4 +73,34 @@ pub fn text_source(
         source = source.bounded();
     }
     Ok(Some(source))
+}
+
+/// A sink to the topic in `topic_arg`, or `None`: exactly once (Kafka transactions that
+/// commit with the job's checkpoints, which it then needs) or at least once.
+pub fn sink<T: Data>(
+    env: &StreamEnv,
+    args: &JobArgs,
+    topic_arg: &str,
+    serializer: impl KafkaSerializer<T>,
+    job: &str,
+    exactly_once: bool,
+) -> anyhow::Result<Option<KafkaSink<T>>> {
+    let Some(config) = config_for(args, topic_arg)? else {
+        return Ok(None);
+    };
+    let topic = args.str(topic_arg);
+    let sink = KafkaSink::new(config, topic, serializer);
+    if !exactly_once {
+        return Ok(Some(sink));
+    }
+    if env.config().checkpointing.is_none() {
+        bail!(
+            "exactly-once output to --arg {topic_arg} commits at checkpoints: give --checkpoint-interval-ms too"
+        );
+    }
+    let prefix = match args.opt_str("kafka-transactional-id-prefix") {
+        Some(prefix) => prefix.to_string(),
+        None => format!("strom-{job}-{topic}"),
+    };
+    Ok(Some(sink.exactly_once(prefix)))
 }

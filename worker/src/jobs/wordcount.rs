@@ -11,7 +11,7 @@
 
 use crate::api::{DataStream, StreamEnv};
 use crate::config::RuntimeMode;
-use crate::connectors::kafka::{KafkaSink, KeyValueText};
+use crate::connectors::kafka::KeyValueText;
 use crate::connectors::{FileSink, GeneratorSource};
 use crate::jobs::kafka_args;
 use crate::jobs::{ArgSpec, JobArgs, JobSpec};
@@ -143,6 +143,7 @@ const ARGS: &[ArgSpec] = &[
     kafka_args::BROKER_ARGS[0],
     kafka_args::BROKER_ARGS[1],
     kafka_args::BROKER_ARGS[2],
+    kafka_args::BROKER_ARGS[3],
     ArgSpec::new(
         "output",
         "",
@@ -151,7 +152,7 @@ const ARGS: &[ArgSpec] = &[
     ArgSpec::new(
         "exactly-once",
         "false",
-        "true = write the output files exactly once: each checkpoint's part files become visible when it completes (needs --checkpoint-interval-ms)",
+        "true = write the output exactly once: each checkpoint's part files (or Kafka transaction, with output-topic) become visible when it completes (needs --checkpoint-interval-ms)",
     ),
     ArgSpec::new(
         "events",
@@ -202,19 +203,20 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
     };
     let counts = word_counts(&lines);
     let exactly_once = args.bool("exactly-once")?;
-    if let Some(config) = kafka_args::config_for(args, "output-topic")? {
-        if exactly_once || args.path("output").is_some() {
-            bail!(
-                "--arg output-topic writes to Kafka (at least once): drop --arg output and --arg exactly-once"
-            );
+    if let Some(sink) = kafka_args::sink(
+        env,
+        args,
+        "output-topic",
+        KeyValueText,
+        "word-count",
+        exactly_once,
+    )? {
+        if args.path("output").is_some() {
+            bail!("--arg output-topic and --arg output both take the counts: keep one");
         }
         counts
             .map(|wc: WordCount| (wc.word, wc.count))
-            .sink_to(KafkaSink::new(
-                config,
-                args.str("output-topic"),
-                KeyValueText,
-            ))
+            .sink_to(sink)
             .name("Word Counts to Kafka")
             .uid("word-count-kafka-output");
         return Ok(());

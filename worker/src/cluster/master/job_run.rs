@@ -85,7 +85,33 @@ pub(crate) struct JobRun {
     /// A subtask failed because a channel between workers broke, and when: the job fails
     /// with that unless a worker loss explains it within `SUSPECT_GRACE`.
     suspected: Option<(String, Instant)>,
+    /// The failed attempt's subtasks still running on live workers (by (vertex,
+    /// subtask): their worker), and since when they are being cancelled.
+    failed_attempt: FailedAttempt,
 }
+
+/// A failed attempt's subtasks that were told to cancel and have not said they stopped.
+/// The next attempt waits for them (as Flink waits for its tasks to reach a terminal
+/// state before it restarts a region): a subtask of the failed attempt must not act —
+/// e.g. commit a transaction as a checkpoint completes — once its successor restored.
+#[derive(Default)]
+struct FailedAttempt {
+    attempt: u32,
+    running: HashMap<(u32, u32), String>,
+    since: Option<Instant>,
+}
+
+/// Whether a subtask in state `s` runs no more.
+fn has_stopped(s: &TaskState) -> bool {
+    matches!(
+        s,
+        TaskState::Canceled | TaskState::Finished | TaskState::Failed
+    )
+}
+
+/// How long a restart waits for the failed attempt's subtasks to stop before it deploys
+/// anyway (a worker that never answers is lost after its heartbeat timeout).
+const FAILED_ATTEMPT_STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// A stop-with-savepoint between the savepoint's completion and the cancel.
 struct StopAfterSavepoint {
@@ -144,6 +170,7 @@ impl JobRun {
             stopping: false,
             stop_after: None,
             suspected: None,
+            failed_attempt: FailedAttempt::default(),
         }
     }
 
@@ -233,12 +260,36 @@ impl JobRun {
         })
     }
 
-    /// Waiting for slots: neither deployed, nor ended, nor waiting for a restart's delay.
+    /// Waiting for slots: neither deployed, nor ended, nor waiting for a restart's delay
+    /// or for the failed attempt's subtasks to stop.
     pub(crate) fn wants_slots(&self) -> bool {
         self.tasks.is_empty()
             && !self.ended()
             && !self.restart_pending
+            && self.failed_attempt.running.is_empty()
             && self.status != JobStatus::Cancelling
+    }
+
+    /// Stops waiting for failed subtasks that did not say they stopped in
+    /// `FAILED_ATTEMPT_STOP_WAIT`, saying which.
+    pub(crate) fn give_up_on_failed_attempt(&mut self) {
+        let failed = &mut self.failed_attempt;
+        if failed.running.is_empty()
+            || failed
+                .since
+                .is_none_or(|t| t.elapsed() < FAILED_ATTEMPT_STOP_WAIT)
+        {
+            return;
+        }
+        let workers: BTreeSet<&String> = failed.running.values().collect();
+        tracing::warn!(
+            job = %self.id,
+            attempt = failed.attempt,
+            subtasks = failed.running.len(),
+            ?workers,
+            "the failed attempt's subtasks did not stop in time; restarting anyway"
+        );
+        failed.running.clear();
     }
 
     /// The restart's delay is over: the job may be deployed again.
@@ -310,7 +361,16 @@ impl JobRun {
             return;
         }
         self.cancel_attempt(workers);
-        self.tasks.clear();
+        self.failed_attempt = FailedAttempt {
+            attempt: self.attempt,
+            running: self
+                .tasks
+                .drain()
+                .filter(|(_, (w, s))| !has_stopped(s) && workers.iter().any(|x| x.id == *w))
+                .map(|(key, (w, _))| (key, w))
+                .collect(),
+            since: Some(Instant::now()),
+        };
         self.failure = Some(why.clone());
         if let Some(c) = &mut self.checkpoints {
             c.pending.clear();
@@ -457,10 +517,15 @@ impl JobRun {
     /// A subtask of this job changed state.
     pub(crate) fn on_task_state(&mut self, workers: &[WorkerEntry], report: TaskStateReport) {
         let Some(task) = report.task else { return };
+        let state = TaskState::try_from(report.state).unwrap_or(TaskState::Unspecified);
+        if task.attempt == self.failed_attempt.attempt && has_stopped(&state) {
+            self.failed_attempt
+                .running
+                .remove(&(task.vertex, task.subtask));
+        }
         if task.attempt != self.attempt {
             return;
         }
-        let state = TaskState::try_from(report.state).unwrap_or(TaskState::Unspecified);
         if let Some(entry) = self.tasks.get_mut(&(task.vertex, task.subtask)) {
             entry.1 = state;
         }
@@ -669,13 +734,7 @@ impl JobRun {
 
     /// While cancelling: ends the job once no subtask runs any more.
     fn end_cancel_when_stopped(&mut self) {
-        let stopped = |s: &TaskState| {
-            matches!(
-                s,
-                TaskState::Canceled | TaskState::Finished | TaskState::Failed
-            )
-        };
-        if self.tasks.values().all(|(_, s)| stopped(s)) {
+        if self.tasks.values().all(|(_, s)| has_stopped(s)) {
             if self.stopping {
                 let ran_for = self.deployed_at.map_or(Duration::ZERO, |t| t.elapsed());
                 self.end(JobOutcome::Finished { ran_for });
@@ -688,6 +747,7 @@ impl JobRun {
     /// Worker `id` is gone (already out of `workers`): the attempt fails if it had
     /// unfinished subtasks there.
     pub(crate) fn on_worker_lost(&mut self, workers: &[WorkerEntry], id: &str, why: &str) {
+        self.failed_attempt.running.retain(|_, w| w != id);
         if self.status == JobStatus::Cancelling {
             for (w, s) in self.tasks.values_mut() {
                 if w == id {

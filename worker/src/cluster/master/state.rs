@@ -267,6 +267,7 @@ impl State {
         for job in jobs.iter_mut() {
             job.fail_if_unexplained(workers);
             job.cancel_when_stop_heard(workers);
+            job.give_up_on_failed_attempt();
         }
         self.settle();
     }
@@ -472,6 +473,45 @@ mod tests {
         assert_eq!(status(&state, &a), JobStatus::Failed);
         assert_eq!(deployed(&mut inboxes[0]), [a, b.clone()]);
         assert_eq!(status(&state, &b), JobStatus::Running);
+    }
+
+    #[test]
+    fn a_restart_waits_until_the_failed_attempts_subtasks_stopped() {
+        let (mut state, mut inboxes) = state_with_workers(&[("w1", 1), ("w2", 1), ("w3", 1)]);
+        state.restart = RestartStrategy::FixedDelay {
+            attempts: 3,
+            delay: std::time::Duration::ZERO,
+        };
+        let a = state.submit(job("a", &[2]), None, None);
+        report_all(&mut state, &a, TaskState::Running);
+        let on_w1 = state.jobs[0]
+            .tasks
+            .iter()
+            .find(|(_, (w, _))| w == "w1")
+            .map(|(key, _)| *key)
+            .unwrap();
+        for inbox in &mut inboxes {
+            deployed(inbox);
+        }
+        state.lose("w2", "no heartbeat");
+        state.restart_due(&a);
+        // w1's subtask of the failed attempt was told to cancel and has not stopped: it
+        // could still act (commit a transaction…) after its successor restored.
+        assert_eq!(status(&state, &a), JobStatus::Restarting);
+        assert!(deployed(&mut inboxes[2]).is_empty());
+        state.on_task_state(TaskStateReport {
+            task: Some(TaskId {
+                job_id: a.clone(),
+                attempt: 0,
+                vertex: on_w1.0,
+                subtask: on_w1.1,
+            }),
+            state: TaskState::Canceled.into(),
+            failure: String::new(),
+        });
+        assert_eq!(status(&state, &a), JobStatus::Running);
+        assert_eq!(deployed(&mut inboxes[0]), std::slice::from_ref(&a));
+        assert_eq!(deployed(&mut inboxes[2]), [a]);
     }
 
     #[test]

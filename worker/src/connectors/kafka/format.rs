@@ -23,7 +23,8 @@ pub trait KafkaDeserializer<T>: Send + Sync + 'static {
     fn deserialize(&self, record: &KafkaRecord<'_>) -> Result<T, String>;
 }
 
-/// Writes a value as a record's key and value.
+/// Writes a value as a record: key, value, and optionally its partition and headers.
+/// (The record's timestamp is the value's event time when it has one.)
 pub trait KafkaSerializer<T>: Send + Sync + 'static {
     /// The key (partitioning follows it); `None`: no key, partitions in turn.
     fn key(&self, value: &T) -> Option<Vec<u8>> {
@@ -31,6 +32,18 @@ pub trait KafkaSerializer<T>: Send + Sync + 'static {
         None
     }
     fn value(&self, value: &T) -> Vec<u8>;
+    /// A partition chosen by the value; `None` (the default) leaves it to the producer's
+    /// partitioner: a hash of the key (librdkafka's `partitioner` property picks which
+    /// hash; `murmur2_random` places keys as Java clients do).
+    fn partition(&self, value: &T) -> Option<i32> {
+        let _ = value;
+        None
+    }
+    /// Headers to attach, as (name, bytes).
+    fn headers(&self, value: &T) -> Vec<(String, Vec<u8>)> {
+        let _ = value;
+        Vec::new()
+    }
 }
 
 /// The value as UTF-8 text (a `String` in, `Display` out).

@@ -8,15 +8,19 @@
 //!   started and ends; unreadable records go to the dead-letter output.
 //! - [`KafkaSink`]: at least once — every record the job wrote before a checkpoint
 //!   barrier is acknowledged by the brokers before the barrier passes; delivery failures
-//!   fail the job (it restarts from the checkpoint) instead of being lost.
+//!   fail the job (it restarts from the checkpoint) instead of being lost. Or exactly
+//!   once ([`KafkaSink::exactly_once`]): Kafka transactions that commit with the
+//!   checkpoints, recovered after a crash (see `transactional.rs` for how).
 //!
 //! Records are turned into values by a [`KafkaDeserializer`] and back by a
 //! [`KafkaSerializer`]; text, bytes and JSON come built in.
 
 mod config;
 mod format;
+mod produce;
 mod sink;
 mod source;
+mod transactional;
 
 pub use config::{KafkaConfig, StartingOffsets};
 pub use format::{
