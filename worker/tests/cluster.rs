@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::cluster::{STROM, run_alone, worker};
+use common::cluster::{STROM, master_command, run_alone, worker};
 use common::{Processes, TempDir, free_port, read_parts};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -19,17 +19,7 @@ fn master(port: u16, job_args: &[String]) -> Child {
 }
 
 fn master_with_rest(port: u16, rest_port: u16, job_args: &[String]) -> Child {
-    Command::new(STROM)
-        .args(["master", "--bind", &format!("127.0.0.1:{port}")])
-        .args(["--rest-bind", &format!("127.0.0.1:{rest_port}")])
-        .args([
-            "--heartbeat-interval-ms",
-            "200",
-            "--heartbeat-timeout-ms",
-            "2000",
-        ])
-        .args(job_args)
-        .stdout(Stdio::null())
+    master_command(port, rest_port, job_args)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()

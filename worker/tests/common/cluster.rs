@@ -11,10 +11,11 @@ use strom::cluster::client::RestClient;
 
 pub const STROM: &str = env!("CARGO_BIN_EXE_strom");
 
-/// A master whose log goes to `log` (read while it runs, and after it was killed: a
-/// piped log nobody reads would stall it once the pipe is full).
-pub fn logged_master(port: u16, rest_port: u16, args: &[String], log: &Path) -> Child {
-    Command::new(STROM)
+/// `strom master` on loopback ports `port` (workers) and `rest_port`, with short
+/// heartbeats and the job options `args`; stdout discarded, stderr for the caller.
+pub fn master_command(port: u16, rest_port: u16, args: &[String]) -> Command {
+    let mut command = Command::new(STROM);
+    command
         .args(["master", "--bind", &format!("127.0.0.1:{port}")])
         .args(["--rest-bind", &format!("127.0.0.1:{rest_port}")])
         .args([
@@ -24,7 +25,14 @@ pub fn logged_master(port: u16, rest_port: u16, args: &[String], log: &Path) -> 
             "2000",
         ])
         .args(args)
-        .stdout(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
+
+/// A master whose log goes to `log` (read while it runs, and after it was killed: a
+/// piped log nobody reads would stall it once the pipe is full).
+pub fn logged_master(port: u16, rest_port: u16, args: &[String], log: &Path) -> Child {
+    master_command(port, rest_port, args)
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()

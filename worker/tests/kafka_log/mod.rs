@@ -23,8 +23,6 @@ pub struct LogRecord {
     pub value: Option<Vec<u8>>,
     pub timestamp: i64,
     pub headers: Vec<(String, Vec<u8>)>,
-    /// The producer id and epoch that wrote it.
-    pub producer: (i64, i16),
 }
 
 impl LogRecord {
@@ -44,8 +42,6 @@ pub struct PartitionLog {
     pub aborted: Vec<LogRecord>,
     /// In transactions neither committed nor aborted yet.
     pub open: Vec<LogRecord>,
-    /// The transaction markers: offset, producer id and epoch, and whether it commits.
-    pub markers: Vec<(i64, (i64, i16), bool)>,
 }
 
 /// Reads partition `partition` of `topic` from the broker at `address` up to its high
@@ -73,8 +69,6 @@ pub fn read_partition(address: &str, topic: &str, partition: i32) -> PartitionLo
             offset = offset.max(batch.last_offset + 1);
             let producer = (batch.producer_id, batch.producer_epoch);
             if batch.control {
-                log.markers
-                    .push((batch.last_offset, producer, batch.control_type == Some(1)));
                 // A marker ends its producer's transaction of that epoch. One of an
                 // earlier epoch that has none was fenced: aborted (tansu does not always
                 // write the abort marker when a new producer takes the id over).
@@ -248,7 +242,6 @@ fn parse_batches(bytes: &[u8]) -> Vec<Batch> {
                     value,
                     timestamp,
                     headers,
-                    producer: (producer_id, producer_epoch),
                 });
             }
         }
