@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::cluster::{STROM, master_command, run_alone, worker};
+use common::cluster::{STROM, cli, master_command, run_alone, wait_for_free_slots, worker};
 use common::{Processes, TempDir, free_port, read_parts};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -279,19 +279,6 @@ fn running_job_id(api: &strom::cluster::client::RestClient) -> String {
         assert!(Instant::now() < deadline, "the job did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn cli(rest_port: u16, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(STROM)
-        .args(args)
-        .args(["--rest-url", &format!("http://127.0.0.1:{rest_port}")])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -653,14 +640,7 @@ fn a_session_master_runs_submitted_jobs_as_slots_come_free() {
         worker(port, "w2"),
     ]);
     let api = RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api
-        .call(Method::GET, "/v1/overview")
-        .map_or(true, |o| o["slots_free"] != 2)
-    {
-        assert!(Instant::now() < deadline, "the workers did not attach");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_free_slots(&api, 2);
     let submit = |args: Vec<String>| -> String {
         let mut all = vec!["submit".to_string()];
         all.extend(args);
@@ -1152,14 +1132,7 @@ fn a_job_stopped_with_savepoints_and_resubmitted_at_2_4_1_writes_exactly_its_out
         processes.0.push(worker(port, id));
     }
     let api = RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api
-        .call(Method::GET, "/v1/overview")
-        .map_or(true, |o| o["slots_free"] != 4)
-    {
-        assert!(Instant::now() < deadline, "the workers did not attach");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_free_slots(&api, 4);
     let output = dir.join("out");
     let submit = |parallelism: &str, from: Option<&str>, extra: &[&str]| -> String {
         let mut args = vec![

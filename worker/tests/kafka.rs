@@ -1,14 +1,17 @@
 //! The Kafka source and sink against a real Kafka-protocol broker (`tansu`, from
 //! `scripts/kafka-broker`), started on loopback per test: topic in → job → topic out with
 //! exact output at parallelism 2; unreadable records to the dead-letter output; a missing
-//! topic named in the job's error.
+//! topic named in the job's error; exactly-once output through Kafka transactions, also
+//! when workers are killed (-9) and when the job is rescaled through savepoints.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 mod kafka_log;
 
-use common::cluster::{completed, eventually, logged_master, running_job_id, worker};
+use common::cluster::{
+    cli, completed, eventually, logged_master, running_job_id, wait_for_free_slots, worker,
+};
 use common::{Processes, TempDir, free_port};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -435,17 +438,25 @@ fn checkpointed_env(parallelism: usize, name: &str) -> StreamEnv {
 
 /// The offset the consumer group `group` committed on partition 0 of `topic`.
 fn group_offset(broker: &Broker, group: &str, topic: &str) -> Offset {
+    group_offsets(broker, group, topic, 1)[0]
+}
+
+/// The offsets the consumer group `group` committed on partitions 0..`partitions` of
+/// `topic`.
+fn group_offsets(broker: &Broker, group: &str, topic: &str, partitions: i32) -> Vec<Offset> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.address)
         .set("group.id", group)
         .create()
         .unwrap();
     let mut list = TopicPartitionList::new();
-    list.add_partition(topic, 0);
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
     let committed = consumer
         .committed_offsets(list, Duration::from_secs(10))
         .unwrap();
-    committed.elements()[0].offset()
+    committed.elements().iter().map(|e| e.offset()).collect()
 }
 
 /// The (key, value) of every committed record of `topic`, as `read_committed` readers
@@ -583,6 +594,48 @@ fn restored_writers_commit_what_failed_ones_pre_committed_exactly_once() {
     assert!(logs.iter().all(|l| l.open.is_empty()), "{logs:?}");
 }
 
+/// Lines for a topic at about 1,000 a second, spread over its partitions, until stopped.
+struct Feeder {
+    feeding: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Feeder {
+    fn start(address: &str, topic: &str, partitions: usize) -> Feeder {
+        let feeding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (address, topic, still) = (address.to_string(), topic.to_string(), feeding.clone());
+        let thread = std::thread::spawn(move || {
+            let producer: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &address)
+                .set("batch.num.messages", "1")
+                .create()
+                .unwrap();
+            let mut fed = 0;
+            while still.load(std::sync::atomic::Ordering::SeqCst) {
+                for i in fed..fed + 50 {
+                    let line = line(i);
+                    let record: BaseRecord<'_, (), String> = BaseRecord::to(&topic)
+                        .payload(&line)
+                        .partition((i % partitions) as i32);
+                    producer.send(record).map_err(|(e, _)| e).unwrap();
+                }
+                producer.flush(Duration::from_secs(30)).unwrap();
+                fed += 50;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            fed
+        });
+        Feeder { feeding, thread }
+    }
+
+    /// Stops feeding; how many lines were fed: `lines(n)`.
+    fn stop(self) -> usize {
+        self.feeding
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
 /// kill -9 of workers during a Kafka → word count → Kafka run with the exactly-once sink.
 ///
 /// When the kills land: each comes once its attempt completed two checkpoints and both
@@ -637,32 +690,7 @@ fn workers_killed_during_an_exactly_once_kafka_run_leave_each_count_committed_on
     let api = RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
     let id = running_job_id(&api, 30);
 
-    // Lines arrive at about 1,000 a second until the workers have been killed.
-    let feeding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let feeder = {
-        let (address, feeding) = (broker.address.clone(), feeding.clone());
-        std::thread::spawn(move || {
-            let producer: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &address)
-                .set("batch.num.messages", "1")
-                .create()
-                .unwrap();
-            let mut fed = 0;
-            while feeding.load(std::sync::atomic::Ordering::SeqCst) {
-                for i in fed..fed + 50 {
-                    let line = line(i);
-                    let record: BaseRecord<'_, (), String> = BaseRecord::to("lines")
-                        .payload(&line)
-                        .partition((i % 2) as i32);
-                    producer.send(record).map_err(|(e, _)| e).unwrap();
-                }
-                producer.flush(Duration::from_secs(30)).unwrap();
-                fed += 50;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            fed
-        })
-    };
+    let feeder = Feeder::start(&broker.address, "lines", 2);
     let markers = || {
         ["strom-word-count-counts-0", "strom-word-count-counts-1"]
             .map(|group| group_offset(&broker, group, "counts"))
@@ -687,8 +715,7 @@ fn workers_killed_during_an_exactly_once_kafka_run_leave_each_count_committed_on
         processes.0.push(worker(port, spare));
         processes.0[victim].kill().unwrap();
     }
-    feeding.store(false, std::sync::atomic::Ordering::SeqCst);
-    let input = lines(feeder.join().unwrap());
+    let input = lines(feeder.stop());
 
     let expected = expected_counts(&input);
     let total = expected.values().sum::<u64>() as usize;
@@ -712,4 +739,109 @@ fn workers_killed_during_an_exactly_once_kafka_run_leave_each_count_committed_on
         3,
         "{log_text}"
     );
+}
+
+/// Rescale through savepoints with Kafka in and out: word count over a 4-partition topic
+/// at parallelism 2, stopped with a savepoint and resubmitted at 3, then at 1, while
+/// lines keep arriving. Each run reads every partition on from where the savepoint left
+/// it (the offsets it commits back to Kafka move on all four), and the counts committed
+/// in the output topic are exactly the running counts of every line fed: no offset read
+/// twice, none skipped.
+#[test]
+fn a_kafka_job_stopped_with_savepoints_and_resubmitted_at_3_then_1_reads_each_offset_once() {
+    let tmp = TempDir::new("kafka-rescale");
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    broker.create_topic("counts", 2);
+    let (port, rest_port) = (free_port(), free_port());
+    let mut processes = Processes(vec![logged_master(
+        port,
+        rest_port,
+        &[],
+        &tmp.join("master.log"),
+    )]);
+    for id in ["w1", "w2", "w3"] {
+        processes.0.push(worker(port, id));
+    }
+    let api = RestClient::new(&format!("http://127.0.0.1:{rest_port}")).unwrap();
+    wait_for_free_slots(&api, 3);
+    let brokers = format!("kafka-brokers={}", broker.address);
+    let checkpoints = tmp.join("checkpoints").display().to_string();
+    let savepoints = tmp.join("savepoints").display().to_string();
+    let submit = |parallelism: &str, from: Option<&str>| -> String {
+        let mut args = vec![
+            "submit",
+            "word-count",
+            "--parallelism",
+            parallelism,
+            "--arg",
+            &brokers,
+            "--arg",
+            "input-topic=lines",
+            "--arg",
+            "output-topic=counts",
+            "--arg",
+            "exactly-once=true",
+            "--checkpoint-interval-ms",
+            "300",
+            "--checkpoint-dir",
+            &checkpoints,
+        ];
+        args.extend(
+            from.map(|from| ["--from-checkpoint", from])
+                .into_iter()
+                .flatten(),
+        );
+        let (code, out, err) = cli(rest_port, &args);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let read_offsets = || group_offsets(&broker, "strom-word-count", "lines", 4);
+    let stop_with_savepoint = |id: &str| -> String {
+        let (code, out, err) = cli(rest_port, &["stop", id, &savepoints]);
+        assert_eq!(code, 0, "{err}");
+        eventually(30, "the job did not finish", || {
+            let job = api
+                .call(http::Method::GET, &format!("/v1/jobs/{id}"))
+                .ok()?;
+            (job["state"] == "Finished").then_some(())
+        });
+        out.trim().to_string()
+    };
+
+    let feeder = Feeder::start(&broker.address, "lines", 4);
+    let mut feeder = Some(feeder);
+    let mut fed = 0;
+    let mut from: Option<String> = None;
+    let mut offsets = read_offsets();
+    for parallelism in ["2", "3", "1"] {
+        let id = submit(parallelism, from.as_deref());
+        eventually(60, "no checkpoint completed", || {
+            (completed(&api, &id) >= 3).then_some(())
+        });
+        if parallelism == "1" {
+            // The last run reads what is left, then stops.
+            fed = feeder.take().unwrap().stop();
+            let total = expected_counts(&lines(fed)).values().sum::<u64>() as usize;
+            eventually(90, "the output did not catch up with the input", || {
+                (committed_pairs(&broker, "counts", 2).len() >= total).then_some(())
+            });
+        }
+        from = Some(stop_with_savepoint(&id));
+        let now = read_offsets();
+        for (partition, (before, after)) in offsets.iter().zip(&now).enumerate() {
+            assert!(
+                after.to_raw() > before.to_raw(),
+                "run at parallelism {parallelism} did not read partition {partition} on: {before:?} → {after:?}"
+            );
+        }
+        offsets = now;
+    }
+    assert_exact(
+        &committed_pairs(&broker, "counts", 2),
+        &expected_counts(&lines(fed)),
+    );
+    // The offsets committed back are the ends of the partitions: every line was read.
+    let ends: Vec<Option<i64>> = (0..4).map(|p| Some((fed - p).div_ceil(4) as i64)).collect();
+    assert_eq!(offsets.iter().map(|o| o.to_raw()).collect::<Vec<_>>(), ends);
 }

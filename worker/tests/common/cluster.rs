@@ -102,6 +102,28 @@ pub fn running_job_id(api: &RestClient, secs: u64) -> String {
     })
 }
 
+/// Waits (30 s at most) until the master's workers offer `slots` free slots.
+pub fn wait_for_free_slots(api: &RestClient, slots: u64) {
+    eventually(30, "the workers did not attach", || {
+        let overview = api.call(Method::GET, "/v1/overview").ok()?;
+        (overview["slots_free"] == slots).then_some(())
+    });
+}
+
+/// `strom <args> --rest-url` of the master on `rest_port`: exit code, stdout, stderr.
+pub fn cli(rest_port: u16, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(STROM)
+        .args(args)
+        .args(["--rest-url", &format!("http://127.0.0.1:{rest_port}")])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Checkpoints job `id` completed in this master.
 pub fn completed(api: &RestClient, id: &str) -> u64 {
     api.call(Method::GET, &format!("/v1/jobs/{id}/checkpoints"))
