@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cluster;
+pub mod kafka;
 pub mod s3;
 
 use std::collections::BTreeMap;
