@@ -270,6 +270,43 @@ impl<T: Data> SourceState<T> {
 }
 
 impl<T: Data> SourceState<T> {
+    /// A record of split `split`: through the split's own watermark generator.
+    fn emit_in_split(&mut self, split: usize, value: T, timestamp: i64) {
+        if self.emitter.is_none() {
+            self.emit(value, timestamp);
+            return;
+        }
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(a) = self.emitter.as_mut().and_then(|e| e.take_reactivation()) {
+            self.apply(a);
+        }
+        let ingestion_time = self.emitter.as_ref().is_some_and(|e| e.is_ingestion_time());
+        if timestamp != NO_TIMESTAMP && ingestion_time {
+            // As in `emit_slow`: the replayed clock first moves to the record's time.
+            self.replay_to(timestamp);
+        }
+        let Some(em) = self.emitter.as_mut() else {
+            return;
+        };
+        let clock = &self.clock;
+        let ts = em.timestamp_of(&value, timestamp, || clock.now());
+        let actions = em.on_split_event(split, &value, ts);
+        self.replay_to(ts);
+        self.out.push(value, ts);
+        self.emitted_this_poll += 1;
+        if actions.is_empty() {
+            if self.out.buf.len() >= self.batch_size {
+                self.flush();
+            }
+        } else {
+            for a in actions {
+                self.apply(a);
+            }
+        }
+    }
+
     /// Replay: processing time at a source follows the records' timestamps (simulated
     /// clock only).
     #[inline(always)]
@@ -305,6 +342,27 @@ impl<T: Data> SourceOutput<'_, T> {
     #[inline]
     pub fn collect_with_timestamp(&mut self, value: T, timestamp: i64) {
         self.state.emit(value, timestamp);
+    }
+
+    /// Emits a record read from split `split` (a partition, a file, a shard: any number
+    /// the reader picks), with its event timestamp if it has one. With a watermark
+    /// strategy each split has a generator of its own, and the reader's watermark is the
+    /// least of its active splits' (Flink's per-split watermarks): a split read ahead of
+    /// another does not make the other's records late, and a split without records for
+    /// the strategy's idleness timeout stops holding the others back.
+    #[inline]
+    pub fn collect_in_split(&mut self, split: usize, value: T, timestamp: Option<i64>) {
+        self.state
+            .emit_in_split(split, value, timestamp.unwrap_or(NO_TIMESTAMP));
+    }
+
+    /// Declares that this reader reads split `split`: with a watermark strategy it holds
+    /// the reader's watermark back from now on, until its records move it on or it is
+    /// idle — also before its first record.
+    pub fn add_split(&mut self, split: usize) {
+        if let Some(em) = &mut self.state.emitter {
+            em.add_split(split);
+        }
     }
 
     /// Emits every record of `values` (a batch's worth, ideally).

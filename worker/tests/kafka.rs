@@ -215,6 +215,102 @@ fn bounded_reads_start_at_the_earliest_or_latest_offsets_and_keep_record_times()
     // timestamp with the earliest offset whatever the time.
 }
 
+/// Sends `(value, timestamp)` records to one partition of `topic`.
+fn produce_timed(broker: &Broker, topic: &str, partition: i32, records: &[(&str, i64)]) {
+    let producer = broker.producer();
+    for (value, ts) in records {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .payload(*value)
+                    .partition(partition)
+                    .timestamp(*ts),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Ten-second event-time windows over a Kafka topic read by one reader: the job, and
+/// (window start, records in it) as they fire. Watermarks follow the record times; a
+/// batch is one record, so the reader's watermark moves on after each.
+fn windows_of(
+    broker: &Broker,
+    topic: &str,
+    strategy: WatermarkStrategy<String>,
+) -> (JobHandle, CollectHandle<(i64, usize)>) {
+    let env = StreamEnv::with_config(ExecutionConfig {
+        parallelism: 1,
+        batch_size: 1,
+        ..ExecutionConfig::default()
+    });
+    let source = KafkaSource::new(broker.config(), [topic], TextValue);
+    let windows = env
+        .add_source(source, Some(strategy), "events")
+        .window_all(TumblingEventTimeWindows::of(Duration::from_secs(10)))
+        .apply(
+            |w: &TimeWindow, records: &[String], out: &mut Collector<'_, (i64, usize)>| {
+                out.collect((w.start, records.len()))
+            },
+        )
+        .collect();
+    (env.execute_async("windows").unwrap(), windows)
+}
+
+/// Per-partition watermarks: one reader reads a partition whose records are ten seconds
+/// and more ahead of the other's, and none of the other's is late — event time is the
+/// least of the two partitions'. A partition without records holds event time back
+/// only until it is idle (the strategy's idleness timeout), so windows fire while the
+/// job runs.
+#[test]
+fn each_partition_has_its_own_watermark_and_an_idle_one_stops_holding_event_time_back() {
+    let broker = Broker::start();
+    broker.create_topic("events", 2);
+    broker.create_topic("sparse", 2);
+    produce_timed(
+        &broker,
+        "events",
+        0,
+        &[("a", 10_000), ("b", 20_000), ("c", 30_000)],
+    );
+    produce_timed(
+        &broker,
+        "events",
+        1,
+        &[("d", 1_000), ("e", 2_000), ("f", 3_000)],
+    );
+    produce_timed(
+        &broker,
+        "sparse",
+        0,
+        &[("a", 1_000), ("b", 2_000), ("c", 15_000)],
+    );
+    let strategy =
+        || WatermarkStrategy::for_monotonous_timestamps().with_idleness(Duration::from_secs(1));
+    let fired = |windows: &CollectHandle<(i64, usize)>, expected: &[(i64, usize)]| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while windows.sorted() != expected {
+            assert!(
+                Instant::now() < deadline,
+                "fired {:?}, expected {expected:?}",
+                windows.sorted()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // Both partitions are read out, then idle: every window before 30 s has fired (the
+    // one from 30 s waits for later records), none short of a record.
+    let (job, windows) = windows_of(&broker, "events", strategy());
+    fired(&windows, &[(0, 3), (10_000, 1), (20_000, 1)]);
+    job.cancel();
+    // Partition 1 of "sparse" never gets a record: once it is idle, the windows of
+    // partition 0 fire.
+    let (job, windows) = windows_of(&broker, "sparse", strategy());
+    fired(&windows, &[(0, 2)]);
+    job.cancel();
+}
+
 /// The built-in `word-count` job with `--arg` options, as `strom run` builds it.
 fn run_word_count(args: &[String], parallelism: usize) -> Result<(), String> {
     let registry = strom::JobRegistry::builtin();

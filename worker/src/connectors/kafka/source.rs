@@ -1,6 +1,9 @@
 //! The Kafka source: each reader owns the partitions a fixed hash gives it, reads them
 //! with a manually assigned consumer (no group rebalancing: the job, not the group,
 //! decides who reads what), and keeps their next offsets as its checkpointed position.
+//! Each partition is a split of its own for watermarks: with a watermark strategy, event
+//! time is the least of the partitions' (those idle for the strategy's idleness timeout
+//! left out), as in Flink's Kafka source.
 
 use super::config::{KafkaConfig, StartingOffsets};
 use super::format::{KafkaDeserializer, KafkaRecord};
@@ -96,6 +99,7 @@ impl<T: Data> Source<T> for KafkaSource<T> {
             parallelism: ctx.parallelism.max(1),
             assigned: false,
             next: BTreeMap::new(),
+            splits: BTreeMap::new(),
             restored: None,
             stop_at: BTreeMap::new(),
             last_snapshot: None,
@@ -151,6 +155,8 @@ struct KafkaReader<T> {
     assigned: bool,
     /// The next offset to read of every partition this reader owns (once assigned).
     next: BTreeMap<Partition, i64>,
+    /// Each owned partition's split number, for its watermarks.
+    splits: BTreeMap<Partition, usize>,
     /// Offsets from the checkpoint, until the partitions are assigned.
     restored: Option<BTreeMap<Partition, i64>>,
     /// Bounded: the end offset of each partition (exclusive).
@@ -193,7 +199,7 @@ impl<T: Data> KafkaReader<T> {
     /// here (not left to librdkafka as "beginning" or "end"): a checkpoint taken before
     /// the first record then records where reading starts, and a restore does not jump
     /// to a later "end".
-    fn assign(&mut self) -> Result<(), BoxError> {
+    fn assign(&mut self, out: &mut SourceOutput<'_, T>) -> Result<(), BoxError> {
         let partitions = self.my_partitions()?;
         let restored = self.restored.take().unwrap_or_default();
         let fresh: Vec<&Partition> = partitions
@@ -243,6 +249,9 @@ impl<T: Data> KafkaReader<T> {
             };
             list.add_partition_offset(topic, *partition, Offset::Offset(start))?;
             self.next.insert(key.clone(), start);
+            let split = self.splits.len();
+            self.splits.insert(key.clone(), split);
+            out.add_split(split);
             if self.bounded {
                 self.stop_at.insert(key.clone(), high);
             }
@@ -268,7 +277,7 @@ impl<T: Data> KafkaReader<T> {
 impl<T: Data> SourceReader<T> for KafkaReader<T> {
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourcePoll, BoxError> {
         if !self.assigned {
-            self.assign()?;
+            self.assign(out)?;
         }
         if self.bounded && self.all_read() {
             return Ok(SourcePoll::Finished);
@@ -307,6 +316,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
                 continue;
             }
             read += 1;
+            let split = self.splits.get(&key).copied().unwrap_or(usize::MAX);
             self.next.insert(key, offset + 1);
             let record = KafkaRecord {
                 topic: message.topic(),
@@ -317,10 +327,7 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
                 value: message.payload(),
             };
             match self.deserializer.deserialize(&record) {
-                Ok(value) => match record.timestamp {
-                    Some(ts) => out.collect_with_timestamp(value, ts),
-                    None => out.collect(value),
-                },
+                Ok(value) => out.collect_in_split(split, value, record.timestamp),
                 Err(why) => out.dead_letter(
                     format!("{}/{}@{}", record.topic, record.partition, offset),
                     why,
