@@ -211,6 +211,18 @@ fn bounded_reads_start_at_the_earliest_or_latest_offsets_and_keep_record_times()
         ]
     );
     assert_eq!(read(StartingOffsets::Latest), vec![]);
+    let from =
+        |offset: i64| StartingOffsets::Specific([("timed".into(), [(0, offset)].into())].into());
+    assert_eq!(
+        read(from(1)),
+        vec![
+            ("r1".to_string(), Some(2_000)),
+            ("r2".to_string(), Some(3_000))
+        ]
+    );
+    // Offsets past the end start at the end; before the start, at the start.
+    assert_eq!(read(from(7)), vec![]);
+    assert_eq!(read(from(-5)).len(), 3);
     // StartingOffsets::Timestamp is not checked here: tansu 0.6 answers a lookup by
     // timestamp with the earliest offset whatever the time.
 }
@@ -309,6 +321,56 @@ fn each_partition_has_its_own_watermark_and_an_idle_one_stops_holding_event_time
     let (job, windows) = windows_of(&broker, "sparse", strategy());
     fired(&windows, &[(0, 2)]);
     job.cancel();
+}
+
+/// A topic pattern with partition discovery: the topics matching it are read, others
+/// not; a matching topic created while the job runs is found within the discovery
+/// interval and read from its start. (Partitions added to a topic go the same way, but
+/// tansu 0.6 cannot add partitions: CreatePartitions is unsupported.)
+#[test]
+fn a_topic_pattern_reads_matching_topics_and_finds_new_topics_and_partitions() {
+    let broker = Broker::start();
+    for topic in ["orders-eu", "orders-us", "payments"] {
+        broker.create_topic(topic, 1);
+    }
+    let env = StreamEnv::new();
+    env.set_parallelism(2);
+    let source = KafkaSource::with_topic_pattern(broker.config(), "orders-.*", TextValue)
+        .unwrap()
+        .partition_discovery(Some(Duration::from_millis(200)));
+    let read = env.add_source(source, None, "orders").collect();
+    let job = env.execute_async("pattern").unwrap();
+    broker.produce("orders-eu", 1, &["eu-1".to_string()]);
+    broker.produce("orders-us", 1, &["us-1".to_string()]);
+    broker.produce("payments", 1, &["pay-1".to_string()]);
+    let has = |expected: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read.sorted() != expected {
+            assert!(
+                Instant::now() < deadline,
+                "read {:?}, expected {expected:?}",
+                read.sorted()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    has(&["eu-1", "us-1"]);
+    // A topic created while the job runs, with records from before it was found.
+    broker.create_topic("orders-asia", 2);
+    broker.produce(
+        "orders-asia",
+        2,
+        &["asia-1".to_string(), "asia-2".to_string()],
+    );
+    has(&["asia-1", "asia-2", "eu-1", "us-1"]);
+    job.cancel();
+    assert!(
+        KafkaSource::with_topic_pattern(broker.config(), "orders-(", TextValue)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("topic pattern \"orders-(\""),
+    );
 }
 
 /// The built-in `word-count` job with `--arg` options, as `strom run` builds it.

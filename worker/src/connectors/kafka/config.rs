@@ -54,4 +54,8 @@ pub enum StartingOffsets {
     Committed,
     /// The first record at or after this time (ms since the epoch); the end where none is.
     Timestamp(i64),
+    /// These offsets: topic → partition → the next offset to read. Partitions not listed
+    /// start at the earliest; an offset the partition no longer (or does not yet) hold
+    /// starts at its earliest (or latest) one.
+    Specific(BTreeMap<String, BTreeMap<i32, i64>>),
 }

@@ -4,7 +4,9 @@
 //!   topic and partition; the next offset of every partition is the reader's checkpointed
 //!   position (not consumer-group state), committed back to the group when a checkpoint
 //!   completes so lag monitors see it; starts from the earliest, latest or committed
-//!   offsets or a timestamp; `bounded()` reads up to the offsets that were latest when it
+//!   offsets, a timestamp or given offsets; topic lists or a pattern, with periodic
+//!   discovery of new partitions and topics; a watermark generator per partition, idle
+//!   partitions left out; `bounded()` reads up to the offsets that were latest when it
 //!   started and ends; unreadable records go to the dead-letter output.
 //! - [`KafkaSink`]: at least once — every record the job wrote before a checkpoint
 //!   barrier is acknowledged by the brokers before the barrier passes; delivery failures

@@ -4,6 +4,12 @@
 //! Each partition is a split of its own for watermarks: with a watermark strategy, event
 //! time is the least of the partitions' (those idle for the strategy's idleness timeout
 //! left out), as in Flink's Kafka source.
+//!
+//! Topics are a list or a pattern (a regular expression over topic names). Unbounded
+//! sources look for new partitions — and, with a pattern, new topics — every
+//! `partition_discovery` interval (5 minutes by default, as Flink's) and read them from
+//! their earliest offset; so do partitions a restored checkpoint has no offset for, of
+//! topics it has.
 
 use super::config::{KafkaConfig, StartingOffsets};
 use super::format::{KafkaDeserializer, KafkaRecord};
@@ -15,7 +21,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a metadata or offsets request to the brokers may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,11 +29,23 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A topic's partition.
 type Partition = (String, i32);
 
+/// How often unbounded sources look for new partitions unless told otherwise (Flink's
+/// `partition.discovery.interval.ms` default).
+const DEFAULT_DISCOVERY: Duration = Duration::from_secs(300);
+
+/// Which topics a source reads.
+#[derive(Clone, Debug)]
+enum Topics {
+    Names(Vec<String>),
+    Pattern(regex::Regex),
+}
+
 /// Reads topics from Kafka; see the module docs of `connectors::kafka`.
 pub struct KafkaSource<T> {
     config: KafkaConfig,
-    topics: Vec<String>,
+    topics: Topics,
     group_id: String,
+    discovery: Option<Duration>,
     starting: StartingOffsets,
     bounded: bool,
     deserializer: Arc<dyn KafkaDeserializer<T>>,
@@ -44,11 +62,36 @@ impl<T: Data> KafkaSource<T> {
         KafkaSource {
             group_id: format!("strom-{}", topics.join("-")),
             config,
-            topics,
+            topics: Topics::Names(topics),
+            discovery: Some(DEFAULT_DISCOVERY),
             starting: StartingOffsets::default(),
             bounded: false,
             deserializer: Arc::new(deserializer),
         }
+    }
+
+    /// Reads every topic whose whole name `pattern` matches (internal topics, `__…`,
+    /// left out), including topics created while the job runs (found by partition
+    /// discovery). No matching topic is not an error: the source waits for one.
+    pub fn with_topic_pattern(
+        config: KafkaConfig,
+        pattern: &str,
+        deserializer: impl KafkaDeserializer<T>,
+    ) -> Result<Self, BoxError> {
+        let anchored = regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| format!("Kafka source: topic pattern {pattern:?}: {e}"))?;
+        let mut source = Self::new(config, Vec::<String>::new(), deserializer);
+        source.group_id = format!("strom-{}", sanitize_group(pattern));
+        source.topics = Topics::Pattern(anchored);
+        Ok(source)
+    }
+
+    /// How often an unbounded source looks for new partitions and (with a pattern) new
+    /// topics; `None` turns discovery off. Bounded sources read what they found at the
+    /// start.
+    pub fn partition_discovery(mut self, every: Option<Duration>) -> Self {
+        self.discovery = every;
+        self
     }
 
     /// The consumer group offsets are committed to (for monitoring, and for
@@ -92,6 +135,8 @@ impl<T: Data> Source<T> for KafkaSource<T> {
         Ok(Box::new(KafkaReader {
             consumer,
             topics: self.topics.clone(),
+            discovery: if self.bounded { None } else { self.discovery },
+            discovered_at: Instant::now(),
             starting: self.starting.clone(),
             bounded: self.bounded,
             deserializer: self.deserializer.clone(),
@@ -123,6 +168,14 @@ impl<T: Data> Source<T> for KafkaSource<T> {
     }
 }
 
+/// A consumer group name from a topic pattern: its letters, digits, `.`, `_` and `-`.
+fn sanitize_group(pattern: &str) -> String {
+    pattern
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect()
+}
+
 /// Which reader owns a partition: a hash of the topic spreads topics' partition 0s over
 /// readers, then partitions follow in turn (as Flink's Kafka enumerator does).
 fn owner(topic: &str, partition: i32, parallelism: usize) -> usize {
@@ -146,7 +199,10 @@ fn decode_offsets(bytes: &[u8]) -> Result<BTreeMap<Partition, i64>, BoxError> {
 
 struct KafkaReader<T> {
     consumer: BaseConsumer,
-    topics: Vec<String>,
+    topics: Topics,
+    /// Unbounded: how often to look for new partitions, and when it last did.
+    discovery: Option<Duration>,
+    discovered_at: Instant,
     starting: StartingOffsets,
     bounded: bool,
     deserializer: Arc<dyn KafkaDeserializer<T>>,
@@ -171,25 +227,49 @@ impl<T: Data> KafkaReader<T> {
     /// This reader's partitions of every topic, from the brokers' metadata.
     fn my_partitions(&self) -> Result<Vec<Partition>, BoxError> {
         let mut mine = Vec::new();
-        for topic in &self.topics {
-            let metadata = self
-                .consumer
-                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-                .map_err(|e| format!("Kafka source: reading the metadata of topic {topic}: {e}"))?;
-            let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
-                return Err(format!("Kafka source: no metadata for topic {topic}").into());
-            };
-            if let Some(error) = t.error() {
-                return Err(format!(
-                    "Kafka source: topic {topic}: {}; create the topic or fix the source's topics",
-                    rdkafka::types::RDKafkaErrorCode::from(error)
-                )
-                .into());
-            }
-            for p in t.partitions() {
-                if owner(topic, p.id(), self.parallelism) == self.subtask {
-                    mine.push((topic.clone(), p.id()));
+        let owned = |topic: &str, partitions: &[rdkafka::metadata::MetadataPartition]| {
+            partitions
+                .iter()
+                .filter(|p| owner(topic, p.id(), self.parallelism) == self.subtask)
+                .map(|p| (topic.to_string(), p.id()))
+                .collect::<Vec<_>>()
+        };
+        match &self.topics {
+            Topics::Names(names) => {
+                for topic in names {
+                    let metadata = self
+                        .consumer
+                        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+                        .map_err(|e| {
+                            format!("Kafka source: reading the metadata of topic {topic}: {e}")
+                        })?;
+                    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                        return Err(format!("Kafka source: no metadata for topic {topic}").into());
+                    };
+                    if let Some(error) = t.error() {
+                        return Err(format!(
+                            "Kafka source: topic {topic}: {}; create the topic or fix the source's topics",
+                            rdkafka::types::RDKafkaErrorCode::from(error)
+                        )
+                        .into());
+                    }
+                    mine.extend(owned(topic, t.partitions()));
                 }
+            }
+            Topics::Pattern(pattern) => {
+                let metadata = self
+                    .consumer
+                    .fetch_metadata(None, REQUEST_TIMEOUT)
+                    .map_err(|e| format!("Kafka source: listing the topics: {e}"))?;
+                for t in metadata.topics() {
+                    if !t.name().starts_with("__")
+                        && pattern.is_match(t.name())
+                        && t.error().is_none()
+                    {
+                        mine.extend(owned(t.name(), t.partitions()));
+                    }
+                }
+                mine.sort();
             }
         }
         Ok(mine)
@@ -238,9 +318,16 @@ impl<T: Data> KafkaReader<T> {
             let (low, high) = self
                 .consumer
                 .fetch_watermarks(topic, *partition, REQUEST_TIMEOUT)?;
+            let known_topic = restored.keys().any(|(t, _)| t == topic);
             let start = match (restored.get(key), &self.starting) {
                 (Some(next), _) => *next,
+                // A partition added since the checkpoint: all of it is new.
+                (None, _) if known_topic => low,
                 (None, StartingOffsets::Earliest) => low,
+                (None, StartingOffsets::Specific(offsets)) => offsets
+                    .get(topic)
+                    .and_then(|p| p.get(partition))
+                    .map_or(low, |o| (*o).clamp(low, high)),
                 (None, StartingOffsets::Latest) => high,
                 // No record at or after the time: from the end.
                 (None, StartingOffsets::Timestamp(_)) => found.get(key).copied().unwrap_or(high),
@@ -266,6 +353,35 @@ impl<T: Data> KafkaReader<T> {
         Ok(())
     }
 
+    /// Adds the partitions (and, with a pattern, topics) created since the last look,
+    /// from their earliest offsets.
+    fn discover(&mut self, out: &mut SourceOutput<'_, T>) -> Result<(), BoxError> {
+        self.discovered_at = Instant::now();
+        let new: Vec<Partition> = self
+            .my_partitions()?
+            .into_iter()
+            .filter(|p| !self.next.contains_key(p))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for key in &new {
+            let (topic, partition) = key;
+            let (low, _) = self
+                .consumer
+                .fetch_watermarks(topic, *partition, REQUEST_TIMEOUT)?;
+            list.add_partition_offset(topic, *partition, Offset::Offset(low))?;
+            self.next.insert(key.clone(), low);
+            let split = self.splits.len();
+            self.splits.insert(key.clone(), split);
+            out.add_split(split);
+        }
+        self.consumer.incremental_assign(&list)?;
+        tracing::info!(subtask = self.subtask, partitions = ?new, "Kafka source: new partitions");
+        Ok(())
+    }
+
     /// Bounded: every partition has reached its end offset.
     fn all_read(&self) -> bool {
         self.stop_at
@@ -281,6 +397,11 @@ impl<T: Data> SourceReader<T> for KafkaReader<T> {
         }
         if self.bounded && self.all_read() {
             return Ok(SourcePoll::Finished);
+        }
+        if let Some(every) = self.discovery
+            && self.discovered_at.elapsed() >= every
+        {
+            self.discover(out)?;
         }
         let mut read = 0;
         while read < out.batch_size() && !out.is_full() {
