@@ -14,6 +14,9 @@
 //! `strom savepoint dispose <dir>` asks the master to delete a savepoint
 //! (`POST /v1/savepoint-disposal`).
 //!
+//! `strom produce <kind> --brokers host:port --topic T` feeds a Kafka topic with a seed
+//! job's generated data for demos (see `jobs::produce`).
+//!
 //! Users with their own jobs build their own binary around the same command line:
 //! `fn main() -> ExitCode { strom::main(my_registry()) }`.
 
@@ -122,6 +125,11 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Feed a Kafka topic with a seed job's generated data, in the form the job's topic
+    /// option reads (`strom produce transactions --brokers localhost:9092 --topic tx`,
+    /// then `strom run fraud-detection --arg kafka-brokers=localhost:9092 --arg
+    /// transactions-topic=tx`). Prints the records written per partition.
+    Produce(crate::jobs::produce::ProduceArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -716,6 +724,7 @@ pub fn main(registry: JobRegistry) -> ExitCode {
                 ))
             })
         }
+        Command::Produce(args) => crate::jobs::produce::main(args),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod args;
 pub mod fraud;
 pub mod kafka_args;
 pub mod model_serving;
+pub mod produce;
 pub mod sensors;
 pub mod user_behavior;
 pub mod wordcount;

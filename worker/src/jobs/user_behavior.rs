@@ -19,6 +19,12 @@
 //! Dates and times are UTC. Input is the dataset's CSV (`user_id,item_id,category_id,
 //! behavior,ts_seconds`) or JSON lines with `ts` in milliseconds; generated data starts on
 //! 2017-11-27T00:00:00Z, the dataset's week.
+//!
+//! On Kafka: `events-topic` reads events in the same forms (what `strom produce
+//! user-events` writes; records that do not parse are dead letters), and `output-topic`
+//! takes the results of every query as JSON, keyed `<query>/<what it is about>` (so a
+//! compacted topic keeps the latest count of each category and day), exactly once with
+//! `exactly-once=true`.
 
 use crate::api::{DataStream, StreamEnv};
 use crate::config::RuntimeMode;
@@ -27,7 +33,7 @@ use crate::functions::{
     AggregateFn, AggregateFunction, Collector, KeyedContext, KeyedProcessFunction,
 };
 use crate::jobs::fraud::generator::splitmix64;
-use crate::jobs::{ArgSpec, JobArgs, JobSpec};
+use crate::jobs::{ArgSpec, JobArgs, JobSpec, kafka_args};
 use crate::source::{DeadLetter, dead_letter_tag};
 use crate::state::MapStateDescriptor;
 use crate::time::WatermarkStrategy;
@@ -562,6 +568,11 @@ const ARGS: &[ArgSpec] = &[
         "CSV file or directory in the dataset's format (user_id,item_id,category_id,behavior,ts_seconds) or JSON lines (ts in ms); empty = generated",
     ),
     ArgSpec::new(
+        "events-topic",
+        "",
+        "Kafka topics (comma-separated) of events, JSON objects with ts in ms (what `strom produce user-events` writes) or CSV rows as in input, instead of input",
+    ),
+    ArgSpec::new(
         "query",
         "all",
         "buys-per-hour, cumulative-uv, top-categories, or all",
@@ -581,78 +592,155 @@ const ARGS: &[ArgSpec] = &[
         "",
         "directory for the results, a subdirectory of part-* files per query; empty = print with the query as prefix",
     ),
+    ArgSpec::new(
+        "output-topic",
+        "",
+        "Kafka topic for the results of every query, as JSON, instead of output or stdout; the key names the query and what the result is about: buys-per-hour/2017-11-27T05, cumulative-uv/2017-11-27, category-buys/<category>, top-categories/2017-11-27T05 (dead letters still follow output)",
+    ),
+    kafka_args::BROKER_ARGS[0],
+    kafka_args::BROKER_ARGS[1],
+    kafka_args::BROKER_ARGS[2],
+    kafka_args::BROKER_ARGS[3],
+    kafka_args::EXACTLY_ONCE,
 ];
 
-fn emit<T: crate::record::Data + fmt::Display>(
-    stream: &DataStream<T>,
-    name: &str,
-    output: Option<&Path>,
-) {
-    match output {
-        Some(dir) => stream
-            .write_as_text(dir.join(name))
-            .name(&format!("{name} to Files")),
-        None => stream
-            .print_with_prefix(name)
-            .name(&format!("Print {name}")),
-    };
+/// Where the results go: one Kafka topic for all queries, or files or stdout per query.
+enum Results {
+    /// Every query's results as `(key, JSON)`, written to the topic at the end.
+    Topic(Vec<DataStream<(String, String)>>),
+    Print(Option<PathBuf>),
+}
+
+impl Results {
+    /// The results of `query`; `key` says what each one is about.
+    fn emit<T: crate::record::Data + fmt::Display + Serialize>(
+        &mut self,
+        stream: &DataStream<T>,
+        query: &str,
+        key: fn(&T) -> String,
+    ) {
+        match self {
+            Results::Topic(all) => {
+                let q = query.to_string();
+                all.push(
+                    stream
+                        .map(move |r: T| kafka_args::keyed_json(format!("{q}/{}", key(&r)), &r))
+                        .name(&format!("{query} as JSON")),
+                );
+            }
+            Results::Print(Some(dir)) => {
+                stream
+                    .write_as_text(dir.join(query))
+                    .name(&format!("{query} to Files"));
+            }
+            Results::Print(None) => {
+                stream
+                    .print_with_prefix(query)
+                    .name(&format!("Print {query}"));
+            }
+        }
+    }
+}
+
+/// `2017-11-27T05`: the hour a result is about.
+fn date_hour(date: &str, hour: u32) -> String {
+    format!("{date}T{hour:02}")
 }
 
 fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
     let query = args.choice("query", QUERIES)?;
     let output: Option<PathBuf> = args.path("output");
-    let events = match args.path("input") {
-        Some(path) => {
-            let events = env.from_source(
-                FileSource::parsed(path, UserBehavior::parse),
-                behavior_watermarks(),
-                "User Behavior",
-            );
-            let letters = events
-                .side_output(&dead_letter_tag())
-                .map(|d: DeadLetter| {
-                    format!(
-                        "dead letter at {}: {} (line: {:?})",
-                        d.position, d.error, d.payload
-                    )
-                })
-                .name("Dead Letters");
-            match &output {
-                Some(dir) => letters
-                    .write_as_text(dir.join("dead-letters"))
-                    .name("Dead Letters to Files"),
-                None => letters.print_to_err().name("Print Dead Letters"),
-            };
-            events
-        }
-        None => {
-            let count = args.count("events")?;
-            if count.is_none() && env.config().runtime_mode == RuntimeMode::Batch {
-                bail!(
-                    "--runtime-mode batch needs bounded input: give --arg events=<n> (n > 0) or --arg input=<file>"
-                );
-            }
-            env.from_source(
-                GeneratorSource::new(generated_behavior)
-                    .maybe_count(count)
-                    .maybe_rate(args.rate("rate")?),
-                behavior_watermarks(),
-                "Generated User Behavior",
-            )
-        }
+    let events = events(env, args, output.as_deref())?;
+    let sink = kafka_args::output_sink(env, args)?;
+    let mut results = match sink {
+        Some(_) => Results::Topic(Vec::new()),
+        None => Results::Print(output),
     };
-    let out = output.as_deref();
     if matches!(query, "all" | "buys-per-hour") {
-        emit(&buys_per_hour(&events), "buys-per-hour", out);
+        results.emit(&buys_per_hour(&events), "buys-per-hour", |b| {
+            date_hour(&b.date, b.hour_of_day)
+        });
     }
     if matches!(query, "all" | "cumulative-uv") {
-        emit(&cumulative_uv(&events), "cumulative-uv", out);
+        results.emit(&cumulative_uv(&events), "cumulative-uv", |u| u.date.clone());
     }
     if matches!(query, "all" | "top-categories") {
-        emit(&category_buys(&events), "category-buys", out);
-        emit(&top_categories(&events), "top-categories", out);
+        results.emit(&category_buys(&events), "category-buys", |c| {
+            c.category_name.clone()
+        });
+        results.emit(&top_categories(&events), "top-categories", |t| {
+            date_hour(&t.date, t.hour_of_day)
+        });
+    }
+    if let (Results::Topic(all), Some(sink)) = (results, sink) {
+        // One sink for all queries: one writer (and transactional id) per subtask.
+        let Some((first, rest)) = all.split_first() else {
+            return Ok(());
+        };
+        rest.iter()
+            .fold(first.clone(), |union, s| union.union(s))
+            .sink_to(sink)
+            .name("Results to Kafka")
+            .uid("user-behavior-kafka-output");
     }
     Ok(())
+}
+
+/// The events, with event time: from the `input` file(s), the `events-topic` topics, or
+/// generated. Unreadable lines and records go to `<output>/dead-letters` or standard
+/// error.
+fn events(
+    env: &StreamEnv,
+    args: &JobArgs,
+    output: Option<&Path>,
+) -> anyhow::Result<DataStream<UserBehavior>> {
+    kafka_args::one_input(args, "input", "events-topic")?;
+    let group = "strom-user-behavior-events";
+    let events = if let Some(source) =
+        kafka_args::source(args, "events-topic", group, UserBehavior::parse)?
+    {
+        env.from_source(source, behavior_watermarks(), "User Behavior")
+    } else if let Some(path) = args.path("input") {
+        env.from_source(
+            FileSource::parsed(path, UserBehavior::parse),
+            behavior_watermarks(),
+            "User Behavior",
+        )
+    } else {
+        return generated_events(env, args);
+    };
+    let letters = events
+        .side_output(&dead_letter_tag())
+        .map(|d: DeadLetter| {
+            format!(
+                "dead letter at {}: {} (line: {:?})",
+                d.position, d.error, d.payload
+            )
+        })
+        .name("Dead Letters");
+    match output {
+        Some(dir) => letters
+            .write_as_text(dir.join("dead-letters"))
+            .name("Dead Letters to Files"),
+        None => letters.print_to_err().name("Print Dead Letters"),
+    };
+    Ok(events)
+}
+
+fn generated_events(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<DataStream<UserBehavior>> {
+    let count = args.count("events")?;
+    if count.is_none() && env.config().runtime_mode == RuntimeMode::Batch {
+        bail!(
+            "--runtime-mode batch needs bounded input: give --arg events=<n> (n > 0) or --arg input=<file>"
+        );
+    }
+    Ok(env.from_source(
+        GeneratorSource::new(generated_behavior)
+            .maybe_count(count)
+            .maybe_rate(args.rate("rate")?),
+        behavior_watermarks(),
+        "Generated User Behavior",
+    ))
 }
 
 /// The jobs of this module.

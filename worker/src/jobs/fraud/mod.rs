@@ -23,9 +23,16 @@
 //!
 //! The rules the job starts with (three built-in ones, or the `rules` file) are in force
 //! from the first transaction on, so a run over files gives the same alerts every time;
-//! rule changes while it runs come as JSON lines from a socket (`rules-port`). Without a
-//! `transactions` file, transactions are generated deterministically (see
-//! [`generator`]), and the default run prints a few hundred alerts in about a second.
+//! rule changes while it runs come as JSON lines from a socket (`rules-port`) or Kafka
+//! topics (`rules-topic`). Without a `transactions` file, transactions are generated
+//! deterministically (see [`generator`]), and the default run prints a few hundred alerts
+//! in about a second.
+//!
+//! On Kafka: `transactions-topic` reads transactions as JSON records (what `strom produce
+//! transactions` writes; records that do not parse are dead letters), and `output-topic`
+//! takes the alerts, as JSON keyed by the alert's grouping key, exactly once with
+//! `exactly-once=true`. The other outputs (current and rejected rules, dead letters)
+//! still follow `output`.
 
 pub mod functions;
 pub mod generator;
@@ -44,7 +51,7 @@ pub use model::{
 use crate::api::{DataStream, StreamEnv};
 use crate::config::RuntimeMode;
 use crate::connectors::{FileSource, GeneratorSource, SocketTextSource};
-use crate::jobs::{ArgSpec, JobArgs, JobSpec};
+use crate::jobs::{ArgSpec, JobArgs, JobSpec, kafka_args};
 use crate::record::MAX_WATERMARK;
 use crate::source::{DeadLetter, dead_letter_tag};
 use crate::time::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
@@ -185,6 +192,11 @@ const ARGS: &[ArgSpec] = &[
         "JSON-lines file or directory of transactions ({\"transactionId\":1,\"eventTime\":<ms>,\"payeeId\":..,\"beneficiaryId\":..,\"paymentAmount\":..,\"paymentType\":\"CSH\"|\"CRD\"}); empty = generated",
     ),
     ArgSpec::new(
+        "transactions-topic",
+        "",
+        "Kafka topics (comma-separated) of transactions, JSON as in transactions (what `strom produce transactions` writes), instead of transactions; read by one reader, so one partition gives the alerts of the same file",
+    ),
+    ArgSpec::new(
         "rules",
         "",
         "JSON-lines file of the rules to start with (the demo's format); empty = the three built-in rules",
@@ -193,6 +205,11 @@ const ARGS: &[ArgSpec] = &[
         "rules-port",
         "",
         "also read rule changes as JSON lines from localhost:PORT while the job runs (start `nc -lk PORT` first)",
+    ),
+    ArgSpec::new(
+        "rules-topic",
+        "",
+        "also read rule changes from Kafka topics (comma-separated), one rule as JSON per record, applied as they arrive (like rules-port, which it replaces)",
     ),
     ArgSpec::new(
         "events",
@@ -207,8 +224,18 @@ const ARGS: &[ArgSpec] = &[
     ArgSpec::new(
         "output",
         "",
-        "directory for the results (alerts/, current-rules/, rejected-rules/, dead-letters/ with part-* files); empty = print",
+        "directory for the results (alerts/, current-rules/, rejected-rules/, dead-letters/, and dead-letters-rules/ with rules-topic, with part-* files); empty = print",
     ),
+    ArgSpec::new(
+        "output-topic",
+        "",
+        "Kafka topic for the alerts (key: the alert's grouping key, like {payeeId=3;beneficiaryId=8}; value: the alert as JSON) instead of alerts/ or stdout; current and rejected rules and dead letters still follow output",
+    ),
+    kafka_args::BROKER_ARGS[0],
+    kafka_args::BROKER_ARGS[1],
+    kafka_args::BROKER_ARGS[2],
+    kafka_args::BROKER_ARGS[3],
+    kafka_args::EXACTLY_ONCE,
 ];
 
 fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
@@ -217,51 +244,8 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
         None => (default_rules(), Vec::new()),
     };
     let output = args.path("output");
-    let transactions = match args.path("transactions") {
-        Some(path) => {
-            let txs = env
-                .from_source(
-                    FileSource::<Transaction>::json_lines(path),
-                    transaction_watermarks(),
-                    "Transactions",
-                )
-                .set_parallelism(1);
-            write_dead_letters(&txs, output.as_deref());
-            txs
-        }
-        None => {
-            let events = args.count("events")?;
-            if events.is_none() && env.config().runtime_mode == RuntimeMode::Batch {
-                bail!(
-                    "--runtime-mode batch needs bounded input: give --arg events=<n> (n > 0) or --arg transactions=<file>"
-                );
-            }
-            env.from_source(
-                GeneratorSource::new(generated_transaction)
-                    .maybe_count(events)
-                    .maybe_rate(args.rate("rate")?),
-                transaction_watermarks(),
-                "Generated Transactions",
-            )
-            .set_parallelism(1)
-        }
-    };
-    let rule_lines = match args.opt_str("rules-port") {
-        Some(port) => {
-            let port: u16 = port.trim().parse().map_err(|_| {
-                anyhow::anyhow!("--arg rules-port={port}: expected a TCP port number (1-65535) where `nc -lk PORT` listens")
-            })?;
-            env.from_source(
-                SocketTextSource::new("localhost", port),
-                rule_watermarks(),
-                "Rule Changes",
-            )
-        }
-        None => env
-            .from_collection(Vec::<String>::new())
-            .name("No Rule Changes"),
-    };
-    let rules = parse_rules(&rule_lines);
+    let transactions = transactions(env, args, output.as_deref())?;
+    let rules = parse_rules(&rule_changes(env, args, output.as_deref())?);
     // One reader and one key function keep transactions in order, so the alerts are the
     // same at every parallelism of the alert function (see `detect_fraud_with`).
     let result = detect_fraud_with(&transactions, &rules, &InitialRules::new(&initial), Some(1));
@@ -269,12 +253,15 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
         &env.from_collection(rejected_at_start)
             .name("Rejected Initial Rules"),
     );
+    let alerts_to_kafka = alerts_to_topic(env, args, &result.alerts)?;
     match output {
         Some(dir) => {
-            result
-                .alerts
-                .write_as_text(dir.join("alerts"))
-                .name("Alerts to Files");
+            if !alerts_to_kafka {
+                result
+                    .alerts
+                    .write_as_text(dir.join("alerts"))
+                    .name("Alerts to Files");
+            }
             result
                 .current_rules
                 .write_as_text(dir.join("current-rules"))
@@ -284,7 +271,9 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
                 .name("Rejected Rules to Files");
         }
         None => {
-            result.alerts.print().name("Print Alerts");
+            if !alerts_to_kafka {
+                result.alerts.print().name("Print Alerts");
+            }
             result
                 .current_rules
                 .print_with_prefix("rule")
@@ -295,8 +284,119 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unreadable input lines: to `<output>/dead-letters`, or standard error.
-fn write_dead_letters<T: crate::record::Data>(stream: &DataStream<T>, output: Option<&Path>) {
+/// The transactions, with event time: from the `transactions` file, the
+/// `transactions-topic` topics, or generated.
+fn transactions(
+    env: &StreamEnv,
+    args: &JobArgs,
+    output: Option<&Path>,
+) -> anyhow::Result<DataStream<Transaction>> {
+    kafka_args::one_input(args, "transactions", "transactions-topic")?;
+    let group = "strom-fraud-detection-transactions";
+    let txs = if let Some(source) = kafka_args::source(
+        args,
+        "transactions-topic",
+        group,
+        kafka_args::json::<Transaction>("transaction"),
+    )? {
+        env.from_source(source, transaction_watermarks(), "Transactions")
+    } else if let Some(path) = args.path("transactions") {
+        env.from_source(
+            FileSource::<Transaction>::json_lines(path),
+            transaction_watermarks(),
+            "Transactions",
+        )
+    } else {
+        return generated_transactions(env, args);
+    };
+    // One reader: alerts are decided in arrival order (see `detect_fraud_with`).
+    let txs = txs.set_parallelism(1);
+    write_dead_letters(&txs, output, "dead-letters");
+    Ok(txs)
+}
+
+fn generated_transactions(
+    env: &StreamEnv,
+    args: &JobArgs,
+) -> anyhow::Result<DataStream<Transaction>> {
+    let events = args.count("events")?;
+    if events.is_none() && env.config().runtime_mode == RuntimeMode::Batch {
+        bail!(
+            "--runtime-mode batch needs bounded input: give --arg events=<n> (n > 0) or --arg transactions=<file>"
+        );
+    }
+    Ok(env
+        .from_source(
+            GeneratorSource::new(generated_transaction)
+                .maybe_count(events)
+                .maybe_rate(args.rate("rate")?),
+            transaction_watermarks(),
+            "Generated Transactions",
+        )
+        .set_parallelism(1))
+}
+
+/// Rule changes as JSON lines, while the job runs: from a socket (`rules-port`), Kafka
+/// topics (`rules-topic`), or none.
+fn rule_changes(
+    env: &StreamEnv,
+    args: &JobArgs,
+    output: Option<&Path>,
+) -> anyhow::Result<DataStream<String>> {
+    if args.opt_str("rules-port").is_some() && args.opt_str("rules-topic").is_some() {
+        bail!("--arg rules-port and --arg rules-topic both give the rule changes: keep one");
+    }
+    if let Some(source) =
+        kafka_args::text_source(args, "rules-topic", "strom-fraud-detection-rules")?
+    {
+        let lines = env
+            .from_source(source, rule_watermarks(), "Rule Changes")
+            .set_parallelism(1);
+        // Rules that are no JSON are rejected rules; a record that is no text at all is
+        // a dead letter.
+        write_dead_letters(&lines, output, "dead-letters-rules");
+        return Ok(lines);
+    }
+    let Some(port) = args.opt_str("rules-port") else {
+        return Ok(env
+            .from_collection(Vec::<String>::new())
+            .name("No Rule Changes"));
+    };
+    let port: u16 = port.trim().parse().map_err(|_| {
+        anyhow::anyhow!("--arg rules-port={port}: expected a TCP port number (1-65535) where `nc -lk PORT` listens")
+    })?;
+    Ok(env.from_source(
+        SocketTextSource::new("localhost", port),
+        rule_watermarks(),
+        "Rule Changes",
+    ))
+}
+
+/// Sends the alerts to `output-topic` when given (keyed by their grouping key, as JSON);
+/// whether it did.
+fn alerts_to_topic(
+    env: &StreamEnv,
+    args: &JobArgs,
+    alerts: &DataStream<Alert>,
+) -> anyhow::Result<bool> {
+    let Some(sink) = kafka_args::output_sink(env, args)? else {
+        return Ok(false);
+    };
+    alerts
+        .map(|a: Alert| kafka_args::keyed_json(a.key.clone(), &a))
+        .name("Alerts as JSON")
+        .sink_to(sink)
+        .name("Alerts to Kafka")
+        .uid("fraud-detection-kafka-output");
+    Ok(true)
+}
+
+/// Unreadable input lines and records: to `<output>/<dir>`, or standard error.
+fn write_dead_letters<T: crate::record::Data>(
+    stream: &DataStream<T>,
+    output: Option<&Path>,
+    dir: &str,
+) {
     let letters = stream
         .side_output(&dead_letter_tag())
         .map(|d: DeadLetter| {
@@ -307,8 +407,8 @@ fn write_dead_letters<T: crate::record::Data>(stream: &DataStream<T>, output: Op
         })
         .name("Dead Letters");
     match output {
-        Some(dir) => letters
-            .write_as_text(PathBuf::from(dir).join("dead-letters"))
+        Some(path) => letters
+            .write_as_text(PathBuf::from(path).join(dir))
             .name("Dead Letters to Files"),
         None => letters.print_to_err().name("Print Dead Letters"),
     };

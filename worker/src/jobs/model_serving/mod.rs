@@ -18,6 +18,11 @@
 //! Generated input: wine samples around the red-wine feature means and standard
 //! deviations, and a model stream that starts with the linear model and swaps in the
 //! tree and then the logistic model every `model-interval`.
+//!
+//! On Kafka: `data-topic` and `models-topic` read samples and models in the files' forms
+//! (what `strom produce wine-samples` and `strom produce models` write; records that do
+//! not parse are dead letters), and `output-topic` takes the scores as JSON keyed by
+//! record id, exactly once with `exactly-once=true`.
 
 pub mod functions;
 pub mod models;
@@ -32,7 +37,7 @@ use crate::config::RuntimeMode;
 use crate::connectors::{FileSource, GeneratorSource};
 use crate::functions::{Collector, RichFlatMapFunction};
 use crate::jobs::fraud::generator::splitmix64;
-use crate::jobs::{ArgSpec, JobArgs, JobSpec};
+use crate::jobs::{ArgSpec, JobArgs, JobSpec, kafka_args};
 use crate::source::{DeadLetter, dead_letter_tag};
 use anyhow::bail;
 use std::path::{Path, PathBuf};
@@ -128,9 +133,19 @@ const ARGS: &[ArgSpec] = &[
         "wine samples: the UCI CSV (';'-separated, with header) or JSON lines, a file or directory; empty = generated",
     ),
     ArgSpec::new(
+        "data-topic",
+        "",
+        "Kafka topics (comma-separated) of wine samples, JSON objects as in data (what `strom produce wine-samples` writes) or CSV rows, instead of data",
+    ),
+    ArgSpec::new(
         "models",
         "",
         "JSON lines of models to serve ({\"name\":..,\"data_type\":\"wine\",\"model\":{\"type\":\"linear-regression\",..}}), applied in order; empty = generated (linear, tree, logistic)",
+    ),
+    ArgSpec::new(
+        "models-topic",
+        "",
+        "Kafka topics of models, JSON as in models (what `strom produce models` writes), applied as they arrive, instead of models; one partition keeps their order",
     ),
     ArgSpec::new("model-interval", "1s", "time between generated models"),
     ArgSpec::new(
@@ -148,6 +163,16 @@ const ARGS: &[ArgSpec] = &[
         "",
         "directory for the results (scores/, rejected-models/, unscored/, dead-letters/ with part-* files); empty = print",
     ),
+    ArgSpec::new(
+        "output-topic",
+        "",
+        "Kafka topic for the scores (key: the record id, value: the score as JSON) instead of scores/ or stdout; rejected models, unscored records and dead letters still follow output",
+    ),
+    kafka_args::BROKER_ARGS[0],
+    kafka_args::BROKER_ARGS[1],
+    kafka_args::BROKER_ARGS[2],
+    kafka_args::BROKER_ARGS[3],
+    kafka_args::EXACTLY_ONCE,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -179,59 +204,8 @@ fn dead_letters<T: crate::record::Data>(stream: &DataStream<T>, name: &str, outp
 fn build(env: &StreamEnv, args: &JobArgs, way: Way) -> anyhow::Result<()> {
     let output: Option<PathBuf> = args.path("output");
     let out = output.as_deref();
-    // Sources of files read at parallelism 1: records are numbered in file order, and
-    // models must be applied in the order they are listed.
-    let data = match args.path("data") {
-        Some(path) => {
-            let rows = env
-                .add_source(
-                    FileSource::parsed(path, WineRecord::parse_line),
-                    None,
-                    "Wine Samples",
-                )
-                .set_parallelism(1);
-            dead_letters(&rows, "data", out);
-            rows.flat_map_rich(NumberRecords::default())
-                .name("Number Samples")
-                .uid("number-samples")
-                .set_parallelism(1)
-        }
-        None => {
-            let events = args.count("events")?;
-            if events.is_none() && env.config().runtime_mode == RuntimeMode::Batch {
-                bail!(
-                    "--runtime-mode batch needs bounded input: give --arg events=<n> (n > 0) or --arg data=<file>"
-                );
-            }
-            env.add_source(
-                GeneratorSource::new(generated_wine)
-                    .maybe_count(events)
-                    .maybe_rate(args.rate("rate")?),
-                None,
-                "Generated Wine Samples",
-            )
-        }
-    };
-    let models = match args.path("models") {
-        Some(path) => {
-            let models = env
-                .add_source(FileSource::<ModelToServe>::json_lines(path), None, "Models")
-                .set_parallelism(1);
-            dead_letters(&models, "models", out);
-            models
-        }
-        None => {
-            let interval = args.duration("model-interval")?;
-            let generator = GeneratorSource::new(generated_model).count(3);
-            let generator = if interval.is_zero() {
-                generator
-            } else {
-                generator.rate(1.0 / interval.as_secs_f64())
-            };
-            env.add_source(generator, None, "Generated Models")
-                .set_parallelism(1)
-        }
-    };
+    let data = wine_samples(env, args, out)?;
+    let models = models(env, args, out)?;
     let scores = match way {
         Way::Keyed => serve_keyed(&data, &models),
         Way::Broadcast => serve_broadcast(&data, &models),
@@ -246,11 +220,14 @@ fn build(env: &StreamEnv, args: &JobArgs, way: Way) -> anyhow::Result<()> {
             )
         })
         .name("Unscored");
+    let scores_to_kafka = scores_to_topic(env, args, &scores)?;
     match out {
         Some(dir) => {
-            scores
-                .write_as_text(dir.join("scores"))
-                .name("Scores to Files");
+            if !scores_to_kafka {
+                scores
+                    .write_as_text(dir.join("scores"))
+                    .name("Scores to Files");
+            }
             rejected
                 .write_as_text(dir.join("rejected-models"))
                 .name("Rejected Models to Files");
@@ -259,12 +236,118 @@ fn build(env: &StreamEnv, args: &JobArgs, way: Way) -> anyhow::Result<()> {
                 .name("Unscored to Files");
         }
         None => {
-            scores.print().name("Print Scores");
+            if !scores_to_kafka {
+                scores.print().name("Print Scores");
+            }
             rejected.print_to_err().name("Print Rejected Models");
             unscored.print_to_err().name("Print Unscored");
         }
     }
     Ok(())
+}
+
+/// The wine samples: from the `data` file, the `data-topic` topics, or generated.
+fn wine_samples(
+    env: &StreamEnv,
+    args: &JobArgs,
+    out: Option<&Path>,
+) -> anyhow::Result<DataStream<WineRecord>> {
+    kafka_args::one_input(args, "data", "data-topic")?;
+    let group = format!("strom-{}-data", args.job());
+    // Files are read at parallelism 1: records without an id are numbered in file order.
+    let rows = if let Some(source) =
+        kafka_args::source(args, "data-topic", &group, WineRecord::parse_line)?
+    {
+        env.add_source(source, None, "Wine Samples")
+    } else if let Some(path) = args.path("data") {
+        env.add_source(
+            FileSource::parsed(path, WineRecord::parse_line),
+            None,
+            "Wine Samples",
+        )
+        .set_parallelism(1)
+    } else {
+        return generated_wine_samples(env, args);
+    };
+    dead_letters(&rows, "data", out);
+    Ok(rows
+        .flat_map_rich(NumberRecords::default())
+        .name("Number Samples")
+        .uid("number-samples")
+        .set_parallelism(1))
+}
+
+fn generated_wine_samples(
+    env: &StreamEnv,
+    args: &JobArgs,
+) -> anyhow::Result<DataStream<WineRecord>> {
+    let events = args.count("events")?;
+    if events.is_none() && env.config().runtime_mode == RuntimeMode::Batch {
+        bail!(
+            "--runtime-mode batch needs bounded input: give --arg events=<n> (n > 0) or --arg data=<file>"
+        );
+    }
+    Ok(env.add_source(
+        GeneratorSource::new(generated_wine)
+            .maybe_count(events)
+            .maybe_rate(args.rate("rate")?),
+        None,
+        "Generated Wine Samples",
+    ))
+}
+
+/// The models, in order (one reader): from the `models` file, the `models-topic` topics,
+/// or generated.
+fn models(
+    env: &StreamEnv,
+    args: &JobArgs,
+    out: Option<&Path>,
+) -> anyhow::Result<DataStream<ModelToServe>> {
+    kafka_args::one_input(args, "models", "models-topic")?;
+    let group = format!("strom-{}-models", args.job());
+    let models = if let Some(source) = kafka_args::source(
+        args,
+        "models-topic",
+        &group,
+        kafka_args::json::<ModelToServe>("model"),
+    )? {
+        env.add_source(source, None, "Models")
+    } else if let Some(path) = args.path("models") {
+        env.add_source(FileSource::<ModelToServe>::json_lines(path), None, "Models")
+    } else {
+        let interval = args.duration("model-interval")?;
+        let generator = GeneratorSource::new(generated_model).count(3);
+        let generator = if interval.is_zero() {
+            generator
+        } else {
+            generator.rate(1.0 / interval.as_secs_f64())
+        };
+        return Ok(env
+            .add_source(generator, None, "Generated Models")
+            .set_parallelism(1));
+    };
+    let models = models.set_parallelism(1);
+    dead_letters(&models, "models", out);
+    Ok(models)
+}
+
+/// Sends the scores to `output-topic` when given (keyed by record id, as JSON); whether
+/// it did.
+fn scores_to_topic(
+    env: &StreamEnv,
+    args: &JobArgs,
+    scores: &DataStream<ServingResult>,
+) -> anyhow::Result<bool> {
+    let Some(sink) = kafka_args::output_sink(env, args)? else {
+        return Ok(false);
+    };
+    scores
+        .map(|s: ServingResult| kafka_args::keyed_json(s.record_id.to_string(), &s))
+        .name("Scores as JSON")
+        .sink_to(sink)
+        .name("Scores to Kafka")
+        .uid(&format!("{}-kafka-output", args.job()));
+    Ok(true)
 }
 
 fn build_keyed(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {

@@ -4,8 +4,8 @@
 //! window function over the window's readings (the book's `TemperatureAverager`).
 
 use super::{
-    OUT_OF_ORDERNESS, SensorReading, SensorSource, emit, positive_duration, reading_watermarks,
-    readings, sensor_args,
+    OUT_OF_ORDERNESS, SensorReading, SensorSource, emit_results, positive_duration,
+    reading_watermarks, readings, sensor_args,
 };
 use crate::api::{DataStream, StreamEnv};
 use crate::functions::Collector;
@@ -81,10 +81,16 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
         args,
         generated,
         reading_watermarks(args.duration("out-of-orderness")?),
-    );
+    )?;
     let averages = average_temperatures(&readings, window);
-    emit(&averages, args.path("output").as_deref(), None, "Averages");
-    Ok(())
+    emit_results(
+        env,
+        args,
+        &averages,
+        None,
+        "Averages",
+        |r: &SensorReading| r.id.clone(),
+    )
 }
 
 pub(super) fn job() -> JobSpec {

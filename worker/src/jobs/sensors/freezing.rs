@@ -3,7 +3,7 @@
 //! `Freezing Alarm for sensor_X` to the side output `freezing-alarms`. The job prints
 //! (or writes) the alarms.
 
-use super::{SensorReading, SensorSource, emit, reading_watermarks, readings, sensor_args};
+use super::{SensorReading, SensorSource, emit_results, reading_watermarks, readings, sensor_args};
 use crate::api::{DataStream, StreamEnv};
 use crate::functions::{Collector, Context, ProcessFunction};
 use crate::jobs::{ArgSpec, JobArgs, JobSpec};
@@ -19,6 +19,19 @@ pub const FREEZING_POINT: f64 = 32.0;
 /// The tag of [`FREEZING_ALARMS`].
 pub fn freezing_alarms_tag() -> OutputTag<String> {
     OutputTag::new(FREEZING_ALARMS)
+}
+
+/// What a freezing alarm says about sensor `id`.
+fn alarm_text(id: &str) -> String {
+    format!("{ALARM_PREFIX}{id}")
+}
+
+const ALARM_PREFIX: &str = "Freezing Alarm for ";
+
+/// The sensor an alarm is for (the key of its Kafka record): the alarm is the book's
+/// plain text, so the id is read back from it.
+pub fn alarmed_sensor(alarm: &str) -> &str {
+    alarm.strip_prefix(ALARM_PREFIX).unwrap_or(alarm)
 }
 
 /// Forwards readings; alarms for freezing ones go to the side output.
@@ -43,7 +56,7 @@ impl ProcessFunction<SensorReading, SensorReading> for FreezingMonitor {
         out: &mut Collector<'_, SensorReading>,
     ) {
         if r.temperature < FREEZING_POINT {
-            ctx.output(&self.tag, format!("Freezing Alarm for {}", r.id));
+            ctx.output(&self.tag, alarm_text(&r.id));
         }
         out.collect(r);
     }
@@ -65,16 +78,17 @@ const ARGS: &[ArgSpec] = sensor_args![];
 fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
     let generated = SensorSource::from_args(env, args)?;
     // Event time plays no part here.
-    let readings = readings(env, args, generated, reading_watermarks(Duration::ZERO));
+    let readings = readings(env, args, generated, reading_watermarks(Duration::ZERO))?;
     // The forwarded readings are not printed: the alarms are the point of the demo.
     let (_, alarms) = monitor_freezing(&readings);
-    emit(
+    emit_results(
+        env,
+        args,
         &alarms,
-        args.path("output").as_deref(),
         None,
         "Freezing Alarms",
-    );
-    Ok(())
+        |alarm: &String| alarmed_sensor(alarm).to_string(),
+    )
 }
 
 pub(super) fn job() -> JobSpec {

@@ -10,7 +10,8 @@
 //! is moved back in time, by up to 15 s, so the demo shows both updates and late data.
 
 use super::{
-    OUT_OF_ORDERNESS, SensorReading, SensorSource, emit, positive_duration, readings, sensor_args,
+    OUT_OF_ORDERNESS, SensorReading, SensorSource, emit, emit_results, positive_duration, readings,
+    sensor_args,
 };
 use crate::api::{DataStream, StreamEnv};
 use crate::functions::Collector;
@@ -174,10 +175,17 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
     let mut generated = SensorSource::from_args(env, args)?;
     generated.shuffle = Some((delayed, delay.as_millis().min(i64::MAX as u128) as i64));
     let bound = args.duration("out-of-orderness")?;
-    let readings = readings(env, args, generated, eager_watermarks(bound));
+    let readings = readings(env, args, generated, eager_watermarks(bound))?;
     let (counts, late) = count_readings_with_late_data(&readings, window, lateness);
     let output = args.path("output");
-    emit(&counts, output.as_deref(), Some("counts"), "Window Counts");
+    emit_results(
+        env,
+        args,
+        &counts,
+        Some("counts"),
+        "Window Counts",
+        |c: &WindowCount| c.id.clone(),
+    )?;
     emit(
         &late,
         output.as_deref(),

@@ -9,7 +9,7 @@
 //!   state per window.
 
 use super::{
-    MinMaxTemp, OUT_OF_ORDERNESS, SensorReading, SensorSource, emit, positive_duration,
+    MinMaxTemp, OUT_OF_ORDERNESS, SensorReading, SensorSource, emit_results, positive_duration,
     reading_watermarks, readings, sensor_args,
 };
 use crate::api::{DataStream, StreamEnv};
@@ -126,19 +126,20 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
         args,
         generated,
         reading_watermarks(args.duration("out-of-orderness")?),
-    );
+    )?;
     let min_max = if incremental {
         min_max_temperatures_incremental(&readings, window)
     } else {
         min_max_temperatures(&readings, window)
     };
-    emit(
+    emit_results(
+        env,
+        args,
         &min_max,
-        args.path("output").as_deref(),
         None,
         "Min/Max Temperatures",
-    );
-    Ok(())
+        |m: &MinMaxTemp| m.id.clone(),
+    )
 }
 
 pub(super) fn job() -> JobSpec {

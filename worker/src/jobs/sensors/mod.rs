@@ -14,6 +14,12 @@
 //! book's `SensorSource`, made deterministic), the CSV formats of input files, and the
 //! wiring of sources and sinks from job arguments. Each submodule has the pipeline as a
 //! pub function from input streams to output streams, so tests can feed any source.
+//!
+//! On Kafka, every sensor job reads its readings from `readings-topic` (JSON objects, as
+//! `strom produce sensor-readings` writes them, or the files' CSV lines; records that do
+//! not parse are dead letters) and writes its results to `output-topic`, keyed by sensor
+//! id, as JSON; `exactly-once=true` makes that output transactional. `sensor-late` sends
+//! only its window counts there; its late readings still follow `output`.
 
 pub mod average;
 pub mod freezing;
@@ -26,7 +32,7 @@ use crate::api::{DataStream, StreamEnv};
 use crate::config::RuntimeMode;
 use crate::connectors::FileSource;
 use crate::jobs::wordcount::print_dead_letters;
-use crate::jobs::{ArgSpec, JobArgs, JobSpec};
+use crate::jobs::{ArgSpec, JobArgs, JobSpec, kafka_args};
 use crate::record::Data;
 use crate::source::{BoxError, Source, SourceContext, SourceOutput, SourcePoll, SourceReader};
 use crate::time::WatermarkStrategy;
@@ -139,6 +145,28 @@ pub fn parse_reading(line: &str) -> Result<SensorReading, String> {
         _ => return Err(format!("temperature '{temperature}' is not a number")),
     };
     Ok(SensorReading::new(*id, timestamp, temperature))
+}
+
+/// Parses a reading as a Kafka topic holds it: a JSON object
+/// (`{"id":"sensor_1","timestamp":1000,"temperature":65.3}`, what `strom produce
+/// sensor-readings` writes) or a CSV line like the input files'.
+pub fn parse_reading_record(text: &str) -> Result<SensorReading, String> {
+    let text = text.trim();
+    if !text.starts_with('{') {
+        return parse_reading(text);
+    }
+    let r: SensorReading = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "not a JSON sensor reading: {e}; expected {{\"id\":\"sensor_1\",\"timestamp\":<ms>,\"temperature\":<°F>}}"
+        )
+    })?;
+    if r.id.is_empty() {
+        return Err("the sensor id (\"id\") is empty".into());
+    }
+    if !r.temperature.is_finite() {
+        return Err(format!("temperature {} is not a number", r.temperature));
+    }
+    Ok(r)
 }
 
 /// Parses a CSV line `timestamp,level` with level `High` or `Low` (any case).
@@ -415,10 +443,25 @@ macro_rules! sensor_args {
                 "CSV file or directory of readings `id,timestamp,temperature` (ms, °F), e.g. examples/data/sensors/readings.csv; empty = generated readings",
             ),
             $crate::jobs::ArgSpec::new(
+                "readings-topic",
+                "",
+                "Kafka topics (comma-separated) of readings, instead of input: JSON {\"id\":\"sensor_1\",\"timestamp\":<ms>,\"temperature\":<°F>} (what `strom produce sensor-readings` writes) or CSV lines as in input",
+            ),
+            $crate::jobs::ArgSpec::new(
                 "output",
                 "",
                 "directory for the part-* result files; empty = print to stdout",
             ),
+            $crate::jobs::ArgSpec::new(
+                "output-topic",
+                "",
+                "Kafka topic for the results, instead of output: key = the sensor id, value = the result as JSON",
+            ),
+            $crate::jobs::kafka_args::BROKER_ARGS[0],
+            $crate::jobs::kafka_args::BROKER_ARGS[1],
+            $crate::jobs::kafka_args::BROKER_ARGS[2],
+            $crate::jobs::kafka_args::BROKER_ARGS[3],
+            $crate::jobs::kafka_args::EXACTLY_ONCE,
             $crate::jobs::ArgSpec::new(
                 "events",
                 "10000",
@@ -485,27 +528,64 @@ impl SensorSource {
     }
 }
 
-/// The readings of a job: from the `input` file(s), or `generated`. Timestamps and
-/// watermarks are assigned at the source, by `strategy`. Unreadable lines go to
-/// standard error.
+/// The readings of a job: from the `input` file(s), the `readings-topic` topics, or
+/// `generated`. Timestamps and watermarks are assigned at the source, by `strategy`.
+/// Unreadable lines and records go to standard error (and are counted).
 pub(crate) fn readings(
     env: &StreamEnv,
     args: &JobArgs,
     generated: SensorSource,
     strategy: WatermarkStrategy<SensorReading>,
-) -> DataStream<SensorReading> {
-    match args.path("input") {
-        Some(path) => {
-            let readings = env.from_source(
-                FileSource::parsed(path, parse_reading),
-                strategy,
-                "Sensor Readings",
-            );
-            print_dead_letters(&readings);
-            readings
-        }
-        None => env.from_source(generated, strategy, "Sensor Readings"),
+) -> anyhow::Result<DataStream<SensorReading>> {
+    kafka_args::one_input(args, "input", "readings-topic")?;
+    let group = format!("strom-{}-readings", args.job());
+    let readings = if let Some(source) =
+        kafka_args::source(args, "readings-topic", &group, parse_reading_record)?
+    {
+        env.from_source(source, strategy, "Sensor Readings")
+    } else if let Some(path) = args.path("input") {
+        env.from_source(
+            FileSource::parsed(path, parse_reading),
+            strategy,
+            "Sensor Readings",
+        )
+    } else {
+        return Ok(env.from_source(generated, strategy, "Sensor Readings"));
+    };
+    print_dead_letters(&readings);
+    Ok(readings)
+}
+
+/// Whether the readings come from outside (a file or a topic) rather than the generator.
+pub(crate) fn reads_input(args: &JobArgs) -> bool {
+    args.opt_str("input").is_some() || args.opt_str("readings-topic").is_some()
+}
+
+/// A job's results: to `output-topic` as JSON keyed by `sensor` when given, else as
+/// [`emit`] does. With `subdir` the job has other results, which still follow `output`;
+/// without, `output` and `output-topic` together are refused.
+pub(crate) fn emit_results<T: Data + fmt::Display + Serialize>(
+    env: &StreamEnv,
+    args: &JobArgs,
+    stream: &DataStream<T>,
+    subdir: Option<&str>,
+    what: &str,
+    sensor: fn(&T) -> String,
+) -> anyhow::Result<()> {
+    let Some(sink) = kafka_args::output_sink(env, args)? else {
+        emit(stream, args.path("output").as_deref(), subdir, what);
+        return Ok(());
+    };
+    if subdir.is_none() && args.opt_str("output").is_some() {
+        bail!("--arg output-topic and --arg output both take the {what}: keep one");
     }
+    stream
+        .map(move |r: T| kafka_args::keyed_json(sensor(&r), &r))
+        .name(&format!("{what} as JSON"))
+        .sink_to(sink)
+        .name(&format!("{what} to Kafka"))
+        .uid(&format!("{}-kafka-output", args.job()));
+    Ok(())
 }
 
 /// Where results go: `part-*` files under `output` (joined with `subdir` when a job has
@@ -610,6 +690,42 @@ mod tests {
                 .unwrap_err()
                 .contains("neither High nor Low")
         );
+    }
+
+    #[test]
+    fn topic_records_are_json_or_csv() {
+        let r = SensorReading::new("sensor_1", 1000, 65.5);
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(parse_reading_record(&json), Ok(r.clone()));
+        assert_eq!(parse_reading_record("sensor_1,1000,65.5"), Ok(r));
+        assert!(
+            parse_reading_record(r#"{"id":"sensor_1","timestamp":"soon","temperature":1}"#)
+                .unwrap_err()
+                .starts_with("not a JSON sensor reading")
+        );
+        assert!(
+            parse_reading_record(r#"{"id":"","timestamp":1,"temperature":1}"#)
+                .unwrap_err()
+                .contains("sensor id")
+        );
+    }
+
+    #[test]
+    fn text_alerts_give_their_sensor_as_the_kafka_key() {
+        let alert = "Temperature of sensor_7 monotonically increased for 1 second.";
+        assert_eq!(temp_rise::rising_sensor(alert), "sensor_7");
+        assert_eq!(
+            freezing::alarmed_sensor("Freezing Alarm for sensor_2"),
+            "sensor_2"
+        );
+        let fire = Alert {
+            message: format!(
+                "Risk of fire! {}",
+                SensorReading::new("hall, east", 3500, 120.0)
+            ),
+            timestamp: 3500,
+        };
+        assert_eq!(smoke::burning_sensor(&fire), "hall, east");
     }
 
     #[test]

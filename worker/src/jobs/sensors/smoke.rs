@@ -11,8 +11,9 @@
 //! The alerts are then the same on every run and at any parallelism.
 
 use super::{
-    Alert, OUT_OF_ORDERNESS, READING_INTERVAL_MS, SensorReading, SensorSource, SmokeLevel, emit,
-    generated_smoke_level, parse_smoke_level, reading_watermarks, readings, sensor_args,
+    Alert, OUT_OF_ORDERNESS, READING_INTERVAL_MS, SensorReading, SensorSource, SmokeLevel,
+    emit_results, generated_smoke_level, parse_smoke_level, reading_watermarks, readings,
+    reads_input, sensor_args,
 };
 use crate::api::{DataStream, StreamEnv};
 use crate::connectors::{FileSource, GeneratorSource};
@@ -111,7 +112,7 @@ impl KeyedBroadcastProcessFunction<String, SensorReading, SmokeLevel, Alert>
                 let ts = r.timestamp;
                 out.collect_with_timestamp(
                     Alert {
-                        message: format!("Risk of fire! {r}"),
+                        message: format!("{ALERT_PREFIX}{r}"),
                         timestamp: ts,
                     },
                     ts,
@@ -119,6 +120,20 @@ impl KeyedBroadcastProcessFunction<String, SensorReading, SmokeLevel, Alert>
             }
         }
     }
+}
+
+const ALERT_PREFIX: &str = "Risk of fire! ";
+
+/// The sensor an alert is for (the key of its Kafka record), read back from the book's
+/// message `Risk of fire! SensorReading(id,timestamp,temperature)`; ids may hold commas,
+/// so the last two fields are split off from the right.
+pub fn burning_sensor(alert: &Alert) -> &str {
+    alert
+        .message
+        .strip_prefix(ALERT_PREFIX)
+        .and_then(|m| m.strip_prefix("SensorReading("))
+        .and_then(|m| m.rsplitn(3, ',').nth(2))
+        .unwrap_or(&alert.message)
 }
 
 /// Fire alerts: readings above `threshold` °F while the smoke level is `High`. Both
@@ -168,9 +183,14 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
                 .name("Smoke Level")
         }
         None => {
-            if args.path("input").is_some() {
+            if reads_input(args) {
+                let given = if args.opt_str("input").is_some() {
+                    "input"
+                } else {
+                    "readings-topic"
+                };
                 bail!(
-                    "--arg input=... needs smoke levels from a file too: give --arg smoke=<file> \
+                    "--arg {given}=... needs smoke levels from a file too: give --arg smoke=<file> \
                      (CSV lines timestamp,High|Low, e.g. examples/data/sensors/smoke.csv)"
                 );
             }
@@ -202,10 +222,11 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
             .set_parallelism(1)
         }
     };
-    let readings = readings(env, args, generated, reading_watermarks(bound));
+    let readings = readings(env, args, generated, reading_watermarks(bound))?;
     let alerts = fire_alerts(&readings, &smoke, threshold);
-    emit(&alerts, args.path("output").as_deref(), None, "Fire Alerts");
-    Ok(())
+    emit_results(env, args, &alerts, None, "Fire Alerts", |a: &Alert| {
+        burning_sensor(a).to_string()
+    })
 }
 
 pub(super) fn job() -> JobSpec {

@@ -9,7 +9,8 @@
 //! `processing-time=wall` it uses the system clock (then give a `rate`, e.g. 100).
 
 use super::{
-    SensorReading, SensorSource, emit, positive_duration, reading_watermarks, readings, sensor_args,
+    SensorReading, SensorSource, emit_results, positive_duration, reading_watermarks, readings,
+    sensor_args,
 };
 use crate::api::{DataStream, StreamEnv};
 use crate::config::ProcessingTimeMode;
@@ -86,13 +87,25 @@ impl KeyedProcessFunction<String, SensorReading, String> for TempIncreaseAlertFu
         out: &mut Collector<'_, String>,
     ) {
         out.collect(format!(
-            "Temperature of {} monotonically increased for {}.",
+            "{ALERT_PREFIX}{}{ALERT_MIDDLE}{}.",
             ctx.current_key(),
             self.interval_text()
         ));
         // A further rise starts a new interval.
         ctx.value_state(&CURRENT_TIMER).clear();
     }
+}
+
+const ALERT_PREFIX: &str = "Temperature of ";
+const ALERT_MIDDLE: &str = " monotonically increased for ";
+
+/// The sensor an alert is for (the key of its Kafka record): the alert is the book's
+/// plain text, so the id is read back from it.
+pub fn rising_sensor(alert: &str) -> &str {
+    alert
+        .strip_prefix(ALERT_PREFIX)
+        .and_then(|rest| rest.rsplit_once(ALERT_MIDDLE))
+        .map_or(alert, |(id, _)| id)
 }
 
 /// Alerts for sensors whose temperature rose for `interval` of processing time.
@@ -128,7 +141,7 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
     };
     env.set_processing_time(mode);
     let generated = SensorSource::from_args(env, args)?;
-    let mut readings = readings(env, args, generated, reading_watermarks(Duration::ZERO));
+    let mut readings = readings(env, args, generated, reading_watermarks(Duration::ZERO))?;
     if mode == ProcessingTimeMode::Simulated {
         // A replayed clock needs one sequence of timestamps: downstream, simulated time is
         // the minimum over the input channels, so parallel readers (or one without data,
@@ -136,8 +149,9 @@ fn build(env: &StreamEnv, args: &JobArgs) -> anyhow::Result<()> {
         readings = readings.set_parallelism(1);
     }
     let alerts = temperature_rise_alerts(&readings, interval);
-    emit(&alerts, args.path("output").as_deref(), None, "Alerts");
-    Ok(())
+    emit_results(env, args, &alerts, None, "Alerts", |alert: &String| {
+        rising_sensor(alert).to_string()
+    })
 }
 
 pub(super) fn job() -> JobSpec {
