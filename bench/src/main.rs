@@ -9,6 +9,7 @@
 mod child;
 mod compare;
 mod k8s_upgrade;
+mod kafka;
 mod network;
 mod recovery;
 mod versus_loop;
@@ -118,6 +119,39 @@ enum Cmd {
         /// Also write the table to this file.
         #[arg(long)]
         output: Option<std::path::PathBuf>,
+    },
+    /// Kafka → keyed count → Kafka: word count between topics of a tansu broker on
+    /// loopback, at least once and exactly once, at each parallelism.
+    Kafka {
+        /// Input records (one-word lines).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Distinct words.
+        #[arg(long, default_value_t = 10_000)]
+        keys: u64,
+        /// Runs of each setup (the table shows medians).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Parallelisms to run, comma-separated.
+        #[arg(long, default_value = "1,2", value_delimiter = ',')]
+        parallelism: Vec<usize>,
+        /// Also write the table to this file.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// One run of `kafka` (internal): prints a JSON line.
+    #[command(hide = true)]
+    KafkaJob {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        output_topic: String,
+        #[arg(long, default_value_t = 1)]
+        parallelism: usize,
+        #[arg(long)]
+        exactly_once: bool,
+        #[arg(long)]
+        events: u64,
     },
     /// The master of `recovery` runs (internal): runs until killed.
     #[command(hide = true)]
@@ -241,6 +275,26 @@ fn main() -> anyhow::Result<()> {
             runs,
             output,
         }) => k8s_upgrade::run(&keys, value_bytes, runs, output),
+        Some(Cmd::Kafka {
+            events,
+            keys,
+            runs,
+            parallelism,
+            output,
+        }) => kafka::run(kafka::Options {
+            events,
+            keys,
+            runs,
+            parallelism,
+            output,
+        }),
+        Some(Cmd::KafkaJob {
+            brokers,
+            output_topic,
+            parallelism,
+            exactly_once,
+            events,
+        }) => kafka::job(&brokers, &output_topic, parallelism, exactly_once, events),
         Some(Cmd::RecoveryMaster {
             args,
             port,

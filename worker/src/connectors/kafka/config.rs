@@ -41,6 +41,16 @@ impl KafkaConfig {
     }
 }
 
+/// What librdkafka may buffer, under the user's properties: a reader prefetches up to
+/// 10,000 records per partition (librdkafka's default, 100,000, is hundreds of MB of
+/// small records) and 16 MB (not 64); a writer holds up to 32 MB of unsent records, as
+/// Kafka's Java producer does (librdkafka's default is 1 GB).
+pub(crate) const CONSUMER_BUFFERS: [(&str, &str); 2] = [
+    ("queued.min.messages", "10000"),
+    ("queued.max.messages.kbytes", "16384"),
+];
+pub(crate) const PRODUCER_BUFFER: (&str, &str) = ("queue.buffering.max.kbytes", "32768");
+
 /// Where a [`super::KafkaSource`] starts reading partitions its checkpoint has no offset
 /// for (all of them on a fresh start).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

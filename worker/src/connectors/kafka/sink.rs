@@ -69,7 +69,11 @@ impl<T: Data> Sink<T> for KafkaSink<T> {
         let producer: BaseProducer<Deliveries> = self
             .config
             // Idempotence: a retried send is written once per producer session.
-            .client_config(&[("enable.idempotence", "true"), ("linger.ms", "5")])
+            .client_config(&[
+                ("enable.idempotence", "true"),
+                ("linger.ms", "5"),
+                super::config::PRODUCER_BUFFER,
+            ])
             .create_with_context(deliveries.clone())
             .map_err(|e| format!("Kafka sink (brokers {}): {e}", self.config.brokers))?;
         Ok(Box::new(AtLeastOnceWriter {

@@ -129,6 +129,8 @@ impl<T: Data> Source<T> for KafkaSource<T> {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
+                super::config::CONSUMER_BUFFERS[0],
+                super::config::CONSUMER_BUFFERS[1],
             ])
             .create()
             .map_err(|e| format!("Kafka source (brokers {}): {e}", self.config.brokers))?;

@@ -249,7 +249,8 @@ impl TxnProducer {
             )
         };
         let deliveries = Deliveries::default();
-        let mut producer_config = config.client_config(&[("linger.ms", "5")]);
+        let mut producer_config =
+            config.client_config(&[("linger.ms", "5"), super::config::PRODUCER_BUFFER]);
         // Set over the user's properties: these make the protocol.
         producer_config.set("transactional.id", transactional_id);
         let producer: BaseProducer<Deliveries> = producer_config
