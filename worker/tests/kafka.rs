@@ -13,15 +13,13 @@ use common::cluster::{
     cli, completed, eventually, logged_master, running_job_id, wait_for_free_slots, worker,
 };
 use common::kafka::Broker;
-use common::{Processes, TempDir, free_port};
+use common::{Processes, TempDir, checkpointed_env, free_port};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use strom::checkpoint::storage::{CheckpointStorage, StorageOptions};
-use strom::checkpoint::{CheckpointConfig, CheckpointingMode};
 use strom::cluster::client::RestClient;
 use strom::connectors::kafka::{
     KafkaConfig, KafkaSink, KafkaSource, KeyValueText, StartingOffsets, TextValue,
@@ -244,6 +242,24 @@ fn produce_timed(broker: &Broker, topic: &str, partition: i32, records: &[(&str,
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
+/// Waits (30 s at most) until a running job has collected exactly `expected` (sorted);
+/// a failure shows what it collected.
+fn collected<T, E>(handle: &CollectHandle<T>, expected: &[E])
+where
+    T: Data + Ord + std::fmt::Debug + PartialEq<E>,
+    E: std::fmt::Debug,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handle.sorted() != expected {
+        assert!(
+            Instant::now() < deadline,
+            "collected {:?}, expected {expected:?}",
+            handle.sorted()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Ten-second event-time windows over a Kafka topic read by one reader: the job, and
 /// (window start, records in it) as they fire. Watermarks follow the record times; a
 /// batch is one record, so the reader's watermark moves on after each.
@@ -300,26 +316,15 @@ fn each_partition_has_its_own_watermark_and_an_idle_one_stops_holding_event_time
     );
     let strategy =
         || WatermarkStrategy::for_monotonous_timestamps().with_idleness(Duration::from_secs(1));
-    let fired = |windows: &CollectHandle<(i64, usize)>, expected: &[(i64, usize)]| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while windows.sorted() != expected {
-            assert!(
-                Instant::now() < deadline,
-                "fired {:?}, expected {expected:?}",
-                windows.sorted()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
     // Both partitions are read out, then idle: every window before 30 s has fired (the
     // one from 30 s waits for later records), none short of a record.
     let (job, windows) = windows_of(&broker, "events", strategy());
-    fired(&windows, &[(0, 3), (10_000, 1), (20_000, 1)]);
+    collected(&windows, &[(0, 3), (10_000, 1), (20_000, 1)]);
     job.cancel();
     // Partition 1 of "sparse" never gets a record: once it is idle, the windows of
     // partition 0 fire.
     let (job, windows) = windows_of(&broker, "sparse", strategy());
-    fired(&windows, &[(0, 2)]);
+    collected(&windows, &[(0, 2)]);
     job.cancel();
 }
 
@@ -343,18 +348,7 @@ fn a_topic_pattern_reads_matching_topics_and_finds_new_topics_and_partitions() {
     broker.produce("orders-eu", 1, &["eu-1".to_string()]);
     broker.produce("orders-us", 1, &["us-1".to_string()]);
     broker.produce("payments", 1, &["pay-1".to_string()]);
-    let has = |expected: &[&str]| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while read.sorted() != expected {
-            assert!(
-                Instant::now() < deadline,
-                "read {:?}, expected {expected:?}",
-                read.sorted()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    has(&["eu-1", "us-1"]);
+    collected(&read, &["eu-1", "us-1"]);
     // A topic created while the job runs, with records from before it was found.
     broker.create_topic("orders-asia", 2);
     broker.produce(
@@ -362,7 +356,7 @@ fn a_topic_pattern_reads_matching_topics_and_finds_new_topics_and_partitions() {
         2,
         &["asia-1".to_string(), "asia-2".to_string()],
     );
-    has(&["asia-1", "asia-2", "eu-1", "us-1"]);
+    collected(&read, &["asia-1", "asia-2", "eu-1", "us-1"]);
     job.cancel();
     assert!(
         KafkaSource::with_topic_pattern(broker.config(), "orders-(", TextValue)
@@ -425,28 +419,6 @@ fn the_word_count_job_reads_and_writes_kafka_topics_given_as_args() {
     assert!(e.contains("give --checkpoint-interval-ms"), "{e}");
     let e = run_word_count(&["input-topic=hamlet".to_string()], 1).unwrap_err();
     assert!(e.contains("--arg kafka-brokers=host:port"), "{e}");
-}
-
-/// An environment at `parallelism` that checkpoints every 50 ms into memory.
-fn checkpointed_env(parallelism: usize, name: &str) -> StreamEnv {
-    let options = StorageOptions::default();
-    let storage = CheckpointStorage::open(&format!("memory://{name}/"), &options).unwrap();
-    StreamEnv::with_config(ExecutionConfig {
-        parallelism,
-        checkpointing: Some(CheckpointConfig {
-            interval: Duration::from_millis(50),
-            timeout: Duration::from_secs(10),
-            min_pause: Duration::ZERO,
-            max_concurrent: 1,
-            retained: 2,
-            storage,
-            options,
-            job_dir: name.into(),
-            mode: CheckpointingMode::ExactlyOnce,
-            retention: Default::default(),
-        }),
-        ..ExecutionConfig::default()
-    })
 }
 
 /// The offset the consumer group `group` committed on partition 0 of `topic`.

@@ -16,14 +16,11 @@ mod common;
 mod kafka_log;
 
 use common::kafka::Broker;
-use common::{TempDir, read_parts};
+use common::{TempDir, checkpointed_env, read_parts};
 use serde::de::DeserializeOwned;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
-use strom::checkpoint::storage::{CheckpointStorage, StorageOptions};
-use strom::checkpoint::{CheckpointConfig, CheckpointingMode};
 use strom::jobs::fraud::{self, Alert};
 use strom::jobs::model_serving::{ServingResult, WineRecord};
 use strom::jobs::sensors::late::WindowCount;
@@ -196,28 +193,6 @@ fn fraud_detection_reads_transactions_and_rule_changes_from_topics_and_writes_al
         current.iter().any(|r| r.starts_with("rule 9 ACTIVE")),
         "{current:?}"
     );
-}
-
-/// An environment at `parallelism` that checkpoints every 50 ms into memory.
-fn checkpointed_env(parallelism: usize, name: &str) -> StreamEnv {
-    let options = StorageOptions::default();
-    let storage = CheckpointStorage::open(&format!("memory://{name}/"), &options).unwrap();
-    StreamEnv::with_config(ExecutionConfig {
-        parallelism,
-        checkpointing: Some(CheckpointConfig {
-            interval: Duration::from_millis(50),
-            timeout: Duration::from_secs(10),
-            min_pause: Duration::ZERO,
-            max_concurrent: 1,
-            retained: 2,
-            storage,
-            options,
-            job_dir: name.into(),
-            mode: CheckpointingMode::ExactlyOnce,
-            retention: Default::default(),
-        }),
-        ..ExecutionConfig::default()
-    })
 }
 
 #[test]

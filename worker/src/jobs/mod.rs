@@ -83,3 +83,26 @@ fn builtin_jobs() -> Vec<JobSpec> {
     jobs.extend(user_behavior::jobs());
     jobs
 }
+
+/// Unreadable input lines and records: to `<output>/<dir>`, or standard error.
+pub(crate) fn write_dead_letters<T: crate::record::Data>(
+    stream: &crate::api::DataStream<T>,
+    output: Option<&std::path::Path>,
+    dir: &str,
+) {
+    let letters = stream
+        .side_output(&crate::source::dead_letter_tag())
+        .map(|d: crate::source::DeadLetter| {
+            format!(
+                "dead letter at {}: {} (line: {:?})",
+                d.position, d.error, d.payload
+            )
+        })
+        .name("Dead Letters");
+    match output {
+        Some(path) => letters
+            .write_as_text(std::path::PathBuf::from(path).join(dir))
+            .name("Dead Letters to Files"),
+        None => letters.print_to_err().name("Print Dead Letters"),
+    };
+}

@@ -33,8 +33,7 @@ use crate::functions::{
     AggregateFn, AggregateFunction, Collector, KeyedContext, KeyedProcessFunction,
 };
 use crate::jobs::fraud::generator::splitmix64;
-use crate::jobs::{ArgSpec, JobArgs, JobSpec, kafka_args};
-use crate::source::{DeadLetter, dead_letter_tag};
+use crate::jobs::{ArgSpec, JobArgs, JobSpec, kafka_args, write_dead_letters};
 use crate::state::MapStateDescriptor;
 use crate::time::WatermarkStrategy;
 use crate::windows::{
@@ -709,21 +708,7 @@ fn events(
     } else {
         return generated_events(env, args);
     };
-    let letters = events
-        .side_output(&dead_letter_tag())
-        .map(|d: DeadLetter| {
-            format!(
-                "dead letter at {}: {} (line: {:?})",
-                d.position, d.error, d.payload
-            )
-        })
-        .name("Dead Letters");
-    match output {
-        Some(dir) => letters
-            .write_as_text(dir.join("dead-letters"))
-            .name("Dead Letters to Files"),
-        None => letters.print_to_err().name("Print Dead Letters"),
-    };
+    write_dead_letters(&events, output, "dead-letters");
     Ok(events)
 }
 

@@ -244,3 +244,28 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// An environment at `parallelism` that checkpoints every 50 ms into memory
+/// (`memory://<name>/`), exactly once.
+pub fn checkpointed_env(parallelism: usize, name: &str) -> StreamEnv {
+    use strom::checkpoint::storage::{CheckpointStorage, StorageOptions};
+    use strom::checkpoint::{CheckpointConfig, CheckpointingMode};
+    let options = StorageOptions::default();
+    let storage = CheckpointStorage::open(&format!("memory://{name}/"), &options).unwrap();
+    StreamEnv::with_config(ExecutionConfig {
+        parallelism,
+        checkpointing: Some(CheckpointConfig {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(10),
+            min_pause: Duration::ZERO,
+            max_concurrent: 1,
+            retained: 2,
+            storage,
+            options,
+            job_dir: name.into(),
+            mode: CheckpointingMode::ExactlyOnce,
+            retention: Default::default(),
+        }),
+        ..ExecutionConfig::default()
+    })
+}

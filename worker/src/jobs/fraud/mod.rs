@@ -51,12 +51,11 @@ pub use model::{
 use crate::api::{DataStream, StreamEnv};
 use crate::config::RuntimeMode;
 use crate::connectors::{FileSource, GeneratorSource, SocketTextSource};
-use crate::jobs::{ArgSpec, JobArgs, JobSpec, kafka_args};
+use crate::jobs::{ArgSpec, JobArgs, JobSpec, kafka_args, write_dead_letters};
 use crate::record::MAX_WATERMARK;
-use crate::source::{DeadLetter, dead_letter_tag};
 use crate::time::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
 use anyhow::{Context as _, bail};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// How far transactions may arrive out of event-time order (the demo's 500 ms).
@@ -389,29 +388,6 @@ fn alerts_to_topic(
         .name("Alerts to Kafka")
         .uid("fraud-detection-kafka-output");
     Ok(true)
-}
-
-/// Unreadable input lines and records: to `<output>/<dir>`, or standard error.
-fn write_dead_letters<T: crate::record::Data>(
-    stream: &DataStream<T>,
-    output: Option<&Path>,
-    dir: &str,
-) {
-    let letters = stream
-        .side_output(&dead_letter_tag())
-        .map(|d: DeadLetter| {
-            format!(
-                "dead letter at {}: {} (line: {:?})",
-                d.position, d.error, d.payload
-            )
-        })
-        .name("Dead Letters");
-    match output {
-        Some(path) => letters
-            .write_as_text(PathBuf::from(path).join(dir))
-            .name("Dead Letters to Files"),
-        None => letters.print_to_err().name("Print Dead Letters"),
-    };
 }
 
 /// The jobs of this module.
