@@ -10,6 +10,7 @@ mod common;
 
 use common::cluster::{STROM, cli, master_command, run_alone, wait_for_free_slots, worker};
 use common::{Processes, TempDir, free_port, read_parts};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -18,11 +19,32 @@ fn master(port: u16, job_args: &[String]) -> Child {
     master_with_rest(port, free_port(), job_args)
 }
 
+/// The logs of the masters started here, by process id: a thread reads each master's
+/// stderr while it runs (a pipe nobody reads stalls a master once it is full), and
+/// `wait_for_master` takes the whole log when the master has exited.
+static MASTER_LOGS: std::sync::Mutex<BTreeMap<u32, std::thread::JoinHandle<String>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
 fn master_with_rest(port: u16, rest_port: u16, job_args: &[String]) -> Child {
-    master_command(port, rest_port, job_args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    drained(
+        master_command(port, rest_port, job_args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `child`, whose piped stderr a thread now reads into its log for `wait_for_master`.
+fn drained(mut child: Child) -> Child {
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut log = Vec::new();
+        let _ = stderr.read_to_end(&mut log);
+        String::from_utf8_lossy(&log).into_owned()
+    });
+    MASTER_LOGS.lock().unwrap().insert(child.id(), reader);
+    child
 }
 
 /// Waits for the master (the first process) to exit; returns its status and stderr.
@@ -30,15 +52,9 @@ fn wait_for_master(processes: &mut Processes, timeout: Duration) -> (ExitStatus,
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = processes.0[0].try_wait().unwrap() {
-            let mut stderr = String::new();
-            use std::io::Read;
-            processes.0[0]
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            return (status, stderr);
+            let reader = MASTER_LOGS.lock().unwrap().remove(&processes.0[0].id());
+            let log = reader.map(|r| r.join().unwrap()).unwrap_or_default();
+            return (status, log);
         }
         assert!(
             Instant::now() < deadline,
@@ -535,11 +551,17 @@ reconnect-interval-ms = 100
         } else {
             Stdio::null()
         };
-        c.args(args)
+        let child = c
+            .args(args)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .unwrap()
+            .unwrap();
+        if args[0] == "master" {
+            drained(child)
+        } else {
+            child
+        }
     };
     let mut processes = Processes(vec![
         spawn(&["master", "word-count"], false),
@@ -1269,7 +1291,7 @@ fn strom_run_with_a_rest_api_takes_savepoints_and_stops_with_one() {
     };
     let rest_port = free_port();
     let rest = format!("127.0.0.1:{rest_port}");
-    let mut run = Processes(vec![
+    let mut run = Processes(vec![drained(
         Command::new(STROM)
             .arg("run")
             .args(checkpointed(&["--arg", "rate=2000", "--rest-bind", &rest]))
@@ -1277,7 +1299,7 @@ fn strom_run_with_a_rest_api_takes_savepoints_and_stops_with_one() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
-    ]);
+    )]);
     let api = strom::cluster::client::RestClient::new(&format!("http://{rest}")).unwrap();
     let id = running_job_id(&api);
     let savepoints = dir.join("savepoints").display().to_string();
