@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::cluster::{STROM, cli, master_command, run_alone, wait_for_free_slots, worker};
+use common::cluster::{
+    STROM, cli, master_command, run_alone, sigterm, wait_for_free_slots, worker,
+};
 use common::{Processes, TempDir, free_port, read_parts};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -760,14 +762,7 @@ fn a_session_master_runs_submitted_jobs_as_slots_come_free() {
     assert_eq!(api.call(Method::GET, "/v1/overview").unwrap()["workers"], 2);
 
     // SIGTERM stops a session master cleanly.
-    let pid = processes.0[0].id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&processes.0[0]);
     let (status, stderr) = wait_for_master(&mut processes, Duration::from_secs(10));
     assert!(status.success(), "{stderr}");
     assert!(

@@ -41,7 +41,17 @@ struct SplitWatermark<T> {
     idle: bool,
 }
 
-impl<T> SplitWatermark<T> {
+impl<T: crate::record::Data> SplitWatermark<T> {
+    /// A split without records yet: it holds the watermark back until it has some or is
+    /// idle.
+    fn new(strategy: &WatermarkStrategy<T>) -> Self {
+        SplitWatermark {
+            generator: strategy.instantiate(),
+            watermark: MIN_WATERMARK,
+            idle: false,
+        }
+    }
+
     /// Takes in what the generator said.
     fn note(&mut self, out: WatermarkOutput) {
         if let Some(w) = out.watermark {
@@ -75,11 +85,9 @@ where
     /// reader's watermark back until its records move it on or it is idle.
     pub(crate) fn add_split(&mut self, split: usize) {
         let strategy = &self.strategy;
-        self.splits.entry(split).or_insert_with(|| SplitWatermark {
-            generator: strategy.instantiate(),
-            watermark: MIN_WATERMARK,
-            idle: false,
-        });
+        self.splits
+            .entry(split)
+            .or_insert_with(|| SplitWatermark::new(strategy));
     }
 
     /// Feeds one record of split `split` (declared now if it was not); returns what to
@@ -90,11 +98,14 @@ where
         value: &T,
         timestamp: i64,
     ) -> Vec<WatermarkAction> {
-        self.add_split(split);
+        let strategy = &self.strategy;
+        let entry = self
+            .splits
+            .entry(split)
+            .or_insert_with(|| SplitWatermark::new(strategy));
         if timestamp == NO_TIMESTAMP {
             return Vec::new();
         }
-        let entry = self.splits.get_mut(&split).expect("added above");
         entry.idle = false;
         entry
             .generator
